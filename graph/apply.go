@@ -1,0 +1,376 @@
+package graph
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strconv"
+)
+
+// Apply applies ops in order, all or nothing. Each op is validated first (as
+// [Op.Validate], on a copy: ops is not modified). On the first op that fails,
+// every earlier op of the batch is undone, g is exactly as before, and the
+// *OpError carries that op's Index.
+func (g *Graph) Apply(ops []Op) error {
+	t := tx{g: g}
+	if err := t.run(ops); err != nil {
+		t.rollback()
+		return err
+	}
+	return nil
+}
+
+// ApplyUndoable is Apply that also returns a function undoing the whole
+// batch. A room applies ops before it commits them, so that it knows the
+// result is valid and how large it is, and undoes them if the commit fails.
+// undo must be called before any other change to g; it is nil on error.
+func (g *Graph) ApplyUndoable(ops []Op) (undo func(), err error) {
+	t := &tx{g: g}
+	if err := t.run(ops); err != nil {
+		t.rollback()
+		return nil, err
+	}
+	return t.rollback, nil
+}
+
+// Check reports the error Apply would return for ops, leaving g unchanged
+// either way.
+func (g *Graph) Check(ops []Op) error {
+	t := tx{g: g}
+	err := t.run(ops)
+	t.rollback()
+	return err
+}
+
+// tx applies ops while journaling how to undo them. Undoing costs as much as
+// the ops themselves, where cloning up front would cost the whole room.
+type tx struct {
+	g   *Graph
+	log []undo
+}
+
+type undoKind uint8
+
+const (
+	undoNode undoKind = iota
+	undoEdge
+	undoReset
+)
+
+// undo restores one element (or, for a reset, the whole graph) to what it
+// was before one primitive change.
+type undo struct {
+	kind undoKind
+	id   string
+	had  bool
+	node Node
+	edge Edge
+	prev *Graph
+}
+
+func (t *tx) run(ops []Op) error {
+	for i := range ops {
+		op := ops[i]
+		var ferr *OpError
+		if ferr = op.validate(); ferr == nil {
+			ferr = t.apply(&op)
+		}
+		if ferr != nil {
+			ferr.Index = i
+			ferr.Op = op.Kind
+			return ferr
+		}
+	}
+	return nil
+}
+
+func (t *tx) rollback() {
+	g := t.g
+	for i := len(t.log) - 1; i >= 0; i-- {
+		u := &t.log[i]
+		switch u.kind {
+		case undoNode:
+			if u.had {
+				g.nodes[u.id] = u.node
+			} else {
+				delete(g.nodes, u.id)
+			}
+		case undoEdge:
+			if cur, ok := g.edges[u.id]; ok {
+				g.unlink(cur)
+				delete(g.edges, u.id)
+			}
+			if u.had {
+				g.edges[u.id] = u.edge
+				g.link(u.edge)
+			}
+		case undoReset:
+			*g = *u.prev
+		}
+	}
+	t.log = nil
+}
+
+func (t *tx) setNode(n Node) {
+	old, had := t.g.nodes[n.ID]
+	t.log = append(t.log, undo{kind: undoNode, id: n.ID, had: had, node: old})
+	t.g.nodes[n.ID] = n
+}
+
+func (t *tx) delNode(id string) {
+	old := t.g.nodes[id]
+	t.log = append(t.log, undo{kind: undoNode, id: id, had: true, node: old})
+	delete(t.g.nodes, id)
+}
+
+func (t *tx) setEdge(e Edge) {
+	old, had := t.g.edges[e.ID]
+	t.log = append(t.log, undo{kind: undoEdge, id: e.ID, had: had, edge: old})
+	if had {
+		t.g.unlink(old)
+	}
+	t.g.edges[e.ID] = e
+	t.g.link(e)
+}
+
+func (t *tx) delEdge(id string) {
+	old := t.g.edges[id]
+	t.log = append(t.log, undo{kind: undoEdge, id: id, had: true, edge: old})
+	t.g.unlink(old)
+	delete(t.g.edges, id)
+}
+
+func (t *tx) reset(s State) {
+	prev := *t.g
+	t.log = append(t.log, undo{kind: undoReset, prev: &prev})
+	*t.g = *buildGraph(s)
+}
+
+// apply performs one op that has passed validate.
+func (t *tx) apply(op *Op) *OpError {
+	g := t.g
+	switch op.Kind {
+	case OpAddNode:
+		n := *op.Node
+		if ferr := g.checkNewID(n.ID, "node.id"); ferr != nil {
+			return ferr
+		}
+		t.setNode(n)
+
+	case OpAddEdge:
+		e := *op.Edge
+		if ferr := g.checkNewID(e.ID, "edge.id"); ferr != nil {
+			return ferr
+		}
+		if ferr := g.checkNode(e.Source, "edge.source"); ferr != nil {
+			return ferr
+		}
+		if ferr := g.checkNode(e.Target, "edge.target"); ferr != nil {
+			return ferr
+		}
+		t.setEdge(e)
+
+	case OpUpdateNode:
+		cur, ok := g.nodes[op.ID]
+		if !ok {
+			return g.missing("node", op.ID)
+		}
+		n, ferr := patchNode(cur, op.Patch)
+		if ferr != nil {
+			return ferr
+		}
+		t.setNode(n)
+
+	case OpUpdateEdge:
+		cur, ok := g.edges[op.ID]
+		if !ok {
+			return g.missing("edge", op.ID)
+		}
+		e, ferr := patchEdge(cur, op.Patch)
+		if ferr != nil {
+			return ferr
+		}
+		if e.Source != cur.Source {
+			if ferr := g.checkNode(e.Source, "patch.source"); ferr != nil {
+				return ferr
+			}
+		}
+		if e.Target != cur.Target {
+			if ferr := g.checkNode(e.Target, "patch.target"); ferr != nil {
+				return ferr
+			}
+		}
+		t.setEdge(e)
+
+	case OpRemoveNode:
+		if _, ok := g.nodes[op.ID]; !ok {
+			return g.missing("node", op.ID)
+		}
+		touching := make([]string, 0, len(g.adj[op.ID]))
+		for eid := range g.adj[op.ID] {
+			touching = append(touching, eid)
+		}
+		for _, eid := range touching {
+			t.delEdge(eid)
+		}
+		t.delNode(op.ID)
+
+	case OpRemoveEdge:
+		if _, ok := g.edges[op.ID]; !ok {
+			return g.missing("edge", op.ID)
+		}
+		t.delEdge(op.ID)
+
+	case OpReset:
+		t.reset(*op.State)
+	}
+	return nil
+}
+
+func (g *Graph) checkNewID(id, field string) *OpError {
+	if _, ok := g.nodes[id]; ok {
+		return fieldErr(field, "id %q is already used by a node", id)
+	}
+	if _, ok := g.edges[id]; ok {
+		return fieldErr(field, "id %q is already used by an edge", id)
+	}
+	return nil
+}
+
+func (g *Graph) checkNode(id, field string) *OpError {
+	if _, ok := g.nodes[id]; ok {
+		return nil
+	}
+	if _, ok := g.edges[id]; ok {
+		return fieldErr(field, "node %q does not exist (%q is an edge)", id, id)
+	}
+	return fieldErr(field, "node %q does not exist", id)
+}
+
+func (g *Graph) missing(kind, id string) *OpError {
+	_, isNode := g.nodes[id]
+	_, isEdge := g.edges[id]
+	switch {
+	case kind == "node" && isEdge:
+		return fieldErr("id", "node %q does not exist (%q is an edge)", id, id)
+	case kind == "edge" && isNode:
+		return fieldErr("id", "edge %q does not exist (%q is a node)", id, id)
+	}
+	return fieldErr("id", "%s %q does not exist", kind, id)
+}
+
+// patchFields decodes a patch that has passed validatePatch, keys sorted so
+// that errors are deterministic.
+func patchFields(patch json.RawMessage) ([]string, map[string]any) {
+	dec := json.NewDecoder(bytes.NewReader(patch))
+	dec.UseNumber()
+	var m map[string]any
+	_ = dec.Decode(&m) // validatePatch already decoded these bytes
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys, m
+}
+
+func patchNode(n Node, patch json.RawMessage) (Node, *OpError) {
+	keys, m := patchFields(patch)
+	for _, k := range keys {
+		v := m[k]
+		switch k {
+		case "id":
+			if v.(string) != n.ID {
+				return n, fieldErr("patch.id", "cannot change the id of node %q", n.ID)
+			}
+		case "kind":
+			n.Kind = v.(string)
+		case "label":
+			n.Label = v.(string)
+		case "x":
+			n.X, _ = strconv.ParseFloat(string(v.(json.Number)), 64)
+		case "y":
+			n.Y, _ = strconv.ParseFloat(string(v.(json.Number)), 64)
+		case "data":
+			d, ferr := mergeData(n.Data, v)
+			if ferr != nil {
+				return n, ferr
+			}
+			n.Data = d
+		}
+	}
+	return n, nil
+}
+
+func patchEdge(e Edge, patch json.RawMessage) (Edge, *OpError) {
+	keys, m := patchFields(patch)
+	for _, k := range keys {
+		v := m[k]
+		switch k {
+		case "id":
+			if v.(string) != e.ID {
+				return e, fieldErr("patch.id", "cannot change the id of edge %q", e.ID)
+			}
+		case "kind":
+			e.Kind = v.(string)
+		case "label":
+			e.Label = v.(string)
+		case "source":
+			e.Source = v.(string)
+		case "target":
+			e.Target = v.(string)
+		case "data":
+			d, ferr := mergeData(e.Data, v)
+			if ferr != nil {
+				return e, ferr
+			}
+			e.Data = d
+		}
+	}
+	return e, nil
+}
+
+// mergeData applies the "data" member of a patch (nil or an object) to the
+// current data as RFC 7396 says, and re-checks the size limit.
+func mergeData(cur json.RawMessage, patch any) (json.RawMessage, *OpError) {
+	if patch == nil {
+		return json.RawMessage("{}"), nil
+	}
+	target, err := decodeValue(cur)
+	if err != nil {
+		// Stored data went through validateData; only a caller that
+		// bypassed this package could get here.
+		target = map[string]any{}
+	}
+	merged := mergePatch(target, patch)
+	b, err := json.Marshal(merged)
+	if err != nil {
+		return nil, fieldErr("patch.data", "%s", err.Error())
+	}
+	if len(b) > MaxDataSize {
+		return nil, fieldErr("patch.data", "data would be %d bytes encoded, at most %d allowed", len(b), MaxDataSize)
+	}
+	return b, nil
+}
+
+// mergePatch is RFC 7396 MergePatch on decoded JSON. target is consumed;
+// patch is not modified, but non-object members of it end up shared with
+// the result, which is only marshalled.
+func mergePatch(target, patch any) any {
+	pm, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	tm, ok := target.(map[string]any)
+	if !ok {
+		tm = make(map[string]any, len(pm))
+	}
+	for k, v := range pm {
+		if v == nil {
+			delete(tm, k)
+		} else {
+			tm[k] = mergePatch(tm[k], v)
+		}
+	}
+	return tm
+}

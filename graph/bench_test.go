@@ -1,0 +1,66 @@
+package graph_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/liveshare/liveshare/graph"
+)
+
+// bigGraph has 50k nodes in a chain and 50k edges between neighbours.
+func bigGraph(b *testing.B) *graph.Graph {
+	b.Helper()
+	const n = 50000
+	s := graph.State{}
+	for i := 0; i < n; i++ {
+		s.Nodes = append(s.Nodes, graph.Node{ID: fmt.Sprintf("n%d", i), Kind: "table", Data: []byte(`{"cols":[{"name":"id","type":"uuid"}]}`)})
+	}
+	for i := 0; i < n; i++ {
+		s.Edges = append(s.Edges, graph.Edge{ID: fmt.Sprintf("e%d", i), Source: fmt.Sprintf("n%d", i), Target: fmt.Sprintf("n%d", (i+1)%n)})
+	}
+	g, err := graph.FromState(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g
+}
+
+// A rejected batch on a 100k-element room costs about as much as the batch,
+// not the room.
+func BenchmarkApplyRejectedBatchLargeGraph(b *testing.B) {
+	g := bigGraph(b)
+	ops := []graph.Op{
+		{Kind: graph.OpRemoveNode, ID: "n10"},
+		{Kind: graph.OpUpdateNode, ID: "n11", Patch: []byte(`{"x":5,"data":{"note":"hi"}}`)},
+		{Kind: graph.OpRemoveNode, ID: "missing"},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := g.Apply(ops); err == nil {
+			b.Fatal("accepted")
+		}
+	}
+}
+
+func BenchmarkCheckLargeGraph(b *testing.B) {
+	g := bigGraph(b)
+	ops := []graph.Op{
+		{Kind: graph.OpAddNode, Node: &graph.Node{ID: "new", Data: []byte(`{"a":1}`)}},
+		{Kind: graph.OpAddEdge, Edge: &graph.Edge{ID: "new-e", Source: "new", Target: "n1"}},
+		{Kind: graph.OpRemoveNode, ID: "n1"},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := g.Check(ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkClone(b *testing.B) {
+	g := bigGraph(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = g.Clone()
+	}
+}

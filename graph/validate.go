@@ -1,0 +1,433 @@
+package graph
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Limits of DESIGN.md §3.
+const (
+	MaxIDLen    = 128       // bytes; ids are ASCII
+	MaxTextLen  = 256       // bytes of UTF-8, for kind and label
+	MaxDataSize = 64 * 1024 // bytes of canonical JSON
+)
+
+const idRule = "must be 1-128 characters of [A-Za-z0-9_.:-]"
+
+// Validate checks the op's shape without a graph and normalises it: Data
+// becomes canonical JSON (compact, keys sorted, numbers verbatim, "{}" when
+// absent), Patch becomes canonical JSON, a reset State gets non-nil slices.
+// Normalisation replaces op's pointers and slices with new ones and never
+// writes through the ones it was given, so a caller's Node, Edge or State is
+// left as it was.
+//
+// Rules: a known kind; exactly the fields of that kind (add_node: node;
+// add_edge: edge; update_*: id and patch; remove_*: id; reset: state and an
+// optional snapshot_id); ids of 1-128 characters of [A-Za-z0-9_.:-]; kind and
+// label at most 256 bytes of valid UTF-8; x and y finite; data a JSON object
+// of at most 64 KiB encoded, holding no number beyond float64; patch a JSON
+// object whose top-level keys are fields of the element, with the right types
+// and without null except for data. A reset's state must be valid as a whole
+// (see [FromState]). What needs the graph (existence, id clashes, the id a
+// patch keeps) is checked by [Graph.Apply].
+func (op *Op) Validate() error {
+	if ferr := op.validate(); ferr != nil {
+		ferr.Op = op.Kind
+		return ferr
+	}
+	return nil
+}
+
+// fields an op may carry, in the order they are reported.
+const (
+	fID = 1 << iota
+	fNode
+	fEdge
+	fPatch
+	fSnapshotID
+	fState
+)
+
+var fieldNames = []struct {
+	bit  int
+	name string
+}{{fID, "id"}, {fNode, "node"}, {fEdge, "edge"}, {fPatch, "patch"}, {fSnapshotID, "snapshot_id"}, {fState, "state"}}
+
+var opShapes = map[OpKind]struct{ required, optional int }{
+	OpAddNode:    {fNode, 0},
+	OpUpdateNode: {fID | fPatch, 0},
+	OpRemoveNode: {fID, 0},
+	OpAddEdge:    {fEdge, 0},
+	OpUpdateEdge: {fID | fPatch, 0},
+	OpRemoveEdge: {fID, 0},
+	OpReset:      {fState, fSnapshotID},
+}
+
+func (op *Op) validate() *OpError {
+	shape, ok := opShapes[op.Kind]
+	if !ok {
+		if op.Kind == "" {
+			return fieldErr("op", "is required")
+		}
+		return fieldErr("op", "unknown op %q", string(op.Kind))
+	}
+	present := 0
+	if op.ID != "" {
+		present |= fID
+	}
+	if op.Node != nil {
+		present |= fNode
+	}
+	if op.Edge != nil {
+		present |= fEdge
+	}
+	if len(op.Patch) != 0 {
+		present |= fPatch
+	}
+	if op.SnapshotID != "" {
+		present |= fSnapshotID
+	}
+	if op.State != nil {
+		present |= fState
+	}
+	for _, f := range fieldNames {
+		if present&f.bit != 0 && (shape.required|shape.optional)&f.bit == 0 {
+			return fieldErr(f.name, "not allowed in %s", string(op.Kind))
+		}
+	}
+	for _, f := range fieldNames {
+		if shape.required&f.bit != 0 && present&f.bit == 0 {
+			return fieldErr(f.name, "is required for %s", string(op.Kind))
+		}
+	}
+
+	switch op.Kind {
+	case OpAddNode:
+		n, ferr := validateNode(*op.Node, "node")
+		if ferr != nil {
+			return ferr
+		}
+		op.Node = &n
+	case OpAddEdge:
+		e, ferr := validateEdge(*op.Edge, "edge")
+		if ferr != nil {
+			return ferr
+		}
+		op.Edge = &e
+	case OpUpdateNode, OpUpdateEdge:
+		if !validID(op.ID) {
+			return fieldErr("id", idRule)
+		}
+		p, ferr := validatePatch(op.Patch, op.Kind == OpUpdateEdge)
+		if ferr != nil {
+			return ferr
+		}
+		op.Patch = p
+	case OpRemoveNode, OpRemoveEdge:
+		if !validID(op.ID) {
+			return fieldErr("id", idRule)
+		}
+	case OpReset:
+		if op.SnapshotID != "" && !validID(op.SnapshotID) {
+			return fieldErr("snapshot_id", idRule)
+		}
+		s, ferr := validateState(*op.State, "state")
+		if ferr != nil {
+			return ferr
+		}
+		op.State = &s
+	}
+	return nil
+}
+
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '_', c == '.', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func checkText(s, path string) *OpError {
+	if len(s) > MaxTextLen {
+		return fieldErr(path, "must be at most %d bytes, is %d", MaxTextLen, len(s))
+	}
+	if !utf8.ValidString(s) {
+		// JSON cannot carry invalid UTF-8 faithfully; refuse it rather than
+		// let the op log and the live state disagree.
+		return fieldErr(path, "must be valid UTF-8")
+	}
+	return nil
+}
+
+func checkCoord(f float64, path string) *OpError {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return fieldErr(path, "must be a finite number")
+	}
+	return nil
+}
+
+// validateNode returns n normalised, with Data in fresh canonical bytes.
+func validateNode(n Node, path string) (Node, *OpError) {
+	if !validID(n.ID) {
+		return n, fieldErr(join(path, "id"), idRule)
+	}
+	if ferr := checkText(n.Kind, join(path, "kind")); ferr != nil {
+		return n, ferr
+	}
+	if ferr := checkText(n.Label, join(path, "label")); ferr != nil {
+		return n, ferr
+	}
+	if ferr := checkCoord(n.X, join(path, "x")); ferr != nil {
+		return n, ferr
+	}
+	if ferr := checkCoord(n.Y, join(path, "y")); ferr != nil {
+		return n, ferr
+	}
+	d, ferr := validateData(n.Data, join(path, "data"))
+	if ferr != nil {
+		return n, ferr
+	}
+	n.Data = d
+	return n, nil
+}
+
+func validateEdge(e Edge, path string) (Edge, *OpError) {
+	if !validID(e.ID) {
+		return e, fieldErr(join(path, "id"), idRule)
+	}
+	if ferr := checkText(e.Kind, join(path, "kind")); ferr != nil {
+		return e, ferr
+	}
+	if !validID(e.Source) {
+		return e, fieldErr(join(path, "source"), idRule)
+	}
+	if !validID(e.Target) {
+		return e, fieldErr(join(path, "target"), idRule)
+	}
+	if ferr := checkText(e.Label, join(path, "label")); ferr != nil {
+		return e, ferr
+	}
+	d, ferr := validateData(e.Data, join(path, "data"))
+	if ferr != nil {
+		return e, ferr
+	}
+	e.Data = d
+	return e, nil
+}
+
+func validateData(raw json.RawMessage, path string) (json.RawMessage, *OpError) {
+	d, err := canonicalData(raw)
+	if err != nil {
+		return nil, fieldErr(path, "%s", err.Error())
+	}
+	if len(d) > MaxDataSize {
+		return nil, fieldErr(path, "must be at most %d bytes encoded, is %d", MaxDataSize, len(d))
+	}
+	return d, nil
+}
+
+// validateState checks s as a whole graph and returns a normalised copy that
+// shares no memory with s.
+func validateState(s State, path string) (State, *OpError) {
+	out := State{Nodes: make([]Node, len(s.Nodes)), Edges: make([]Edge, len(s.Edges))}
+	// owner records what each id names, to report clashes across kinds.
+	owner := make(map[string]string, len(s.Nodes)+len(s.Edges))
+	for i, n := range s.Nodes {
+		p := fmt.Sprintf("%s[%d]", join(path, "nodes"), i)
+		vn, ferr := validateNode(n, p)
+		if ferr != nil {
+			return State{}, ferr
+		}
+		if _, dup := owner[n.ID]; dup {
+			return State{}, fieldErr(p+".id", "id %q is used by another node", n.ID)
+		}
+		owner[n.ID] = "node"
+		out.Nodes[i] = vn
+	}
+	for i, e := range s.Edges {
+		p := fmt.Sprintf("%s[%d]", join(path, "edges"), i)
+		ve, ferr := validateEdge(e, p)
+		if ferr != nil {
+			return State{}, ferr
+		}
+		if kind, dup := owner[e.ID]; dup {
+			return State{}, fieldErr(p+".id", "id %q is used by another %s", e.ID, kind)
+		}
+		owner[e.ID] = "edge"
+		if owner[e.Source] != "node" {
+			return State{}, fieldErr(p+".source", "node %q does not exist", e.Source)
+		}
+		if owner[e.Target] != "node" {
+			return State{}, fieldErr(p+".target", "node %q does not exist", e.Target)
+		}
+		out.Edges[i] = ve
+	}
+	return out, nil
+}
+
+var (
+	nodePatchKeys = []string{"data", "id", "kind", "label", "x", "y"}
+	edgePatchKeys = []string{"data", "id", "kind", "label", "source", "target"}
+)
+
+// validatePatch checks what can be checked of a merge patch without the
+// graph and returns it canonical.
+func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *OpError) {
+	// Numbers are checked per member below, so errors name the member.
+	v, err := decodeJSON(raw)
+	if err != nil {
+		return nil, fieldErr("patch", "%s", err.Error())
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fieldErr("patch", "must be a JSON object")
+	}
+	allowed := nodePatchKeys
+	if edge {
+		allowed = edgePatchKeys
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		val := m[k]
+		path := "patch." + k
+		if !contains(allowed, k) {
+			return nil, fieldErr(path, "unknown field")
+		}
+		if k == "data" {
+			if val == nil {
+				continue
+			}
+			if _, ok := val.(map[string]any); !ok {
+				return nil, fieldErr(path, "must be a JSON object or null")
+			}
+			if err := checkNumbers(val); err != nil {
+				return nil, fieldErr(path, "%s", err.Error())
+			}
+			continue
+		}
+		if val == nil {
+			return nil, fieldErr(path, "cannot be removed (null)")
+		}
+		switch k {
+		case "x", "y":
+			num, ok := val.(json.Number)
+			if !ok {
+				return nil, fieldErr(path, "must be a number")
+			}
+			f, err := strconv.ParseFloat(string(num), 64)
+			if err != nil || math.IsInf(f, 0) {
+				return nil, fieldErr(path, "must be a finite number (%s is out of range)", string(num))
+			}
+		case "id", "source", "target":
+			s, ok := val.(string)
+			if !ok {
+				return nil, fieldErr(path, "must be a string")
+			}
+			if !validID(s) {
+				return nil, fieldErr(path, idRule)
+			}
+		case "kind", "label":
+			s, ok := val.(string)
+			if !ok {
+				return nil, fieldErr(path, "must be a string")
+			}
+			if ferr := checkText(s, path); ferr != nil {
+				return nil, ferr
+			}
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fieldErr("patch", "%s", err.Error())
+	}
+	return b, nil
+}
+
+// canonicalData returns raw as canonical JSON in fresh bytes: "{}" for
+// absent or null, otherwise compact with sorted keys and numbers verbatim.
+// The form is what json.Marshal writes, so that re-marshalling a Node (which
+// HTML-escapes embedded raw JSON) cannot change it.
+func canonicalData(raw json.RawMessage) (json.RawMessage, error) {
+	if isNull(raw) {
+		return json.RawMessage("{}"), nil
+	}
+	v, err := decodeValue(raw)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return nil, errors.New("must be a JSON object")
+	}
+	return json.Marshal(v)
+}
+
+// decodeValue decodes exactly one JSON value keeping numbers verbatim, and
+// rejects numbers that would become infinite in float64, as JavaScript
+// clients would read them.
+func decodeValue(raw []byte) (any, error) {
+	v, err := decodeJSON(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNumbers(v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// decodeJSON decodes exactly one JSON value keeping numbers verbatim.
+func decodeJSON(raw []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("malformed JSON: unexpected data after the value")
+	}
+	return v, nil
+}
+
+func checkNumbers(v any) error {
+	switch t := v.(type) {
+	case json.Number:
+		f, err := strconv.ParseFloat(string(t), 64)
+		if err != nil && math.IsInf(f, 0) {
+			return fmt.Errorf("number %s is out of range", string(t))
+		}
+	case map[string]any:
+		for _, x := range t {
+			if err := checkNumbers(x); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, x := range t {
+			if err := checkNumbers(x); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
