@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// defaultListLimit is the page size of ListRooms when it is given none.
+const defaultListLimit = 50
+
+const roomColumns = `id, name, version, element_count, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRoom(row scanner) (Room, error) {
+	var r Room
+	err := row.Scan(&r.ID, &r.Name, &r.Version, &r.ElementCount, timeDest(&r.CreatedAt), timeDest(&r.UpdatedAt))
+	return r, err
+}
+
+// CreateRoom creates an empty room (version 0) with a new random UUID.
+func (s *Store) CreateRoom(ctx context.Context, name string) (Room, error) {
+	now := s.clock()
+	r := Room{ID: uuid.NewString(), Name: name, CreatedAt: now, UpdatedAt: now}
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(
+		`INSERT INTO rooms (id, name, version, element_count, created_at, updated_at) VALUES (?, ?, 0, 0, ?, ?)`),
+		r.ID, r.Name, s.timeArg(now), s.timeArg(now))
+	if err != nil {
+		return Room{}, fmt.Errorf("create room: %w", err)
+	}
+	return r, nil
+}
+
+// GetRoom returns the room, or ErrNotFound.
+func (s *Store) GetRoom(ctx context.Context, id string) (Room, error) {
+	key, ok := canonicalID(id)
+	if !ok {
+		return Room{}, fmt.Errorf("get room %s: %w", id, ErrNotFound)
+	}
+	r, err := scanRoom(s.db.QueryRowContext(ctx, s.db.Rebind(`SELECT `+roomColumns+` FROM rooms WHERE id = ?`), key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Room{}, fmt.Errorf("get room %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Room{}, fmt.Errorf("get room %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ListRooms returns up to limit rooms (50 when limit <= 0), newest first,
+// after the position cursor names ("" for the first page). next is the cursor
+// of the following page, "" on the last page. A cursor ListRooms did not make
+// returns an error wrapping ErrInvalidCursor.
+//
+// Pagination is by key (created_at, id), so rooms created or deleted between
+// pages neither repeat nor shift the pages.
+func (s *Store) ListRooms(ctx context.Context, limit int, cursor string) (rooms []Room, next string, err error) {
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	query := `SELECT ` + roomColumns + ` FROM rooms`
+	var args []any
+	if cursor != "" {
+		createdAt, id, err := decodeCursor(cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("list rooms: %w", err)
+		}
+		query += ` WHERE (created_at, id) < (?, ?)`
+		args = append(args, s.timeArg(createdAt), id)
+	}
+	// One more than asked tells whether there is a next page.
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list rooms: %w", err)
+	}
+	defer rows.Close()
+	rooms = make([]Room, 0, min(limit+1, 64))
+	for rows.Next() {
+		r, err := scanRoom(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list rooms: %w", err)
+		}
+		rooms = append(rooms, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list rooms: %w", err)
+	}
+	if len(rooms) > limit {
+		rooms = rooms[:limit]
+		last := rooms[limit-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return rooms, next, nil
+}
+
+// A cursor is base64url("<created_at unix micros>:<id>") of the last room of a page.
+func encodeCursor(createdAt time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(createdAt.UnixMicro(), 10) + ":" + id))
+}
+
+func decodeCursor(cursor string) (time.Time, string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	micros, id, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	us, err := strconv.ParseInt(micros, 10, 64)
+	if err != nil {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	id, ok = canonicalID(id)
+	if !ok {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	return time.UnixMicro(us).UTC(), id, nil
+}
+
+// DeleteRoom deletes the room with its ops and idempotency keys, or returns
+// ErrNotFound.
+func (s *Store) DeleteRoom(ctx context.Context, id string) error {
+	key, ok := canonicalID(id)
+	if !ok {
+		return fmt.Errorf("delete room %s: %w", id, ErrNotFound)
+	}
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM rooms WHERE id = ?`), key)
+	if err != nil {
+		return fmt.Errorf("delete room %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("delete room %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("delete room %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
