@@ -1,0 +1,185 @@
+package room
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/liveshare/liveshare/graph"
+)
+
+// replayPage is how many logged ops a load reads per query.
+const replayPage = 5000
+
+// Options configure a Manager.
+type Options struct {
+	// IdleTimeout is how long a room stays in memory after its last use.
+	// Zero means rooms are never evicted.
+	IdleTimeout time.Duration
+	// Publisher receives every committed batch; nil publishes nowhere.
+	Publisher Publisher
+	Logger    *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Manager holds the live rooms of this process, loading each on first use.
+type Manager struct {
+	store Store
+	opts  Options
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	rooms map[string]*loading
+}
+
+// loading is a room being loaded or loaded; done is closed when room or err is set.
+type loading struct {
+	done chan struct{}
+	room *Room
+	err  error
+}
+
+// NewManager returns a Manager over st.
+func NewManager(st Store, opts Options) *Manager {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{store: st, opts: opts, log: opts.Logger, rooms: make(map[string]*loading)}
+}
+
+// Get returns the live room id, loading it from the store if it is not in
+// memory. Concurrent Gets of the same room share one load. It returns an
+// error wrapping store.ErrNotFound for a room that does not exist.
+func (m *Manager) Get(ctx context.Context, id string) (*Room, error) {
+	m.mu.Lock()
+	l, ok := m.rooms[id]
+	if !ok {
+		l = &loading{done: make(chan struct{})}
+		m.rooms[id] = l
+		m.mu.Unlock()
+		// The load must not die with the first caller's request context:
+		// others may be waiting for it.
+		l.room, l.err = m.load(context.WithoutCancel(ctx), id)
+		if l.err != nil {
+			m.mu.Lock()
+			if m.rooms[id] == l {
+				delete(m.rooms, id)
+			}
+			m.mu.Unlock()
+		}
+		close(l.done)
+	} else {
+		m.mu.Unlock()
+	}
+
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	l.room.touch(m.opts.Now())
+	return l.room, nil
+}
+
+func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
+	start := m.opts.Now()
+	if _, err := m.store.GetRoom(ctx, id); err != nil {
+		return nil, fmt.Errorf("load room %s: %w", id, err)
+	}
+	r := &Room{id: id, store: m.store, publisher: m.opts.Publisher, g: graph.New()}
+	for {
+		recs, err := m.store.OpsSince(ctx, id, r.version, replayPage)
+		if err != nil {
+			return nil, fmt.Errorf("load room %s: %w", id, err)
+		}
+		for _, rec := range recs {
+			if _, err := r.replayLocked(rec); err != nil {
+				return nil, fmt.Errorf("load: %w", err)
+			}
+		}
+		if len(recs) < replayPage {
+			break
+		}
+	}
+	m.log.Info("room loaded", "room_id", id, "version", r.version,
+		"elements", r.g.ElementCount(), "duration", m.opts.Now().Sub(start))
+	return r, nil
+}
+
+// Forget drops a deleted room from memory; later writes through a Room value
+// still held by a request fail with ErrDeleted.
+func (m *Manager) Forget(id string) {
+	m.mu.Lock()
+	l, ok := m.rooms[id]
+	delete(m.rooms, id)
+	m.mu.Unlock()
+	if ok {
+		<-l.done
+		if l.room != nil {
+			l.room.markDeleted()
+		}
+	}
+}
+
+// Len returns how many rooms are in memory.
+func (m *Manager) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.rooms)
+}
+
+// EvictIdle drops the rooms not used since IdleTimeout ago and returns how
+// many it dropped. A dropped room's state is already durable in the store;
+// a request still holding it writes through the store's version check, so a
+// later reload sees everything it committed.
+func (m *Manager) EvictIdle() int {
+	if m.opts.IdleTimeout <= 0 {
+		return 0
+	}
+	cutoff := m.opts.Now().Add(-m.opts.IdleTimeout).UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for id, l := range m.rooms {
+		select {
+		case <-l.done:
+		default:
+			continue // still loading
+		}
+		if l.room != nil && l.room.lastUsed.Load() < cutoff {
+			delete(m.rooms, id)
+			n++
+		}
+	}
+	return n
+}
+
+// Run evicts idle rooms until ctx is done. The caller owns the goroutine
+// that runs it.
+func (m *Manager) Run(ctx context.Context) {
+	if m.opts.IdleTimeout <= 0 {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(max(m.opts.IdleTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := m.EvictIdle(); n > 0 {
+				m.log.Debug("evicted idle rooms", "count", n)
+			}
+		}
+	}
+}

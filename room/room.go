@@ -1,0 +1,264 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/store"
+)
+
+// Store is what rooms need of persistence; *store.Store satisfies it.
+type Store interface {
+	GetRoom(ctx context.Context, id string) (store.Room, error)
+	AppendOps(ctx context.Context, a store.Append) (store.AppendResult, error)
+	IdempotentResult(ctx context.Context, roomID, key string) (store.AppendResult, bool, error)
+	OpsSince(ctx context.Context, roomID string, since int64, limit int) ([]store.OpRecord, error)
+}
+
+// Publisher receives every batch of ops a room committed, in sequence order.
+// Publish is called with the room's lock held, right after the commit, so it
+// must not block: it hands the batch to subscribers' bounded queues.
+type Publisher interface {
+	Publish(b Batch)
+}
+
+// LoggedOp is one committed op as it stands in the op log.
+type LoggedOp struct {
+	Seq       int64
+	Op        graph.Op
+	ClientID  string
+	CreatedAt time.Time
+}
+
+// Batch is a run of consecutive committed ops of one room.
+type Batch struct {
+	RoomID  string
+	Version int64 // the seq of the last op in Ops
+	Ops     []LoggedOp
+}
+
+// Write is one request to change a room.
+type Write struct {
+	Ops            []graph.Op
+	ClientID       string
+	BaseVersion    *int64 // when set, the write is refused unless the room is at this version
+	IdempotencyKey string
+}
+
+// WriteResult is the answer to a Write.
+type WriteResult struct {
+	Version  int64
+	Applied  int
+	Replayed bool // the idempotency key was seen before: this is the first answer again, nothing was applied
+}
+
+// ConflictError is returned when a Write's BaseVersion is not the room's version.
+type ConflictError struct {
+	Current int64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("room is at version %d", e.Current)
+}
+
+// ErrDeleted is returned by a Room that was deleted while it was in use.
+var ErrDeleted = errors.New("room deleted")
+
+// maxCatchUps bounds how often one write catches up with other instances'
+// writes before giving up; each catch-up means another writer won the race.
+const maxCatchUps = 20
+
+// Room is one live room: its graph at its version.
+type Room struct {
+	id        string
+	store     Store
+	publisher Publisher
+
+	mu      sync.RWMutex
+	g       *graph.Graph
+	version int64
+	deleted bool
+
+	lastUsed atomic.Int64 // unix nanoseconds; read by the manager's eviction loop
+}
+
+// ID returns the room's id.
+func (r *Room) ID() string { return r.id }
+
+// Version returns the version of the room's state in memory.
+func (r *Room) Version() int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.version
+}
+
+// State returns a copy of the room's graph and the version it is at.
+func (r *Room) State() (graph.State, int64) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.g.State(), r.version
+}
+
+// ElementCount returns the number of nodes and edges in the room.
+func (r *Room) ElementCount() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.g.ElementCount()
+}
+
+func (r *Room) touch(now time.Time) { r.lastUsed.Store(now.UnixNano()) }
+
+// Apply validates w's ops against the room, commits them to the store as one
+// transaction and only then makes them visible and publishes them. It returns
+// a *graph.OpError for an invalid op, a *ConflictError for a stale
+// BaseVersion, store.ErrNotFound or ErrDeleted for a room that is gone; in
+// every error case nothing was applied.
+func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
+	if len(w.Ops) == 0 {
+		return WriteResult{}, errors.New("apply to room: no ops")
+	}
+	raw := make([]json.RawMessage, len(w.Ops))
+	for i := range w.Ops {
+		b, err := json.Marshal(w.Ops[i])
+		if err != nil {
+			return WriteResult{}, fmt.Errorf("encode op %d for room %s: %w", i, r.id, err)
+		}
+		raw[i] = b
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.deleted {
+		return WriteResult{}, ErrDeleted
+	}
+
+	if w.IdempotencyKey != "" {
+		res, ok, err := r.store.IdempotentResult(ctx, r.id, w.IdempotencyKey)
+		if err != nil {
+			return WriteResult{}, fmt.Errorf("look up idempotency key in room %s: %w", r.id, err)
+		}
+		if ok {
+			return WriteResult{Version: res.Version, Applied: res.Applied, Replayed: true}, nil
+		}
+	}
+
+	if w.BaseVersion != nil && *w.BaseVersion != r.version {
+		// Another instance may have moved the room: be sure before refusing.
+		if err := r.catchUpLocked(ctx); err != nil {
+			return WriteResult{}, err
+		}
+	}
+
+	for attempt := 0; ; attempt++ {
+		if w.BaseVersion != nil && *w.BaseVersion != r.version {
+			return WriteResult{}, &ConflictError{Current: r.version}
+		}
+		undo, err := r.g.ApplyUndoable(w.Ops)
+		if err != nil {
+			return WriteResult{}, err
+		}
+		res, err := r.store.AppendOps(ctx, store.Append{
+			RoomID:          r.id,
+			ExpectedVersion: r.version,
+			Ops:             raw,
+			ClientID:        w.ClientID,
+			IdempotencyKey:  w.IdempotencyKey,
+			ElementCount:    int64(r.g.ElementCount()),
+		})
+		if err == nil {
+			r.commitLocked(res.Version, w.Ops, w.ClientID, time.Now().UTC())
+			return WriteResult{Version: res.Version, Applied: res.Applied}, nil
+		}
+		undo()
+
+		var mismatch *store.VersionMismatchError
+		switch {
+		case errors.As(err, &mismatch) && attempt < maxCatchUps:
+			if err := r.catchUpLocked(ctx); err != nil {
+				return WriteResult{}, err
+			}
+		case errors.Is(err, store.ErrIdempotencyKeyUsed):
+			// Another instance committed the same key first: answer its result.
+			res, ok, lerr := r.store.IdempotentResult(ctx, r.id, w.IdempotencyKey)
+			if lerr != nil || !ok {
+				return WriteResult{}, fmt.Errorf("idempotency key raced in room %s: %w", r.id, errors.Join(err, lerr))
+			}
+			if cerr := r.catchUpLocked(ctx); cerr != nil {
+				return WriteResult{}, cerr
+			}
+			return WriteResult{Version: res.Version, Applied: res.Applied, Replayed: true}, nil
+		case errors.Is(err, store.ErrNotFound):
+			r.deleted = true
+			return WriteResult{}, err
+		default:
+			return WriteResult{}, fmt.Errorf("commit ops to room %s: %w", r.id, err)
+		}
+	}
+}
+
+// commitLocked advances the in-memory version past ops that are already
+// applied to r.g and committed, and publishes them.
+func (r *Room) commitLocked(version int64, ops []graph.Op, clientID string, at time.Time) {
+	b := Batch{RoomID: r.id, Version: version, Ops: make([]LoggedOp, len(ops))}
+	first := version - int64(len(ops)) + 1
+	for i, op := range ops {
+		b.Ops[i] = LoggedOp{Seq: first + int64(i), Op: op, ClientID: clientID, CreatedAt: at}
+	}
+	r.version = version
+	if r.publisher != nil {
+		r.publisher.Publish(b)
+	}
+}
+
+// catchUpLocked applies ops that other writers committed after r.version.
+func (r *Room) catchUpLocked(ctx context.Context) error {
+	recs, err := r.store.OpsSince(ctx, r.id, r.version, 0)
+	if err != nil {
+		return fmt.Errorf("catch up room %s from version %d: %w", r.id, r.version, err)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	b := Batch{RoomID: r.id, Ops: make([]LoggedOp, 0, len(recs))}
+	for _, rec := range recs {
+		lop, err := r.replayLocked(rec)
+		if err != nil {
+			return err
+		}
+		b.Ops = append(b.Ops, lop)
+	}
+	b.Version = r.version
+	if r.publisher != nil {
+		r.publisher.Publish(b)
+	}
+	return nil
+}
+
+// replayLocked applies one committed op from the log.
+func (r *Room) replayLocked(rec store.OpRecord) (LoggedOp, error) {
+	if rec.Seq != r.version+1 {
+		return LoggedOp{}, fmt.Errorf("room %s: op log has seq %d after version %d", r.id, rec.Seq, r.version)
+	}
+	op, err := graph.ParseOp(rec.Op)
+	if err != nil {
+		return LoggedOp{}, fmt.Errorf("room %s: decode logged op %d: %w", r.id, rec.Seq, err)
+	}
+	if err := r.g.Apply([]graph.Op{op}); err != nil {
+		return LoggedOp{}, fmt.Errorf("room %s: replay logged op %d: %w", r.id, rec.Seq, err)
+	}
+	r.version = rec.Seq
+	return LoggedOp{Seq: rec.Seq, Op: op, ClientID: rec.ClientID, CreatedAt: rec.CreatedAt}, nil
+}
+
+// markDeleted makes every later write fail with ErrDeleted.
+func (r *Room) markDeleted() {
+	r.mu.Lock()
+	r.deleted = true
+	r.mu.Unlock()
+}

@@ -1,0 +1,234 @@
+package room_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/store"
+	"github.com/liveshare/liveshare/store/storetest"
+)
+
+// recorder is a Publisher that keeps every batch.
+type recorder struct {
+	mu      sync.Mutex
+	batches []room.Batch
+}
+
+func (r *recorder) Publish(b room.Batch) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches = append(r.batches, b)
+}
+
+func (r *recorder) seqs() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int64
+	for _, b := range r.batches {
+		for _, op := range b.Ops {
+			out = append(out, op.Seq)
+		}
+	}
+	return out
+}
+
+func addNode(id string) graph.Op {
+	return graph.Op{Kind: graph.OpAddNode, Node: &graph.Node{ID: id}}
+}
+
+func openStore(t *testing.T, cfg store.Config) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func mustRoom(t *testing.T, st *store.Store) string {
+	t.Helper()
+	rm, err := st.CreateRoom(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rm.ID
+}
+
+func TestConcurrentWritersGetOneOrder(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		st := openStore(t, cfg)
+		id := mustRoom(t, st)
+		rec := &recorder{}
+		m := room.NewManager(st, room.Options{Publisher: rec})
+
+		const writers, each = 4, 25
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					r, err := m.Get(ctx, id)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := r.Apply(ctx, room.Write{Ops: []graph.Op{addNode(fmt.Sprintf("w%d-%d", w, i))}}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		r, err := m.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := r.Version(), int64(writers*each); got != want {
+			t.Fatalf("version %d, want %d", got, want)
+		}
+		for i, seq := range rec.seqs() {
+			if seq != int64(i+1) {
+				t.Fatalf("published seq %d at position %d: out of order", seq, i)
+			}
+		}
+		if got := r.ElementCount(); got != writers*each {
+			t.Errorf("element count %d", got)
+		}
+	})
+}
+
+// Two managers on one database stand for two LiveShare instances: each
+// catches up with the other's writes before committing its own.
+func TestTwoInstancesShareOneRoom(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		st1, st2 := openStore(t, cfg), openStore(t, cfg)
+		id := mustRoom(t, st1)
+		rec1, rec2 := &recorder{}, &recorder{}
+		m1 := room.NewManager(st1, room.Options{Publisher: rec1})
+		m2 := room.NewManager(st2, room.Options{Publisher: rec2})
+
+		var wg sync.WaitGroup
+		for i, m := range []*room.Manager{m1, m2} {
+			wg.Go(func() {
+				for j := range 20 {
+					r, err := m.Get(ctx, id)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := r.Apply(ctx, room.Write{Ops: []graph.Op{addNode(fmt.Sprintf("i%d-%d", i, j))}}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		r1, _ := m1.Get(ctx, id)
+		r2, _ := m2.Get(ctx, id)
+		// The last writer is current; the other catches up on its next write.
+		if _, err := r1.Apply(ctx, room.Write{Ops: []graph.Op{addNode("last-1")}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r2.Apply(ctx, room.Write{Ops: []graph.Op{addNode("last-2")}}); err != nil {
+			t.Fatal(err)
+		}
+		s2, v2 := r2.State()
+		if v2 != 42 || len(s2.Nodes) != 42 {
+			t.Fatalf("instance 2 at version %d with %d nodes, want 42 and 42", v2, len(s2.Nodes))
+		}
+		for i, seq := range rec2.seqs() {
+			if seq != int64(i+1) {
+				t.Fatalf("instance 2 published seq %d at position %d", seq, i)
+			}
+		}
+	})
+}
+
+func TestBaseVersionAndIdempotency(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		st := openStore(t, cfg)
+		id := mustRoom(t, st)
+		m := room.NewManager(st, room.Options{})
+		r, err := m.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := int64(0)
+		res, err := r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("a"), addNode("b")}, BaseVersion: &base, IdempotencyKey: "k"})
+		if err != nil || res.Version != 2 || res.Applied != 2 || res.Replayed {
+			t.Fatalf("first write: %+v %v", res, err)
+		}
+		_, err = r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("c")}, BaseVersion: &base})
+		var conflict *room.ConflictError
+		if !errors.As(err, &conflict) || conflict.Current != 2 {
+			t.Fatalf("stale base_version: %v, want ConflictError at 2", err)
+		}
+		res, err = r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("a"), addNode("b")}, IdempotencyKey: "k"})
+		if err != nil || res.Version != 2 || res.Applied != 2 || !res.Replayed {
+			t.Fatalf("retry: %+v %v", res, err)
+		}
+		_, err = r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("c"), addNode("a")}})
+		var opErr *graph.OpError
+		if !errors.As(err, &opErr) || opErr.Index != 1 {
+			t.Fatalf("duplicate id: %v, want OpError at index 1", err)
+		}
+		if s, v := r.State(); v != 2 || len(s.Nodes) != 2 {
+			t.Fatalf("after rejected writes: version %d, %d nodes", v, len(s.Nodes))
+		}
+	})
+}
+
+func TestIdleRoomsAreEvictedAndReload(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, "sqlite")
+	id := mustRoom(t, st)
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	m := room.NewManager(st, room.Options{IdleTimeout: time.Minute, Now: clock})
+	r, err := m.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.EvictIdle(); n != 0 {
+		t.Fatalf("evicted %d fresh rooms", n)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if n := m.EvictIdle(); n != 1 || m.Len() != 0 {
+		t.Fatalf("evicted %d, %d left; want 1 and 0", n, m.Len())
+	}
+	r2, err := m.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2 == r || r2.Version() != 1 {
+		t.Fatalf("reloaded room at version %d (same object: %v)", r2.Version(), r2 == r)
+	}
+	// A write through the evicted object still lands once, and the reloaded
+	// room catches up with it on its next write.
+	if _, err := r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := r2.Apply(ctx, room.Write{Ops: []graph.Op{addNode("c")}}); err != nil || res.Version != 3 {
+		t.Fatalf("write through the reloaded room: %+v %v", res, err)
+	}
+	if _, err := m.Get(ctx, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown room: %v", err)
+	}
+}
