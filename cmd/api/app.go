@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/liveshare/liveshare/handlers"
+	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/store"
+)
+
+// App is the LiveShare process: configuration, store, rooms and HTTP server.
+type App struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// NewApp returns an App that logs to logOut.
+func NewApp(cfg Config, logOut io.Writer) *App {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(logOut, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(logOut, opts)
+	}
+	return &App{cfg: cfg, log: slog.New(h)}
+}
+
+// Run serves until ctx is done, then shuts down gracefully: it stops
+// accepting, lets requests finish within the shutdown timeout, stops the
+// background goroutines and closes the database.
+func (a *App) Run(ctx context.Context) error {
+	st, err := store.Open(ctx, store.Config{DatabaseURL: a.cfg.DatabaseURL, DataDir: a.cfg.DataDir})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			a.log.Error("close database", "err", err)
+		}
+	}()
+
+	rooms := room.NewManager(st, room.Options{IdleTimeout: a.cfg.RoomIdleTimeout, Logger: a.log})
+	api := handlers.New(handlers.Config{
+		Store: st, Rooms: rooms, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes,
+	})
+
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: it would cut event streams; they set their own
+		// deadline per write.
+		ErrorLog:    slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	bg.Go(func() { rooms.Run(bgCtx) })
+	defer func() {
+		stopBackground()
+		bg.Wait()
+	}()
+
+	database := "sqlite " + filepath.Join(a.cfg.DataDir, "liveshare.db")
+	if st.Dialect() == "postgres" {
+		database = "postgres"
+	}
+	a.log.Info("listening", "addr", ln.Addr().String(), "database", database)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		a.log.Warn("shutdown did not finish in time", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	a.log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of the service, from flags and env
+// (DESIGN.md section 7): a flag beats its env var, which beats the default.
+type Config struct {
+	Addr             string
+	DatabaseURL      string
+	DataDir          string
+	SnapshotInterval time.Duration
+	SnapshotKeep     int
+	SnapshotMaxBytes int64
+	SnapshotEveryOps int64
+	MaxBodyBytes     int64
+	LogLevel         slog.Level
+	LogFormat        string
+	RoomIdleTimeout  time.Duration
+	ShutdownTimeout  time.Duration
+}
+
+// setting is one configuration value: its env var, flag and default.
+type setting struct {
+	env, flag, def, usage string
+	parse                 func(string) error
+}
+
+// ParseConfig reads the configuration from args (without the program name)
+// and getenv. The error names the setting that is wrong, in one line.
+func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+	var c Config
+	settings := []setting{
+		{"LIVESHARE_ADDR", "addr", "127.0.0.1:8080", "listen address", func(s string) error {
+			if !strings.Contains(s, ":") {
+				return errors.New("must be host:port")
+			}
+			c.Addr = s
+			return nil
+		}},
+		{"DATABASE_URL", "database-url", "", "postgres://… uses PostgreSQL; empty uses the embedded SQLite file", func(s string) error {
+			if s != "" && !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
+				return errors.New("must be a postgres:// or postgresql:// URL, or empty for the embedded database")
+			}
+			c.DatabaseURL = s
+			return nil
+		}},
+		{"LIVESHARE_DATA_DIR", "data-dir", "./data", "where the embedded database lives", func(s string) error {
+			if s == "" {
+				return errors.New("must not be empty")
+			}
+			c.DataDir = s
+			return nil
+		}},
+		{"LIVESHARE_SNAPSHOT_INTERVAL", "snapshot-interval", "25s", "how often changed rooms are snapshotted (Go duration)", durationIn(&c.SnapshotInterval, 100*time.Millisecond)},
+		{"LIVESHARE_SNAPSHOT_KEEP", "snapshot-keep", "10", "snapshots kept per room", func(s string) error {
+			v, err := intIn(s, 1, 1000)
+			c.SnapshotKeep = int(v)
+			return err
+		}},
+		{"LIVESHARE_SNAPSHOT_MAX_BYTES", "snapshot-max-bytes", "10485760", "largest snapshot stored, in bytes", func(s string) error {
+			v, err := intIn(s, 1024, 1<<40)
+			c.SnapshotMaxBytes = v
+			return err
+		}},
+		{"LIVESHARE_SNAPSHOT_EVERY_OPS", "snapshot-every-ops", "10000", "ops after which a room is snapshotted at once", func(s string) error {
+			v, err := intIn(s, 1, 1<<40)
+			c.SnapshotEveryOps = v
+			return err
+		}},
+		{"LIVESHARE_MAX_BODY_BYTES", "max-body-bytes", "1048576", "largest request body, in bytes", func(s string) error {
+			v, err := intIn(s, 1024, 1<<34)
+			c.MaxBodyBytes = v
+			return err
+		}},
+		{"LIVESHARE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(s string) error {
+			return c.LogLevel.UnmarshalText([]byte(s))
+		}},
+		{"LIVESHARE_LOG_FORMAT", "log-format", "text", "text or json", func(s string) error {
+			if s != "text" && s != "json" {
+				return errors.New("must be text or json")
+			}
+			c.LogFormat = s
+			return nil
+		}},
+		{"LIVESHARE_ROOM_IDLE_TIMEOUT", "room-idle-timeout", "10m", "how long an unused room stays in memory (Go duration)", durationIn(&c.RoomIdleTimeout, time.Second)},
+		{"LIVESHARE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a graceful shutdown may take (Go duration)", durationIn(&c.ShutdownTimeout, 100*time.Millisecond)},
+	}
+
+	fs := flag.NewFlagSet("liveshare", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	values := make([]*string, len(settings))
+	for i, s := range settings {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		values[i] = fs.String(s.flag, def, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for i, s := range settings {
+		if err := s.parse(*values[i]); err != nil {
+			return Config{}, fmt.Errorf("invalid %s (-%s) %q: %v", s.env, s.flag, *values[i], err)
+		}
+	}
+	return c, nil
+}
+
+func durationIn(dst *time.Duration, min time.Duration) func(string) error {
+	return func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return errors.New("must be a Go duration such as 25s or 1m")
+		}
+		if d < min {
+			return fmt.Errorf("must be at least %s", min)
+		}
+		*dst = d
+		return nil
+	}
+}
+
+func intIn(s string, lo, hi int64) (int64, error) {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < lo || v > hi {
+		return 0, fmt.Errorf("must be an integer from %d to %d", lo, hi)
+	}
+	return v, nil
+}

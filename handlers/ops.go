@@ -1,0 +1,179 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/room"
+)
+
+const (
+	maxOpsPerRequest  = 1000
+	maxClientID       = 128
+	maxIdempotencyKey = 128
+	defaultOpsLimit   = 1000
+	maxOpsLimit       = 10000
+)
+
+type graphResponse struct {
+	RoomID  string       `json:"room_id"`
+	Version int64        `json:"version"`
+	Nodes   []graph.Node `json:"nodes"`
+	Edges   []graph.Edge `json:"edges"`
+}
+
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+// etagMatches reports whether an If-None-Match header names tag.
+func etagMatches(header, tag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || t == tag || strings.TrimPrefix(t, "W/") == tag {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *API) getGraph(w http.ResponseWriter, r *http.Request) {
+	rm, err := a.rooms.Get(r.Context(), roomIDFrom(r))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag(rm.Version())) {
+		w.Header().Set("ETag", etag(rm.Version()))
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	state, version := rm.State()
+	w.Header().Set("ETag", etag(version))
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, r, http.StatusOK, graphResponse{RoomID: rm.ID(), Version: version, Nodes: state.Nodes, Edges: state.Edges})
+}
+
+type postOpsRequest struct {
+	Ops         []json.RawMessage `json:"ops"`
+	ClientID    string            `json:"client_id"`
+	BaseVersion *int64            `json:"base_version"`
+}
+
+type postOpsResponse struct {
+	Version int64 `json:"version"`
+	Applied int   `json:"applied"`
+}
+
+func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
+	rm, err := a.rooms.Get(r.Context(), roomIDFrom(r))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > maxIdempotencyKey {
+		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
+		return
+	}
+	var req postOpsRequest
+	if err := decodeJSON(w, r, a.maxBody, &req, false); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ops, err := parseOps(req)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	res, err := rm.Apply(r.Context(), room.Write{
+		Ops: ops, ClientID: req.ClientID, BaseVersion: req.BaseVersion, IdempotencyKey: key,
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(w, r, http.StatusOK, postOpsResponse{Version: res.Version, Applied: res.Applied})
+}
+
+// parseOps checks the request's envelope and decodes each op strictly.
+func parseOps(req postOpsRequest) ([]graph.Op, error) {
+	switch {
+	case len(req.Ops) == 0:
+		return nil, newProblem(http.StatusBadRequest, "invalid_request", "ops must hold at least one op")
+	case len(req.Ops) > maxOpsPerRequest:
+		return nil, problemf(http.StatusBadRequest, "too_many_ops", "ops holds %d ops; at most %d are allowed per request", len(req.Ops), maxOpsPerRequest)
+	case len(req.ClientID) > maxClientID:
+		return nil, problemf(http.StatusBadRequest, "invalid_request", "client_id is longer than %d bytes", maxClientID)
+	case req.BaseVersion != nil && *req.BaseVersion < 0:
+		return nil, newProblem(http.StatusBadRequest, "invalid_request", "base_version must not be negative")
+	}
+	ops := make([]graph.Op, len(req.Ops))
+	for i, raw := range req.Ops {
+		op, err := graph.ParseOp(raw)
+		if err != nil {
+			var opErr *graph.OpError
+			if errors.As(err, &opErr) {
+				opErr.Index = i
+				return nil, opErr
+			}
+			return nil, &graph.OpError{Index: i, Reason: err.Error()}
+		}
+		if op.Kind == graph.OpReset {
+			return nil, &graph.OpError{Index: i, Op: op.Kind, Reason: "reset is recorded by restoring a snapshot and cannot be posted"}
+		}
+		ops[i] = op
+	}
+	return ops, nil
+}
+
+type loggedOpResponse struct {
+	Seq       int64           `json:"seq"`
+	Op        json.RawMessage `json:"op"`
+	ClientID  string          `json:"client_id"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+type listOpsResponse struct {
+	Version int64              `json:"version"`
+	Ops     []loggedOpResponse `json:"ops"`
+}
+
+func (a *API) listOps(w http.ResponseWriter, r *http.Request) {
+	id := roomIDFrom(r)
+	q := r.URL.Query()
+	since, err := intParam(q.Get("since"), "since", 0, 0, math.MaxInt64)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	limit, err := intParam(q.Get("limit"), "limit", defaultOpsLimit, 1, maxOpsLimit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	recs, err := a.store.OpsSince(r.Context(), id, since, int(limit))
+	if err != nil {
+		writeError(w, r, fmt.Errorf("list ops: %w", err))
+		return
+	}
+	// Read the room after its ops so version is never behind the ops listed.
+	rm, err := a.store.GetRoom(r.Context(), id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	resp := listOpsResponse{Version: rm.Version, Ops: make([]loggedOpResponse, 0, len(recs))}
+	for _, rec := range recs {
+		resp.Ops = append(resp.Ops, loggedOpResponse{Seq: rec.Seq, Op: rec.Op, ClientID: rec.ClientID, CreatedAt: rec.CreatedAt})
+	}
+	writeJSON(w, r, http.StatusOK, resp)
+}

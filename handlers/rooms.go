@@ -1,0 +1,147 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/liveshare/liveshare/store"
+)
+
+const (
+	maxRoomName      = 256
+	defaultRoomLimit = 20
+	maxRoomLimit     = 100
+)
+
+type roomIDKeyType struct{}
+
+// roomIDParam checks that {roomID} is a UUID and stores its canonical form;
+// anything else can never name a room and is answered 400 invalid_room_id.
+func roomIDParam(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := chi.URLParam(r, "roomID")
+		id, err := uuid.Parse(raw)
+		if err != nil || len(raw) != 36 {
+			writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_room_id", "room id %q is not a UUID", truncate(raw, 64)))
+			return
+		}
+		ctx := context.WithValue(r.Context(), roomIDKeyType{}, id.String())
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func roomIDFrom(r *http.Request) string {
+	id, _ := r.Context().Value(roomIDKeyType{}).(string)
+	return id
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// roomResponse is a room as clients see it.
+type roomResponse struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	Version      int64     `json:"version"`
+	ElementCount int64     `json:"element_count"`
+	Subscribers  int       `json:"subscribers"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+func (a *API) roomResponse(rm store.Room) roomResponse {
+	return roomResponse{
+		ID: rm.ID, Name: rm.Name, Version: rm.Version, ElementCount: rm.ElementCount,
+		CreatedAt: rm.CreatedAt, UpdatedAt: rm.UpdatedAt,
+	}
+}
+
+type createRoomRequest struct {
+	Name string `json:"name"`
+}
+
+func (a *API) createRoom(w http.ResponseWriter, r *http.Request) {
+	var req createRoomRequest
+	if err := decodeJSON(w, r, a.maxBody, &req, true); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if len(req.Name) > maxRoomName {
+		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d bytes", maxRoomName))
+		return
+	}
+	rm, err := a.store.CreateRoom(r.Context(), req.Name)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/rooms/"+rm.ID)
+	writeJSON(w, r, http.StatusCreated, a.roomResponse(rm))
+}
+
+type listRoomsResponse struct {
+	Rooms      []roomResponse `json:"rooms"`
+	NextCursor *string        `json:"next_cursor"`
+}
+
+func (a *API) listRooms(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := intParam(q.Get("limit"), "limit", defaultRoomLimit, 1, maxRoomLimit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rooms, next, err := a.store.ListRooms(r.Context(), int(limit), q.Get("cursor"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	resp := listRoomsResponse{Rooms: make([]roomResponse, 0, len(rooms))}
+	for _, rm := range rooms {
+		resp.Rooms = append(resp.Rooms, a.roomResponse(rm))
+	}
+	if next != "" {
+		resp.NextCursor = &next
+	}
+	writeJSON(w, r, http.StatusOK, resp)
+}
+
+func (a *API) getRoom(w http.ResponseWriter, r *http.Request) {
+	rm, err := a.store.GetRoom(r.Context(), roomIDFrom(r))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, a.roomResponse(rm))
+}
+
+func (a *API) deleteRoom(w http.ResponseWriter, r *http.Request) {
+	id := roomIDFrom(r)
+	if err := a.store.DeleteRoom(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	a.rooms.Forget(id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// intParam parses an optional integer query parameter within [lo, hi].
+func intParam(raw, name string, def, lo, hi int64) (int64, error) {
+	if raw == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || v < lo || v > hi {
+		return 0, problemf(http.StatusBadRequest, "invalid_parameter", "%s must be an integer from %d to %d", name, lo, hi)
+	}
+	return v, nil
+}

@@ -1,0 +1,100 @@
+// Package handlers is LiveShare's HTTP API: the chi router, middleware,
+// problem+json errors and the REST handlers of DESIGN.md section 4.
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/store"
+)
+
+// Config is what the API needs.
+type Config struct {
+	Store  *store.Store
+	Rooms  *room.Manager
+	Logger *slog.Logger
+	// MaxBodyBytes limits every request body; larger ones get 413.
+	MaxBodyBytes int64
+	// RequestTimeout bounds REST requests (never the event streams).
+	RequestTimeout time.Duration
+}
+
+// API serves LiveShare's HTTP endpoints.
+type API struct {
+	store   *store.Store
+	rooms   *room.Manager
+	maxBody int64
+}
+
+// New returns the router with every endpoint and middleware.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	a := &API{store: cfg.Store, rooms: cfg.Rooms, maxBody: cfg.MaxBodyBytes}
+
+	r := chi.NewRouter()
+	r.Use(requestContext(cfg.Logger), accessLog, recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, newProblem(http.StatusNotFound, "not_found", "no such endpoint"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, problemf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed here", r.Method))
+	})
+
+	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+
+	// REST requests get a deadline; event streams (a later group) must not.
+	r.Group(func(r chi.Router) {
+		r.Use(withTimeout(cfg.RequestTimeout))
+		r.Post("/rooms", a.createRoom)
+		r.Get("/rooms", a.listRooms)
+		r.Route("/rooms/{roomID}", func(r chi.Router) {
+			r.Use(roomIDParam)
+			r.Get("/", a.getRoom)
+			r.Delete("/", a.deleteRoom)
+			r.Get("/graph", a.getGraph)
+			r.Post("/ops", a.postOps)
+			r.Get("/ops", a.listOps)
+		})
+	})
+	return r
+}
+
+func withTimeout(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.store.Ready(ctx); err != nil {
+		loggerFrom(ctx).Warn("not ready", "err", err)
+		writeProblem(w, r, newProblem(http.StatusServiceUnavailable, "not_ready", "database is not reachable or not migrated"))
+		return
+	}
+	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
