@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/store"
 )
 
@@ -59,10 +60,31 @@ type roomResponse struct {
 }
 
 func (a *API) roomResponse(rm store.Room) roomResponse {
+	subs := 0
+	if live, ok := a.rooms.Loaded(rm.ID); ok {
+		subs = live.Subscribers()
+	}
 	return roomResponse{
 		ID: rm.ID, Name: rm.Name, Version: rm.Version, ElementCount: rm.ElementCount,
-		CreatedAt: rm.CreatedAt, UpdatedAt: rm.UpdatedAt,
+		Subscribers: subs, CreatedAt: rm.CreatedAt, UpdatedAt: rm.UpdatedAt,
 	}
+}
+
+type presenceResponse struct {
+	Users []room.User `json:"users"`
+}
+
+func (a *API) getPresence(w http.ResponseWriter, r *http.Request) {
+	id := roomIDFrom(r)
+	if _, err := a.store.GetRoom(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	users := []room.User{}
+	if live, ok := a.rooms.Loaded(id); ok {
+		users = live.Presence()
+	}
+	writeJSON(w, r, http.StatusOK, presenceResponse{Users: users})
 }
 
 type createRoomRequest struct {

@@ -23,6 +23,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds REST requests (never the event streams).
 	RequestTimeout time.Duration
+	// Streams tunes the event streams.
+	Streams StreamConfig
 }
 
 // API serves LiveShare's HTTP endpoints.
@@ -30,6 +32,7 @@ type API struct {
 	store   *store.Store
 	rooms   *room.Manager
 	maxBody int64
+	streams *streams
 }
 
 // New returns the router with every endpoint and middleware.
@@ -43,7 +46,8 @@ func New(cfg Config) http.Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
-	a := &API{store: cfg.Store, rooms: cfg.Rooms, maxBody: cfg.MaxBodyBytes}
+	a := &API{store: cfg.Store, rooms: cfg.Rooms, maxBody: cfg.MaxBodyBytes,
+		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store)}
 
 	r := chi.NewRouter()
 	r.Use(requestContext(cfg.Logger), accessLog, recoverer)
@@ -57,18 +61,21 @@ func New(cfg Config) http.Handler {
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 
-	// REST requests get a deadline; event streams (a later group) must not.
-	r.Group(func(r chi.Router) {
-		r.Use(withTimeout(cfg.RequestTimeout))
-		r.Post("/rooms", a.createRoom)
-		r.Get("/rooms", a.listRooms)
-		r.Route("/rooms/{roomID}", func(r chi.Router) {
-			r.Use(roomIDParam)
+	// REST requests get a deadline; event streams must not.
+	rest := withTimeout(cfg.RequestTimeout)
+	r.With(rest).Post("/rooms", a.createRoom)
+	r.With(rest).Get("/rooms", a.listRooms)
+	r.Route("/rooms/{roomID}", func(r chi.Router) {
+		r.Use(roomIDParam)
+		r.Get("/events", a.streams.serve)
+		r.Group(func(r chi.Router) {
+			r.Use(rest)
 			r.Get("/", a.getRoom)
 			r.Delete("/", a.deleteRoom)
 			r.Get("/graph", a.getGraph)
 			r.Post("/ops", a.postOps)
 			r.Get("/ops", a.listOps)
+			r.Get("/presence", a.getPresence)
 		})
 	})
 	return r

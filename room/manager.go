@@ -13,13 +13,17 @@ import (
 // replayPage is how many logged ops a load reads per query.
 const replayPage = 5000
 
+// DefaultQueueSize is the default bound of a subscriber's event queue.
+const DefaultQueueSize = 256
+
 // Options configure a Manager.
 type Options struct {
 	// IdleTimeout is how long a room stays in memory after its last use.
 	// Zero means rooms are never evicted.
 	IdleTimeout time.Duration
-	// Publisher receives every committed batch; nil publishes nowhere.
-	Publisher Publisher
+	// QueueSize bounds each subscriber's queue of events; a subscriber whose
+	// queue is full is cut off. Zero means DefaultQueueSize.
+	QueueSize int
 	Logger    *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -30,6 +34,8 @@ type Manager struct {
 	store Store
 	opts  Options
 	log   *slog.Logger
+
+	stats Stats
 
 	mu    sync.Mutex
 	rooms map[string]*loading
@@ -46,6 +52,9 @@ type loading struct {
 func NewManager(st Store, opts Options) *Manager {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -95,7 +104,7 @@ func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 	if _, err := m.store.GetRoom(ctx, id); err != nil {
 		return nil, fmt.Errorf("load room %s: %w", id, err)
 	}
-	r := &Room{id: id, store: m.store, publisher: m.opts.Publisher, g: graph.New()}
+	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, &m.stats), now: m.opts.Now, g: graph.New()}
 	for {
 		recs, err := m.store.OpsSince(ctx, id, r.version, replayPage)
 		if err != nil {
@@ -130,6 +139,25 @@ func (m *Manager) Forget(id string) {
 	}
 }
 
+// Loaded returns the room if it is in memory, without loading it.
+func (m *Manager) Loaded(id string) (*Room, bool) {
+	m.mu.Lock()
+	l, ok := m.rooms[id]
+	m.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	select {
+	case <-l.done:
+		return l.room, l.room != nil
+	default:
+		return nil, false
+	}
+}
+
+// Stats returns the manager's counters of subscribers and events.
+func (m *Manager) Stats() *Stats { return &m.stats }
+
 // Len returns how many rooms are in memory.
 func (m *Manager) Len() int {
 	m.mu.Lock()
@@ -155,7 +183,7 @@ func (m *Manager) EvictIdle() int {
 		default:
 			continue // still loading
 		}
-		if l.room != nil && l.room.lastUsed.Load() < cutoff {
+		if l.room != nil && l.room.lastUsed.Load() < cutoff && l.room.Subscribers() == 0 {
 			delete(m.rooms, id)
 			n++
 		}

@@ -21,17 +21,11 @@ type Store interface {
 	OpsSince(ctx context.Context, roomID string, since int64, limit int) ([]store.OpRecord, error)
 }
 
-// Publisher receives every batch of ops a room committed, in sequence order.
-// Publish is called with the room's lock held, right after the commit, so it
-// must not block: it hands the batch to subscribers' bounded queues.
-type Publisher interface {
-	Publish(b Batch)
-}
-
 // LoggedOp is one committed op as it stands in the op log.
 type LoggedOp struct {
 	Seq       int64
 	Op        graph.Op
+	Raw       json.RawMessage // Op as committed
 	ClientID  string
 	CreatedAt time.Time
 }
@@ -76,9 +70,10 @@ const maxCatchUps = 20
 
 // Room is one live room: its graph at its version.
 type Room struct {
-	id        string
-	store     Store
-	publisher Publisher
+	id    string
+	store Store
+	hub   *hub
+	now   func() time.Time
 
 	mu      sync.RWMutex
 	g       *graph.Graph
@@ -172,7 +167,7 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 			ElementCount:    int64(r.g.ElementCount()),
 		})
 		if err == nil {
-			r.commitLocked(res.Version, w.Ops, w.ClientID, time.Now().UTC())
+			r.commitLocked(res.Version, w.Ops, raw, w.ClientID, r.now().UTC())
 			return WriteResult{Version: res.Version, Applied: res.Applied}, nil
 		}
 		undo()
@@ -204,16 +199,14 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 
 // commitLocked advances the in-memory version past ops that are already
 // applied to r.g and committed, and publishes them.
-func (r *Room) commitLocked(version int64, ops []graph.Op, clientID string, at time.Time) {
+func (r *Room) commitLocked(version int64, ops []graph.Op, raw []json.RawMessage, clientID string, at time.Time) {
 	b := Batch{RoomID: r.id, Version: version, Ops: make([]LoggedOp, len(ops))}
 	first := version - int64(len(ops)) + 1
 	for i, op := range ops {
-		b.Ops[i] = LoggedOp{Seq: first + int64(i), Op: op, ClientID: clientID, CreatedAt: at}
+		b.Ops[i] = LoggedOp{Seq: first + int64(i), Op: op, Raw: raw[i], ClientID: clientID, CreatedAt: at}
 	}
 	r.version = version
-	if r.publisher != nil {
-		r.publisher.Publish(b)
-	}
+	r.hub.publish(b)
 }
 
 // catchUpLocked applies ops that other writers committed after r.version.
@@ -234,9 +227,7 @@ func (r *Room) catchUpLocked(ctx context.Context) error {
 		b.Ops = append(b.Ops, lop)
 	}
 	b.Version = r.version
-	if r.publisher != nil {
-		r.publisher.Publish(b)
-	}
+	r.hub.publish(b)
 	return nil
 }
 
@@ -253,12 +244,54 @@ func (r *Room) replayLocked(rec store.OpRecord) (LoggedOp, error) {
 		return LoggedOp{}, fmt.Errorf("room %s: replay logged op %d: %w", r.id, rec.Seq, err)
 	}
 	r.version = rec.Seq
-	return LoggedOp{Seq: rec.Seq, Op: op, ClientID: rec.ClientID, CreatedAt: rec.CreatedAt}, nil
+	return LoggedOp{Seq: rec.Seq, Op: op, Raw: rec.Op, ClientID: rec.ClientID, CreatedAt: rec.CreatedAt}, nil
 }
 
-// markDeleted makes every later write fail with ErrDeleted.
+// markDeleted makes every later write and subscription fail with
+// ErrDeleted, and ends the subscriptions with a room_deleted event.
 func (r *Room) markDeleted() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.deleted = true
-	r.mu.Unlock()
+	r.hub.close(r.id)
 }
+
+// Join is where a new subscriber starts.
+type Join struct {
+	Sub *Subscription
+	// Version is the room's version when the subscriber joined: every op
+	// after it arrives on Sub.C, none before it.
+	Version int64
+	// State is the room at Version, given when the subscriber has no
+	// position or one ahead of the room; otherwise nil, and the subscriber
+	// replays the op log from its position up to Version.
+	State *graph.State
+}
+
+// Subscribe registers a subscriber named name (an anonymous name when
+// empty) whose last seen seq is position (-1 for none). Registration and the
+// version it starts from are taken under the room's lock, so no committed
+// op falls between what the subscriber replays and what it receives live.
+func (r *Room) Subscribe(name string, position int64) (Join, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.deleted {
+		return Join{}, ErrDeleted
+	}
+	sub := r.hub.add(name, r.now())
+	if sub == nil {
+		return Join{}, ErrDeleted
+	}
+	j := Join{Sub: sub, Version: r.version}
+	if position < 0 || position > r.version {
+		st := r.g.State()
+		j.State = &st
+	}
+	return j, nil
+}
+
+// Presence lists who is subscribed to the room, oldest first.
+func (r *Room) Presence() []User { return r.hub.users() }
+
+// Subscribers returns how many subscribers the room has.
+func (r *Room) Subscribers() int { return r.hub.count() }

@@ -2,6 +2,7 @@ package room_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,28 +15,38 @@ import (
 	"github.com/liveshare/liveshare/store/storetest"
 )
 
-// recorder is a Publisher that keeps every batch.
-type recorder struct {
-	mu      sync.Mutex
-	batches []room.Batch
-}
-
-func (r *recorder) Publish(b room.Batch) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.batches = append(r.batches, b)
-}
-
-func (r *recorder) seqs() []int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// seqsOf drains what sub has queued and returns the seqs of its ops events.
+func seqsOf(t *testing.T, sub *room.Subscription) []int64 {
+	t.Helper()
 	var out []int64
-	for _, b := range r.batches {
-		for _, op := range b.Ops {
-			out = append(out, op.Seq)
+	for {
+		select {
+		case m, ok := <-sub.C:
+			if !ok {
+				t.Fatalf("subscription ended: %s", sub.Reason())
+			}
+			if m.Event != room.EventOps {
+				continue
+			}
+			var ev struct {
+				Version int64 `json:"version"`
+				Ops     []struct {
+					Seq int64 `json:"seq"`
+				} `json:"ops"`
+			}
+			if err := json.Unmarshal(m.Data, &ev); err != nil {
+				t.Fatalf("ops event %s: %v", m.Data, err)
+			}
+			for _, op := range ev.Ops {
+				out = append(out, op.Seq)
+			}
+			if ev.Version != m.Seq || out[len(out)-1] != m.Seq {
+				t.Fatalf("ops event id %d, version %d, last seq %d", m.Seq, ev.Version, out[len(out)-1])
+			}
+		default:
+			return out
 		}
 	}
-	return out
 }
 
 func addNode(id string) graph.Op {
@@ -66,8 +77,15 @@ func TestConcurrentWritersGetOneOrder(t *testing.T) {
 		ctx := context.Background()
 		st := openStore(t, cfg)
 		id := mustRoom(t, st)
-		rec := &recorder{}
-		m := room.NewManager(st, room.Options{Publisher: rec})
+		m := room.NewManager(st, room.Options{QueueSize: 1000})
+		watcher, err := m.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		join, err := watcher.Subscribe("watcher", -1)
+		if err != nil {
+			t.Fatal(err)
+		}
 
 		const writers, each = 4, 25
 		var wg sync.WaitGroup
@@ -94,10 +112,14 @@ func TestConcurrentWritersGetOneOrder(t *testing.T) {
 		if got, want := r.Version(), int64(writers*each); got != want {
 			t.Fatalf("version %d, want %d", got, want)
 		}
-		for i, seq := range rec.seqs() {
+		seqs := seqsOf(t, join.Sub)
+		for i, seq := range seqs {
 			if seq != int64(i+1) {
 				t.Fatalf("published seq %d at position %d: out of order", seq, i)
 			}
+		}
+		if len(seqs) != writers*each {
+			t.Fatalf("subscriber got %d ops, want %d", len(seqs), writers*each)
 		}
 		if got := r.ElementCount(); got != writers*each {
 			t.Errorf("element count %d", got)
@@ -112,9 +134,16 @@ func TestTwoInstancesShareOneRoom(t *testing.T) {
 		ctx := context.Background()
 		st1, st2 := openStore(t, cfg), openStore(t, cfg)
 		id := mustRoom(t, st1)
-		rec1, rec2 := &recorder{}, &recorder{}
-		m1 := room.NewManager(st1, room.Options{Publisher: rec1})
-		m2 := room.NewManager(st2, room.Options{Publisher: rec2})
+		m1 := room.NewManager(st1, room.Options{})
+		m2 := room.NewManager(st2, room.Options{QueueSize: 1000})
+		r2, err := m2.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		join, err := r2.Subscribe("watcher", -1)
+		if err != nil {
+			t.Fatal(err)
+		}
 
 		var wg sync.WaitGroup
 		for i, m := range []*room.Manager{m1, m2} {
@@ -134,7 +163,6 @@ func TestTwoInstancesShareOneRoom(t *testing.T) {
 		}
 		wg.Wait()
 		r1, _ := m1.Get(ctx, id)
-		r2, _ := m2.Get(ctx, id)
 		// The last writer is current; the other catches up on its next write.
 		if _, err := r1.Apply(ctx, room.Write{Ops: []graph.Op{addNode("last-1")}}); err != nil {
 			t.Fatal(err)
@@ -146,7 +174,7 @@ func TestTwoInstancesShareOneRoom(t *testing.T) {
 		if v2 != 42 || len(s2.Nodes) != 42 {
 			t.Fatalf("instance 2 at version %d with %d nodes, want 42 and 42", v2, len(s2.Nodes))
 		}
-		for i, seq := range rec2.seqs() {
+		for i, seq := range seqsOf(t, join.Sub) {
 			if seq != int64(i+1) {
 				t.Fatalf("instance 2 published seq %d at position %d", seq, i)
 			}

@@ -33,9 +33,9 @@ func NewApp(cfg Config, logOut io.Writer) *App {
 	return &App{cfg: cfg, log: slog.New(h)}
 }
 
-// Run serves until ctx is done, then shuts down gracefully: it stops
-// accepting, lets requests finish within the shutdown timeout, stops the
-// background goroutines and closes the database.
+// Run serves until ctx is done, then shuts down gracefully: it ends the event
+// streams, stops accepting, lets requests finish within the shutdown timeout,
+// stops the background goroutines and closes the database.
 func (a *App) Run(ctx context.Context) error {
 	st, err := store.Open(ctx, store.Config{DatabaseURL: a.cfg.DatabaseURL, DataDir: a.cfg.DataDir})
 	if err != nil {
@@ -47,9 +47,13 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 
-	rooms := room.NewManager(st, room.Options{IdleTimeout: a.cfg.RoomIdleTimeout, Logger: a.log})
+	rooms := room.NewManager(st, room.Options{IdleTimeout: a.cfg.RoomIdleTimeout, QueueSize: a.cfg.SSEQueue, Logger: a.log})
+	streamsDone := make(chan struct{})
 	api := handlers.New(handlers.Config{
 		Store: st, Rooms: rooms, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes,
+		Streams: handlers.StreamConfig{
+			Heartbeat: a.cfg.SSEHeartbeat, WriteTimeout: a.cfg.SSEWriteTimeout, Done: streamsDone,
+		},
 	})
 
 	ln, err := net.Listen("tcp", a.cfg.Addr)
@@ -90,6 +94,9 @@ func (a *App) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	a.log.Info("shutting down")
+	// Event streams never end by themselves: end them first, or Shutdown
+	// would wait for them until its deadline.
+	close(streamsDone)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -1,0 +1,445 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/r3labs/sse/v2"
+
+	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/store"
+)
+
+// StreamConfig tunes the event streams.
+type StreamConfig struct {
+	// Heartbeat is how often an idle stream gets a ": ping" comment.
+	Heartbeat time.Duration
+	// WriteTimeout bounds each write to a subscriber; a subscriber that
+	// does not take a write within it is disconnected.
+	WriteTimeout time.Duration
+	// Retry is the reconnection delay advised to clients (the retry: field).
+	Retry time.Duration
+	// Done is closed when every stream must end (graceful shutdown).
+	Done <-chan struct{}
+}
+
+const (
+	maxPresenceName = 128
+	// replayPageSize is how many logged ops one replayed ops event holds.
+	replayPageSize = 1000
+	// maxMergedMessages bounds how many queued ops events are merged into one.
+	maxMergedMessages = 64
+	// presenceInterval, plus presencePerUser for each subscriber of the
+	// room, is the least time between two presence events on one stream:
+	// joins and leaves in between are folded into one. A presence event
+	// lists everyone, so in a room of n subscribers a join storm would
+	// otherwise cost n² users on the wire per change; this way each stream
+	// carries at most about 50 users' worth of presence per millisecond.
+	presenceInterval = 100 * time.Millisecond
+	presencePerUser  = 2 * time.Millisecond
+	// sseStreamBuffer is r3labs' per-stream buffer; our subscription queue
+	// in room is the real bound, so this only smooths the hand-over.
+	sseStreamBuffer = 16
+)
+
+// streams serves GET /rooms/{room}/events. r3labs/sse is used as the SSE
+// writer only: one r3labs stream per connection (so its blocking fan-out
+// never spans two clients), AutoReplay and AutoStream off, the position read
+// and removed by us and replayed from our op log.
+type streams struct {
+	cfg   StreamConfig
+	rooms *room.Manager
+	store *store.Store
+	srv   *sse.Server
+	ready sync.Map // stream id → chan struct{}, closed once r3labs registered the subscriber
+
+	open atomic.Int64 // connections being served
+}
+
+func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store) *streams {
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 2 * time.Second
+	}
+	s := &streams{cfg: cfg, rooms: rooms, store: st}
+	srv := sse.New()
+	srv.AutoReplay = false
+	srv.AutoStream = false
+	srv.SplitData = true
+	srv.BufferSize = sseStreamBuffer
+	srv.Headers = map[string]string{"X-Accel-Buffering": "no"}
+	srv.OnSubscribe = func(id string, _ *sse.Subscriber) {
+		if c, ok := s.ready.Load(id); ok {
+			close(c.(chan struct{}))
+		}
+	}
+	s.srv = srv
+	return s
+}
+
+// parsePosition reads the resume position from Last-Event-ID or
+// ?last_event_id; -1 means none.
+func parsePosition(r *http.Request) (int64, error) {
+	raw := r.Header.Get("Last-Event-ID")
+	if raw == "" {
+		raw = r.URL.Query().Get("last_event_id")
+	}
+	if raw == "" {
+		return -1, nil
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || v < 0 {
+		return 0, problemf(http.StatusBadRequest, "invalid_last_event_id", "last event id %q is not a non-negative integer", truncate(raw, 64))
+	}
+	return v, nil
+}
+
+func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
+	pos, err := parsePosition(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	name := r.URL.Query().Get("name")
+	if len(name) > maxPresenceName {
+		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d bytes", maxPresenceName))
+		return
+	}
+	rm, err := s.rooms.Get(r.Context(), roomIDFrom(r))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	join, err := rm.Subscribe(name, pos)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer join.Sub.Close()
+
+	log := loggerFrom(r.Context()).With("room_id", rm.ID(), "subscriber", join.Sub.User.ID)
+	start := time.Now()
+	s.open.Add(1)
+	defer s.open.Add(-1)
+
+	// Teardown order, which leaks no goroutine: cancel ctx (r3labs'
+	// per-connection goroutine then deregisters the subscriber, which ends
+	// ServeHTTP), remove the stream (which unblocks a pending Publish and
+	// ends r3labs' stream goroutine), then wait for our pump.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	streamID := join.Sub.User.ID
+	ready := make(chan struct{})
+	s.ready.Store(streamID, ready)
+	defer s.ready.Delete(streamID)
+	s.srv.CreateStream(streamID)
+
+	dw := newDeadlineWriter(w, s.cfg.WriteTimeout, cancel)
+	p := &pump{s: s, rm: rm, join: join, streamID: streamID, dw: dw, ready: ready, pos: pos, cancel: cancel, log: log}
+	var wg sync.WaitGroup
+	wg.Go(func() { p.run(ctx) })
+
+	r2 := r.Clone(ctx)
+	r2.Header.Del("Last-Event-ID")
+	q := r2.URL.Query()
+	q.Set("stream", streamID)
+	r2.URL.RawQuery = q.Encode()
+	log.Info("stream started", "position", pos, "version", join.Version, "name", join.Sub.User.Name)
+	s.srv.ServeHTTP(dw, r2)
+
+	cancel()
+	s.srv.RemoveStream(streamID)
+	wg.Wait()
+	reason := p.reason
+	if reason == "" {
+		reason = "client gone"
+	}
+	log.Info("stream ended", "duration", time.Since(start), "events", p.sent, "reason", reason)
+}
+
+// pump feeds one connection: the start (snapshot or replay), then the live
+// queue, heartbeats, and the end of the stream.
+type pump struct {
+	s        *streams
+	rm       *room.Room
+	join     room.Join
+	streamID string
+	dw       *deadlineWriter
+	ready    chan struct{}
+	pos      int64
+	cancel   context.CancelFunc
+	log      *slog.Logger
+
+	sent         int64 // events handed to the writer
+	presenceSeen int64 // the presence change last sent
+	lastID  int64  // the stream's position: the id of the last event with one
+	retried bool   // the retry advice went out
+	reason  string // why the stream ended, set before cancel
+}
+
+func (p *pump) run(ctx context.Context) {
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return
+	}
+	if err := p.start(ctx); err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("stream start failed", "err", err)
+		}
+		p.stop("start failed")
+		return
+	}
+	heartbeat := time.NewTicker(p.s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	// The presence throttle: after a presence event, the next waits until
+	// the timer fires; throttleC is nil while no timer runs.
+	throttle := time.NewTimer(presenceInterval)
+	throttle.Stop()
+	var throttleC <-chan time.Time
+	presencePending := false
+	var held *room.Message
+	for {
+		var m room.Message
+		var ok bool
+		if held != nil {
+			m, ok, held = *held, true, nil
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.s.cfg.Done:
+				p.stop("shutdown")
+				return
+			case <-heartbeat.C:
+				p.publish(&sse.Event{Comment: []byte("ping")})
+				continue
+			case <-p.join.Sub.PresenceChanged:
+				if throttleC != nil {
+					presencePending = true
+				} else {
+					throttle.Reset(p.sendPresence())
+					throttleC = throttle.C
+				}
+				continue
+			case <-throttleC:
+				throttleC = nil
+				if presencePending {
+					presencePending = false
+					throttle.Reset(p.sendPresence())
+					throttleC = throttle.C
+				}
+				continue
+			case m, ok = <-p.join.Sub.C:
+			}
+		}
+		if !ok {
+			p.finish(ctx, p.join.Sub.Reason())
+			return
+		}
+		if m.Event != room.EventOps {
+			p.send(m.Event, m.Seq, m.Data)
+			continue
+		}
+		// Merge the ops events already queued behind this one.
+		batch := []room.Message{m}
+	merge:
+		for len(batch) < maxMergedMessages {
+			select {
+			case next, ok := <-p.join.Sub.C:
+				if !ok {
+					break merge // seen again, closed, on the next turn
+				}
+				if next.Event != room.EventOps {
+					held = &next
+					break merge
+				}
+				batch = append(batch, next)
+			default:
+				break merge
+			}
+		}
+		p.send(room.EventOps, batch[len(batch)-1].Seq, room.OpsData(batch))
+	}
+}
+
+// start sends where the subscriber begins: the room's state, or the logged
+// ops after its position up to the version it joined at.
+func (p *pump) start(ctx context.Context) error {
+	j := p.join
+	if j.State != nil {
+		data, err := json.Marshal(room.SnapshotData{
+			Version: j.Version, CreatedAt: time.Now().UTC(),
+			ElementCount: len(j.State.Nodes) + len(j.State.Edges), State: *j.State,
+		})
+		if err != nil {
+			return fmt.Errorf("encode snapshot event: %w", err)
+		}
+		p.send(room.EventSnapshot, j.Version, data)
+		return nil
+	}
+	p.lastID = p.pos
+	for since := p.pos; since < j.Version; {
+		recs, err := p.s.store.OpsSince(ctx, p.rm.ID(), since, replayPageSize)
+		if err != nil {
+			return fmt.Errorf("replay ops after %d: %w", since, err)
+		}
+		if len(recs) == 0 || recs[0].Seq != since+1 {
+			return fmt.Errorf("replay ops after %d: the log does not continue there", since)
+		}
+		msgs := make([]room.Message, 0, len(recs))
+		for _, rec := range recs {
+			if rec.Seq > j.Version {
+				break // live ops after the join come from the queue
+			}
+			entry, err := json.Marshal(struct {
+				Seq      int64           `json:"seq"`
+				Op       json.RawMessage `json:"op"`
+				ClientID string          `json:"client_id"`
+			}{rec.Seq, rec.Op, rec.ClientID})
+			if err != nil {
+				return fmt.Errorf("encode logged op %d: %w", rec.Seq, err)
+			}
+			msgs = append(msgs, room.Message{Event: room.EventOps, Seq: rec.Seq, Entries: entry})
+		}
+		last := msgs[len(msgs)-1].Seq
+		p.send(room.EventOps, last, room.OpsData(msgs))
+		since = last
+	}
+	return nil
+}
+
+// sendPresence sends the room's presence if it changed since the last one,
+// and returns how long to wait before the next.
+func (p *pump) sendPresence() time.Duration {
+	seq, users, data := p.join.Sub.Presence()
+	if seq != p.presenceSeen && data != nil {
+		p.presenceSeen = seq
+		p.send(room.EventPresence, -1, data)
+	}
+	return presenceInterval + time.Duration(users)*presencePerUser
+}
+
+// send hands one event to the writer. Events without a position of their
+// own repeat the stream's position: r3labs always writes an id: line, and an
+// empty one would erase the client's Last-Event-ID.
+func (p *pump) send(event string, seq int64, data []byte) {
+	if seq >= 0 {
+		p.lastID = seq
+	}
+	ev := &sse.Event{Event: []byte(event), Data: data}
+	if p.lastID >= 0 {
+		ev.ID = []byte(strconv.FormatInt(p.lastID, 10))
+	}
+	p.publish(ev)
+}
+
+func (p *pump) publish(ev *sse.Event) {
+	if !p.retried {
+		ev.Retry = []byte(strconv.FormatInt(p.s.cfg.Retry.Milliseconds(), 10))
+		if len(ev.Data) == 0 {
+			ev.Retry = nil // a comment-only event carries no fields
+		} else {
+			p.retried = true
+		}
+	}
+	p.sent++
+	p.s.srv.Publish(p.streamID, ev)
+}
+
+// finish ends the stream after the hub closed the subscription: it lets
+// what is queued reach the client, then cancels.
+func (p *pump) finish(ctx context.Context, reason string) {
+	p.dw.waitFlushed(ctx, p.sent, p.s.cfg.WriteTimeout)
+	p.stop(reason)
+}
+
+func (p *pump) stop(reason string) {
+	p.reason = reason
+	p.cancel()
+}
+
+// deadlineWriter gives every write to the subscriber a deadline; the first
+// failed write ends the stream (r3labs ignores write errors).
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	onFail  func()
+
+	failed  atomic.Bool
+	flushes atomic.Int64
+	flushed chan struct{} // signalled after each flush
+}
+
+func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration, onFail func()) *deadlineWriter {
+	return &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout, onFail: onFail, flushed: make(chan struct{}, 1)}
+}
+
+func (d *deadlineWriter) fail() {
+	if d.failed.CompareAndSwap(false, true) {
+		d.onFail()
+	}
+}
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	if d.failed.Load() {
+		return 0, errStreamFailed
+	}
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	n, err := d.ResponseWriter.Write(b)
+	if err != nil {
+		d.fail()
+	}
+	return n, err
+}
+
+// Flush is called by r3labs after the headers and after each event.
+func (d *deadlineWriter) Flush() {
+	if d.failed.Load() {
+		return
+	}
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	if err := d.rc.Flush(); err != nil {
+		d.fail()
+		return
+	}
+	d.flushes.Add(1)
+	select {
+	case d.flushed <- struct{}{}:
+	default:
+	}
+}
+
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+// waitFlushed waits until events have been flushed (plus the headers'
+// flush), the stream failed, ctx ended, or timeout passed.
+func (d *deadlineWriter) waitFlushed(ctx context.Context, events int64, timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for d.flushes.Load() < events+1 && !d.failed.Load() {
+		select {
+		case <-d.flushed:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		}
+	}
+}
+
+var errStreamFailed = errors.New("event stream: an earlier write failed")

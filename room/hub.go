@@ -1,0 +1,336 @@
+package room
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/liveshare/liveshare/graph"
+)
+
+// Event names on the wire (DESIGN.md section 5).
+const (
+	EventSnapshot    = "snapshot"
+	EventOps         = "ops"
+	EventReset       = "reset"
+	EventPresence    = "presence"
+	EventRoomDeleted = "room_deleted"
+)
+
+// Message is one event for a subscriber, encoded once and shared by all
+// subscribers of the room: nobody may modify its byte slices.
+type Message struct {
+	Event string
+	// Seq is the event's id: the last seq it carries, or -1 when the event
+	// has no position of its own (presence, room_deleted).
+	Seq int64
+	// Data is the event's JSON, one line.
+	Data []byte
+	// Entries is, for ops events, the comma-separated JSON of the ops
+	// array's elements, so that a subscriber that is behind can merge
+	// consecutive ops events into one.
+	Entries []byte
+}
+
+// OpsData builds the data of one ops event from consecutive ops messages
+// (whose Data may be nil: Entries is enough).
+func OpsData(msgs []Message) []byte {
+	if len(msgs) == 1 && msgs[0].Data != nil {
+		return msgs[0].Data
+	}
+	n := 0
+	for _, m := range msgs {
+		n += len(m.Entries) + 1
+	}
+	entries := make([]byte, 0, n)
+	for i, m := range msgs {
+		if i > 0 {
+			entries = append(entries, ',')
+		}
+		entries = append(entries, m.Entries...)
+	}
+	return buildOps(msgs[len(msgs)-1].Seq, entries)
+}
+
+// User is one subscriber as presence shows it.
+type User struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	ConnectedAt time.Time `json:"connected_at"`
+}
+
+// Subscription is one subscriber's bounded queue of messages. C is closed
+// when the subscription ends: the subscriber fell behind (Reason
+// "slow"), the room was deleted ("room_deleted"), or Close was called.
+//
+// Presence does not go through C: it is state, not history, so a
+// subscriber is only told (on PresenceChanged) that it changed and reads
+// the latest with Presence. A storm of joins in a room of thousands then
+// costs each subscriber one presence event, not thousands in its queue.
+type Subscription struct {
+	C    <-chan Message
+	User User
+	// PresenceChanged receives a signal when who is present changed.
+	PresenceChanged <-chan struct{}
+
+	c        chan Message
+	presence chan struct{}
+	hub      *hub
+	reason atomic.Value // string
+	once   sync.Once
+}
+
+// Presence returns the room's presence event data, encoded once per change
+// and shared, with a number that grows with every change and how many
+// users it lists.
+func (s *Subscription) Presence() (seq int64, users int, data []byte) {
+	return s.hub.presenceEvent()
+}
+
+// Reason says why C was closed ("" while it is open).
+func (s *Subscription) Reason() string {
+	r, _ := s.reason.Load().(string)
+	return r
+}
+
+// Close ends the subscription and tells the others this user left. It is
+// safe to call more than once and after the hub ended it.
+func (s *Subscription) Close() {
+	s.hub.remove(s, "closed")
+}
+
+// end closes the queue once; the hub's lock is held.
+func (s *Subscription) end(reason string) {
+	s.once.Do(func() {
+		s.reason.Store(reason)
+		close(s.c)
+	})
+}
+
+// hub fans a room's events out to its subscribers without ever waiting for
+// one: a subscriber whose queue is full is cut off (it resumes with
+// Last-Event-ID) and counted.
+type hub struct {
+	queueSize int
+	stats     *Stats
+
+	mu     sync.Mutex
+	subs   map[*Subscription]struct{}
+	closed bool
+
+	// Presence: the change counter, the last join and leave, and the event
+	// data encoded for the current counter (nil until someone asks).
+	presenceSeq    int64
+	joined, left   *User
+	presenceCached []byte
+}
+
+// Stats counts what the hubs of a manager did.
+type Stats struct {
+	Subscribers  atomic.Int64 // open subscriptions
+	SlowCutOffs  atomic.Int64 // subscribers cut off because their queue was full
+	MessagesSent atomic.Int64 // messages queued to subscribers
+}
+
+func newHub(queueSize int, stats *Stats) *hub {
+	return &hub{queueSize: queueSize, stats: stats, subs: make(map[*Subscription]struct{})}
+}
+
+// add registers a subscriber named name and tells everyone, including the
+// newcomer, who is present. It returns nil when the hub is closed.
+func (h *hub) add(name string, now time.Time) *Subscription {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	if name == "" {
+		name = "anonymous-" + id[:6]
+	}
+	c := make(chan Message, h.queueSize)
+	p := make(chan struct{}, 1)
+	s := &Subscription{C: c, c: c, PresenceChanged: p, presence: p, hub: h,
+		User: User{ID: id, Name: name, ConnectedAt: now.UTC()}}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.subs[s] = struct{}{}
+	h.stats.Subscribers.Add(1)
+	h.presenceLocked(&s.User, nil)
+	return s
+}
+
+// remove ends s and, if it was still subscribed, tells the others it left.
+func (h *hub) remove(s *Subscription, reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.removeLocked(s, reason)
+}
+
+func (h *hub) removeLocked(s *Subscription, reason string) {
+	if _, ok := h.subs[s]; !ok {
+		return
+	}
+	delete(h.subs, s)
+	h.stats.Subscribers.Add(-1)
+	s.end(reason)
+	h.presenceLocked(nil, &s.User)
+}
+
+// users lists who is subscribed, oldest first.
+func (h *hub) users() []User {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.usersLocked()
+}
+
+func (h *hub) usersLocked() []User {
+	users := make([]User, 0, len(h.subs))
+	for s := range h.subs {
+		users = append(users, s.User)
+	}
+	slices.SortFunc(users, func(a, b User) int {
+		if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
+			return c
+		}
+		return compareStrings(a.ID, b.ID)
+	})
+	return users
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (h *hub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+type presenceData struct {
+	Users  []User `json:"users"`
+	Joined *User  `json:"joined"`
+	Left   *User  `json:"left"`
+}
+
+// presenceLocked records a join or leave and signals every subscriber.
+func (h *hub) presenceLocked(joined, left *User) {
+	h.presenceSeq++
+	h.joined, h.left = joined, left
+	h.presenceCached = nil
+	for s := range h.subs {
+		select {
+		case s.presence <- struct{}{}:
+		default: // already signalled; it will read the latest
+		}
+	}
+}
+
+func (h *hub) presenceEvent() (int64, int, []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.presenceCached == nil {
+		data, err := json.Marshal(presenceData{Users: h.usersLocked(), Joined: h.joined, Left: h.left})
+		if err != nil {
+			return h.presenceSeq, len(h.subs), nil // cannot happen: the types marshal
+		}
+		h.presenceCached = data
+	}
+	return h.presenceSeq, len(h.subs), h.presenceCached
+}
+
+// broadcastLocked queues m to every subscriber without blocking; a full
+// queue cuts its subscriber off. Presence changes that cut-offs cause are
+// sent after the loop so that the set is not changed while it is walked.
+func (h *hub) broadcastLocked(m Message) {
+	var slow []*Subscription
+	for s := range h.subs {
+		select {
+		case s.c <- m:
+			h.stats.MessagesSent.Add(1)
+		default:
+			slow = append(slow, s)
+		}
+	}
+	for _, s := range slow {
+		h.stats.SlowCutOffs.Add(1)
+		h.removeLocked(s, "slow")
+	}
+}
+
+// opEntry is one op in an ops event.
+type opEntry struct {
+	Seq      int64           `json:"seq"`
+	Op       json.RawMessage `json:"op"`
+	ClientID string          `json:"client_id"`
+}
+
+// publish sends a committed batch as one ops event.
+func (h *hub) publish(b Batch) {
+	if len(b.Ops) == 0 {
+		return
+	}
+	entries := make([]byte, 0, 128*len(b.Ops))
+	for i, op := range b.Ops {
+		if i > 0 {
+			entries = append(entries, ',')
+		}
+		enc, err := json.Marshal(opEntry{Seq: op.Seq, Op: op.Raw, ClientID: op.ClientID})
+		if err != nil {
+			return // cannot happen: Raw is JSON the room committed
+		}
+		entries = append(entries, enc...)
+	}
+	m := Message{Event: EventOps, Seq: b.Version, Entries: entries}
+	m.Data = buildOps(b.Version, entries)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.broadcastLocked(m)
+}
+
+func buildOps(version int64, entries []byte) []byte {
+	b := make([]byte, 0, len(entries)+40)
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, version, 10)
+	b = append(b, `,"ops":[`...)
+	b = append(b, entries...)
+	return append(b, "]}"...)
+}
+
+// SnapshotData is the data of snapshot and reset events.
+type SnapshotData struct {
+	SnapshotID   *string     `json:"snapshot_id"`
+	Version      int64       `json:"version"`
+	CreatedAt    time.Time   `json:"created_at"`
+	ElementCount int         `json:"element_count"`
+	State        graph.State `json:"state"`
+}
+
+// close ends every subscription, first telling each that the room is gone.
+func (h *hub) close(roomID string) {
+	data, _ := json.Marshal(map[string]string{"room_id": roomID})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for s := range h.subs {
+		select {
+		case s.c <- Message{Event: EventRoomDeleted, Seq: -1, Data: data}:
+		default:
+		}
+		delete(h.subs, s)
+		h.stats.Subscribers.Add(-1)
+		s.end("room_deleted")
+	}
+}
