@@ -183,11 +183,11 @@ type pump struct {
 	cancel   context.CancelFunc
 	log      *slog.Logger
 
-	sent         int64 // events handed to the writer
-	presenceSeen int64 // the presence change last sent
-	lastID  int64  // the stream's position: the id of the last event with one
-	retried bool   // the retry advice went out
-	reason  string // why the stream ended, set before cancel
+	sent         int64  // events handed to the writer
+	presenceSeen int64  // the presence change last sent
+	lastID       int64  // the stream's position: the id of the last event with one
+	retried      bool   // the retry advice went out
+	reason       string // why the stream ended, set before cancel
 }
 
 func (p *pump) run(ctx context.Context) {

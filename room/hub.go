@@ -81,8 +81,8 @@ type Subscription struct {
 	c        chan Message
 	presence chan struct{}
 	hub      *hub
-	reason atomic.Value // string
-	once   sync.Once
+	reason   atomic.Value // string
+	once     sync.Once
 }
 
 // Presence returns the room's presence event data, encoded once per change
