@@ -213,10 +213,10 @@ func (p *pump) run(ctx context.Context) {
 	presencePending := false
 	var held *room.Message
 	for {
-		var m room.Message
+		var m *room.Message
 		var ok bool
 		if held != nil {
-			m, ok, held = *held, true, nil
+			m, ok, held = held, true, nil
 		} else {
 			select {
 			case <-ctx.Done():
@@ -255,7 +255,7 @@ func (p *pump) run(ctx context.Context) {
 			continue
 		}
 		// Merge the ops events already queued behind this one.
-		batch := []room.Message{m}
+		batch := []*room.Message{m}
 	merge:
 		for len(batch) < maxMergedMessages {
 			select {
@@ -264,7 +264,7 @@ func (p *pump) run(ctx context.Context) {
 					break merge // seen again, closed, on the next turn
 				}
 				if next.Event != room.EventOps {
-					held = &next
+					held = next
 					break merge
 				}
 				batch = append(batch, next)
@@ -300,7 +300,7 @@ func (p *pump) start(ctx context.Context) error {
 		if len(recs) == 0 || recs[0].Seq != since+1 {
 			return fmt.Errorf("replay ops after %d: the log does not continue there", since)
 		}
-		msgs := make([]room.Message, 0, len(recs))
+		msgs := make([]*room.Message, 0, len(recs))
 		for _, rec := range recs {
 			if rec.Seq > j.Version {
 				break // live ops after the join come from the queue
@@ -313,7 +313,7 @@ func (p *pump) start(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("encode logged op %d: %w", rec.Seq, err)
 			}
-			msgs = append(msgs, room.Message{Event: room.EventOps, Seq: rec.Seq, Entries: entry})
+			msgs = append(msgs, &room.Message{Event: room.EventOps, Seq: rec.Seq, Entries: entry})
 		}
 		last := msgs[len(msgs)-1].Seq
 		p.send(room.EventOps, last, room.OpsData(msgs))

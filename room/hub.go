@@ -39,7 +39,7 @@ type Message struct {
 
 // OpsData builds the data of one ops event from consecutive ops messages
 // (whose Data may be nil: Entries is enough).
-func OpsData(msgs []Message) []byte {
+func OpsData(msgs []*Message) []byte {
 	if len(msgs) == 1 && msgs[0].Data != nil {
 		return msgs[0].Data
 	}
@@ -73,12 +73,12 @@ type User struct {
 // the latest with Presence. A storm of joins in a room of thousands then
 // costs each subscriber one presence event, not thousands in its queue.
 type Subscription struct {
-	C    <-chan Message
+	C    <-chan *Message
 	User User
 	// PresenceChanged receives a signal when who is present changed.
 	PresenceChanged <-chan struct{}
 
-	c        chan Message
+	c        chan *Message
 	presence chan struct{}
 	hub      *hub
 	reason   atomic.Value // string
@@ -150,7 +150,7 @@ func (h *hub) add(name string, now time.Time) *Subscription {
 	if name == "" {
 		name = "anonymous-" + id[:6]
 	}
-	c := make(chan Message, h.queueSize)
+	c := make(chan *Message, h.queueSize)
 	p := make(chan struct{}, 1)
 	s := &Subscription{C: c, c: c, PresenceChanged: p, presence: p, hub: h,
 		User: User{ID: id, Name: name, ConnectedAt: now.UTC()}}
@@ -254,7 +254,7 @@ func (h *hub) presenceEvent() (int64, int, []byte) {
 // broadcastLocked queues m to every subscriber without blocking; a full
 // queue cuts its subscriber off. Presence changes that cut-offs cause are
 // sent after the loop so that the set is not changed while it is walked.
-func (h *hub) broadcastLocked(m Message) {
+func (h *hub) broadcastLocked(m *Message) {
 	var slow []*Subscription
 	for s := range h.subs {
 		select {
@@ -293,7 +293,7 @@ func (h *hub) publish(b Batch) {
 		}
 		entries = append(entries, enc...)
 	}
-	m := Message{Event: EventOps, Seq: b.Version, Entries: entries}
+	m := &Message{Event: EventOps, Seq: b.Version, Entries: entries}
 	m.Data = buildOps(b.Version, entries)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -326,7 +326,7 @@ func (h *hub) close(roomID string) {
 	h.closed = true
 	for s := range h.subs {
 		select {
-		case s.c <- Message{Event: EventRoomDeleted, Seq: -1, Data: data}:
+		case s.c <- &Message{Event: EventRoomDeleted, Seq: -1, Data: data}:
 		default:
 		}
 		delete(h.subs, s)

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/liveshare/liveshare/store"
+	"github.com/liveshare/liveshare/store/storetest"
 )
 
 // TestRoomsGraphAndOps walks the REST API as the README's curl walkthrough
@@ -175,6 +177,31 @@ func TestInvalidConfigurationStops(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		if len(lines) != 1 || !strings.Contains(lines[0], c.want) {
 			t.Errorf("%s: output %q, want one line naming %s", c.env, out, c.want)
+		}
+	}
+}
+
+// TestShutdownEndsEventStreams: SIGTERM with subscribers connected ends
+// their streams and the process exits cleanly, well within its timeout.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	srv := startServer(t, storetest.Config(t, "sqlite"), "LIVESHARE_SHUTDOWN_TIMEOUT=20s")
+	rm := srv.createRoom("shutdown")
+	var bodies []io.ReadCloser
+	for range 3 {
+		resp, err := http.Get(srv.URL + "/rooms/" + rm.ID + "/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		bodies = append(bodies, resp.Body)
+	}
+	// Were the streams not ended, Shutdown would wait its whole 20s for them.
+	if code := srv.terminate(15 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	for i, b := range bodies {
+		if _, err := io.ReadAll(b); err != nil {
+			t.Errorf("stream %d did not end cleanly: %v", i, err)
 		}
 	}
 }
