@@ -33,8 +33,10 @@ type StreamConfig struct {
 
 const (
 	maxPresenceName = 128
-	// replayPageSize is how many logged ops one replayed ops event holds.
-	replayPageSize = 1000
+	// replayPageSize is how many logged ops are read per query when
+	// replaying; replayEventBytes caps the ops one replayed event carries.
+	replayPageSize   = 1000
+	replayEventBytes = 1 << 20
 	// maxMergedMessages bounds how many queued ops events are merged into one.
 	maxMergedMessages = 64
 	// presenceInterval, plus presencePerUser for each subscriber of the
@@ -118,12 +120,7 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d bytes", maxPresenceName))
 		return
 	}
-	rm, err := s.rooms.Get(r.Context(), roomIDFrom(r))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	join, err := rm.Subscribe(name, pos)
+	rm, join, err := s.rooms.Subscribe(r.Context(), roomIDFrom(r), name, pos)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -187,6 +184,7 @@ type pump struct {
 	presenceSeen int64  // the presence change last sent
 	lastID       int64  // the stream's position: the id of the last event with one
 	retried      bool   // the retry advice went out
+	deletedSent  bool   // room_deleted went out
 	reason       string // why the stream ended, set before cancel
 }
 
@@ -251,6 +249,7 @@ func (p *pump) run(ctx context.Context) {
 			return
 		}
 		if m.Event != room.EventOps {
+			p.deletedSent = p.deletedSent || m.Event == room.EventRoomDeleted
 			p.send(m.Event, m.Seq, m.Data)
 			continue
 		}
@@ -301,6 +300,14 @@ func (p *pump) start(ctx context.Context) error {
 			return fmt.Errorf("replay ops after %d: the log does not continue there", since)
 		}
 		msgs := make([]*room.Message, 0, len(recs))
+		size := 0
+		flush := func() {
+			if len(msgs) > 0 {
+				p.send(room.EventOps, msgs[len(msgs)-1].Seq, room.OpsData(msgs))
+				msgs, size = msgs[:0], 0
+			}
+		}
+		last := since
 		for _, rec := range recs {
 			if rec.Seq > j.Version {
 				break // live ops after the join come from the queue
@@ -313,10 +320,14 @@ func (p *pump) start(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("encode logged op %d: %w", rec.Seq, err)
 			}
+			if size+len(entry) > replayEventBytes {
+				flush()
+			}
 			msgs = append(msgs, &room.Message{Event: room.EventOps, Seq: rec.Seq, Entries: entry})
+			size += len(entry)
+			last = rec.Seq
 		}
-		last := msgs[len(msgs)-1].Seq
-		p.send(room.EventOps, last, room.OpsData(msgs))
+		flush()
 		since = last
 	}
 	return nil
@@ -361,8 +372,13 @@ func (p *pump) publish(ev *sse.Event) {
 }
 
 // finish ends the stream after the hub closed the subscription: it lets
-// what is queued reach the client, then cancels.
+// what is queued reach the client, then cancels. A room_deleted event that
+// did not fit a full queue is sent here.
 func (p *pump) finish(ctx context.Context, reason string) {
+	if reason == "room_deleted" && !p.deletedSent {
+		data, _ := json.Marshal(map[string]string{"room_id": p.rm.ID()})
+		p.send(room.EventRoomDeleted, -1, data)
+	}
 	p.dw.waitFlushed(ctx, p.sent, p.s.cfg.WriteTimeout)
 	p.stop(reason)
 }
@@ -386,7 +402,17 @@ type deadlineWriter struct {
 }
 
 func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration, onFail func()) *deadlineWriter {
-	return &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout, onFail: onFail, flushed: make(chan struct{}, 1)}
+	// The controller works on the innermost writer: middleware wrappers
+	// offer Flush without an error, which would hide a failed flush.
+	inner := w
+	for {
+		u, ok := inner.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		inner = u.Unwrap()
+	}
+	return &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(inner), timeout: timeout, onFail: onFail, flushed: make(chan struct{}, 1)}
 }
 
 func (d *deadlineWriter) fail() {

@@ -79,6 +79,7 @@ func TestEveryoneSeesOneOrder(t *testing.T) {
 		const writers, posts = 4, 200
 		var final int64
 		var finalMu sync.Mutex
+		finalSet := make(chan struct{}) // closed once final is known
 		writing := make(chan struct{})
 		var wg sync.WaitGroup
 
@@ -92,6 +93,7 @@ func TestEveryoneSeesOneOrder(t *testing.T) {
 			results[i] = &collector{}
 			wg.Go(func() {
 				<-writing
+				fs := finalSet
 				for {
 					finalMu.Lock()
 					f := final
@@ -106,6 +108,8 @@ func TestEveryoneSeesOneOrder(t *testing.T) {
 							return
 						}
 						results[i].take(t, ev)
+					case <-fs:
+						fs = nil // final is known now: loop to compare
 					case <-time.After(30 * time.Second):
 						t.Errorf("steady subscriber %d stuck at %d of %d", i, results[i].version(), f)
 						return
@@ -120,6 +124,7 @@ func TestEveryoneSeesOneOrder(t *testing.T) {
 				<-writing
 				rng := rand.New(rand.NewPCG(uint64(i), 7))
 				c := results[i]
+				fs := finalSet
 				for {
 					client, resp := subscribe(t, srv.URL, roomID, c.last, "?name=flaky")
 					if client == nil {
@@ -141,6 +146,8 @@ func TestEveryoneSeesOneOrder(t *testing.T) {
 								return
 							}
 							c.take(t, ev)
+						case <-fs:
+							fs = nil // final is known now: loop to compare
 						case <-time.After(30 * time.Second):
 							t.Errorf("flaky subscriber stuck at %d of %d", c.version(), f)
 							return
@@ -175,6 +182,7 @@ func TestEveryoneSeesOneOrder(t *testing.T) {
 		finalMu.Lock()
 		final = rm.Version
 		finalMu.Unlock()
+		close(finalSet)
 		wg.Wait()
 		for i, c := range results {
 			if c.version() != final {

@@ -71,11 +71,6 @@ type postOpsResponse struct {
 }
 
 func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
-	rm, err := a.rooms.Get(r.Context(), roomIDFrom(r))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
 	key := r.Header.Get("Idempotency-Key")
 	if len(key) > maxIdempotencyKey {
 		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
@@ -91,7 +86,7 @@ func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	res, err := rm.Apply(r.Context(), room.Write{
+	res, err := a.rooms.Apply(r.Context(), roomIDFrom(r), room.Write{
 		Ops: ops, ClientID: req.ClientID, BaseVersion: req.BaseVersion, IdempotencyKey: key,
 	})
 	if err != nil {

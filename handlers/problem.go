@@ -46,6 +46,7 @@ func asProblem(err error) *Problem {
 	var opErr *graph.OpError
 	var conflict *room.ConflictError
 	var tooLarge *http.MaxBytesError
+	var roomTooLarge *room.TooLargeError
 	switch {
 	case errors.As(err, &p):
 		return p
@@ -59,6 +60,9 @@ func asProblem(err error) *Problem {
 		cur := conflict.Current
 		p.Current = &cur
 		return p
+	case errors.As(err, &roomTooLarge):
+		return problemf(http.StatusRequestEntityTooLarge, "room_too_large",
+			"these ops would take the room past its size budget of %d bytes (it would need up to %d); nothing was applied", roomTooLarge.Budget, roomTooLarge.Size)
 	case errors.As(err, &tooLarge):
 		return problemf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", tooLarge.Limit)
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, room.ErrDeleted):

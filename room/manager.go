@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -24,7 +25,10 @@ type Options struct {
 	// QueueSize bounds each subscriber's queue of events; a subscriber whose
 	// queue is full is cut off. Zero means DefaultQueueSize.
 	QueueSize int
-	Logger    *slog.Logger
+	// StateBudget is the most a room's graph.SizeBound may reach; writes
+	// past it are refused. Zero means no limit.
+	StateBudget int64
+	Logger      *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -99,12 +103,43 @@ func (m *Manager) Get(ctx context.Context, id string) (*Room, error) {
 	return l.room, nil
 }
 
+// Apply applies w to the room id (see Room.Apply), loading the room if
+// needed and following it if it is evicted meanwhile.
+func (m *Manager) Apply(ctx context.Context, id string, w Write) (WriteResult, error) {
+	for {
+		r, err := m.Get(ctx, id)
+		if err != nil {
+			return WriteResult{}, err
+		}
+		res, err := r.Apply(ctx, w)
+		if !errors.Is(err, errEvicted) {
+			return res, err
+		}
+	}
+}
+
+// Subscribe subscribes to the room id (see Room.Subscribe), loading the
+// room if needed and following it if it is evicted meanwhile.
+func (m *Manager) Subscribe(ctx context.Context, id, name string, position int64) (*Room, Join, error) {
+	for {
+		r, err := m.Get(ctx, id)
+		if err != nil {
+			return nil, Join{}, err
+		}
+		j, err := r.Subscribe(name, position)
+		if !errors.Is(err, errEvicted) {
+			return r, j, err
+		}
+	}
+}
+
 func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 	start := m.opts.Now()
 	if _, err := m.store.GetRoom(ctx, id); err != nil {
 		return nil, fmt.Errorf("load room %s: %w", id, err)
 	}
-	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, &m.stats), now: m.opts.Now, g: graph.New()}
+	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, &m.stats), now: m.opts.Now,
+		budget: m.opts.StateBudget, g: graph.New()}
 	for {
 		recs, err := m.store.OpsSince(ctx, id, r.version, replayPage)
 		if err != nil {
@@ -119,6 +154,7 @@ func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 			break
 		}
 	}
+	r.touch(m.opts.Now())
 	m.log.Info("room loaded", "room_id", id, "version", r.version,
 		"elements", r.g.ElementCount(), "duration", m.opts.Now().Sub(start))
 	return r, nil
@@ -183,7 +219,7 @@ func (m *Manager) EvictIdle() int {
 		default:
 			continue // still loading
 		}
-		if l.room != nil && l.room.lastUsed.Load() < cutoff && l.room.Subscribers() == 0 {
+		if l.room != nil && l.room.evictIfIdle(cutoff) {
 			delete(m.rooms, id)
 			n++
 		}

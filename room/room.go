@@ -61,8 +61,22 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("room is at version %d", e.Current)
 }
 
+// TooLargeError is returned when a write would take the room's state past
+// its budget: the snapshot of the room could then not be stored.
+type TooLargeError struct {
+	Size, Budget int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the room's state would take up to %d bytes, over its budget of %d", e.Size, e.Budget)
+}
+
 // ErrDeleted is returned by a Room that was deleted while it was in use.
 var ErrDeleted = errors.New("room deleted")
+
+// errEvicted is returned by a Room that left memory while a caller held it;
+// the Manager's methods then fetch the room again.
+var errEvicted = errors.New("room evicted")
 
 // maxCatchUps bounds how often one write catches up with other instances'
 // writes before giving up; each catch-up means another writer won the race.
@@ -70,15 +84,17 @@ const maxCatchUps = 20
 
 // Room is one live room: its graph at its version.
 type Room struct {
-	id    string
-	store Store
-	hub   *hub
-	now   func() time.Time
+	id     string
+	store  Store
+	hub    *hub
+	now    func() time.Time
+	budget int64 // the most graph.SizeBound may reach; 0 is no limit
 
 	mu      sync.RWMutex
 	g       *graph.Graph
 	version int64
 	deleted bool
+	evicted bool // left the manager: writes and subscriptions go to a fresh load
 
 	lastUsed atomic.Int64 // unix nanoseconds; read by the manager's eviction loop
 }
@@ -112,8 +128,9 @@ func (r *Room) touch(now time.Time) { r.lastUsed.Store(now.UnixNano()) }
 // Apply validates w's ops against the room, commits them to the store as one
 // transaction and only then makes them visible and publishes them. It returns
 // a *graph.OpError for an invalid op, a *ConflictError for a stale
-// BaseVersion, store.ErrNotFound or ErrDeleted for a room that is gone; in
-// every error case nothing was applied.
+// BaseVersion, a *TooLargeError for a room that would outgrow its budget,
+// store.ErrNotFound or ErrDeleted for a room that is gone; in every error
+// case nothing was applied.
 func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 	if len(w.Ops) == 0 {
 		return WriteResult{}, errors.New("apply to room: no ops")
@@ -129,8 +146,11 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.deleted {
+	switch {
+	case r.deleted:
 		return WriteResult{}, ErrDeleted
+	case r.evicted:
+		return WriteResult{}, errEvicted
 	}
 
 	if w.IdempotencyKey != "" {
@@ -154,9 +174,16 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 		if w.BaseVersion != nil && *w.BaseVersion != r.version {
 			return WriteResult{}, &ConflictError{Current: r.version}
 		}
+		before := r.g.SizeBound()
 		undo, err := r.g.ApplyUndoable(w.Ops)
 		if err != nil {
 			return WriteResult{}, err
+		}
+		// A room already over budget (the budget was lowered) may still
+		// shrink; it may not grow.
+		if size := r.g.SizeBound(); r.budget > 0 && size > r.budget && size > before {
+			undo()
+			return WriteResult{}, &TooLargeError{Size: size, Budget: r.budget}
 		}
 		res, err := r.store.AppendOps(ctx, store.Append{
 			RoomID:          r.id,
@@ -189,7 +216,9 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 			}
 			return WriteResult{Version: res.Version, Applied: res.Applied, Replayed: true}, nil
 		case errors.Is(err, store.ErrNotFound):
+			// Deleted, maybe through another instance: end the streams here too.
 			r.deleted = true
+			r.hub.close(r.id)
 			return WriteResult{}, err
 		default:
 			return WriteResult{}, fmt.Errorf("commit ops to room %s: %w", r.id, err)
@@ -220,15 +249,17 @@ func (r *Room) catchUpLocked(ctx context.Context) error {
 	}
 	b := Batch{RoomID: r.id, Ops: make([]LoggedOp, 0, len(recs))}
 	for _, rec := range recs {
-		lop, err := r.replayLocked(rec)
-		if err != nil {
-			return err
+		var lop LoggedOp
+		if lop, err = r.replayLocked(rec); err != nil {
+			break
 		}
 		b.Ops = append(b.Ops, lop)
 	}
+	// Publish what was applied even if a later op failed, or subscribers
+	// would see a gap once the room moves on.
 	b.Version = r.version
 	r.hub.publish(b)
-	return nil
+	return err
 }
 
 // replayLocked applies one committed op from the log.
@@ -245,6 +276,18 @@ func (r *Room) replayLocked(rec store.OpRecord) (LoggedOp, error) {
 	}
 	r.version = rec.Seq
 	return LoggedOp{Seq: rec.Seq, Op: op, Raw: rec.Op, ClientID: rec.ClientID, CreatedAt: rec.CreatedAt}, nil
+}
+
+// evictIfIdle marks the room evicted if nobody is subscribed and it was not
+// used since cutoff; it reports whether it did.
+func (r *Room) evictIfIdle(cutoff int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hub.count() > 0 || r.lastUsed.Load() >= cutoff {
+		return false
+	}
+	r.evicted = true
+	return true
 }
 
 // markDeleted makes every later write and subscription fail with
@@ -275,8 +318,11 @@ type Join struct {
 func (r *Room) Subscribe(name string, position int64) (Join, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if r.deleted {
+	switch {
+	case r.deleted:
 		return Join{}, ErrDeleted
+	case r.evicted:
+		return Join{}, errEvicted
 	}
 	sub := r.hub.add(name, r.now())
 	if sub == nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,15 +249,67 @@ func TestIdleRoomsAreEvictedAndReload(t *testing.T) {
 	if r2 == r || r2.Version() != 1 {
 		t.Fatalf("reloaded room at version %d (same object: %v)", r2.Version(), r2 == r)
 	}
-	// A write through the evicted object still lands once, and the reloaded
-	// room catches up with it on its next write.
-	if _, err := r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("b")}}); err != nil {
-		t.Fatal(err)
+	// The evicted object refuses writes; through the manager they land in
+	// the fresh load.
+	if _, err := r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("b")}}); err == nil {
+		t.Fatal("the evicted room accepted a write")
 	}
-	if res, err := r2.Apply(ctx, room.Write{Ops: []graph.Op{addNode("c")}}); err != nil || res.Version != 3 {
-		t.Fatalf("write through the reloaded room: %+v %v", res, err)
+	if res, err := m.Apply(ctx, id, room.Write{Ops: []graph.Op{addNode("c")}}); err != nil || res.Version != 2 {
+		t.Fatalf("write through the manager: %+v %v", res, err)
 	}
 	if _, err := m.Get(ctx, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown room: %v", err)
+	}
+}
+
+// An eviction that races with Get must not strand a subscriber on a room
+// that no longer receives writes: the evicted room refuses, and the
+// manager's Subscribe follows the room to its fresh load.
+func TestEvictionRacingGet(t *testing.T) {
+	st := storetest.Open(t, "sqlite")
+	id := mustRoom(t, st)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	var block atomic.Bool
+	gate, entered := make(chan struct{}), make(chan struct{})
+	now := func() time.Time {
+		if block.CompareAndSwap(true, false) {
+			close(entered)
+			<-gate
+		}
+		return time.Unix(0, clock.Load())
+	}
+	ctx := context.Background()
+	m := room.NewManager(st, room.Options{IdleTimeout: time.Minute, Now: now})
+	if _, err := m.Get(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(int64(2 * time.Minute)) // the room is idle now
+	block.Store(true)                 // Get's touch blocks in the clock
+	var old *room.Room
+	var wg sync.WaitGroup
+	wg.Go(func() { old, _ = m.Get(ctx, id) })
+	<-entered
+	if n := m.EvictIdle(); n != 1 {
+		t.Fatalf("evicted %d", n)
+	}
+	close(gate)
+	wg.Wait()
+
+	if _, err := old.Subscribe("stale", -1); err == nil {
+		t.Fatal("an evicted room accepted a subscriber")
+	}
+	if _, err := old.Apply(ctx, room.Write{Ops: []graph.Op{addNode("x")}}); err == nil {
+		t.Fatal("an evicted room accepted a write")
+	}
+	fresh, join, err := m.Subscribe(ctx, id, "a", -1)
+	if err != nil || fresh == old {
+		t.Fatalf("Subscribe: %v (same room: %v)", err, fresh == old)
+	}
+	if _, err := m.Apply(ctx, id, room.Write{Ops: []graph.Op{addNode("n1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if seqs := seqsOf(t, join.Sub); len(seqs) != 1 || seqs[0] != 1 {
+		t.Fatalf("subscriber got %v, want [1]", seqs)
 	}
 }
