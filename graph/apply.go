@@ -90,8 +90,12 @@ func (t *tx) rollback() {
 		u := &t.log[i]
 		switch u.kind {
 		case undoNode:
+			if cur, ok := g.nodes[u.id]; ok {
+				g.size -= nodeSize(cur)
+			}
 			if u.had {
 				g.nodes[u.id] = u.node
+				g.size += nodeSize(u.node)
 			} else {
 				delete(g.nodes, u.id)
 			}
@@ -99,10 +103,12 @@ func (t *tx) rollback() {
 			if cur, ok := g.edges[u.id]; ok {
 				g.unlink(cur)
 				delete(g.edges, u.id)
+				g.size -= edgeSize(cur)
 			}
 			if u.had {
 				g.edges[u.id] = u.edge
 				g.link(u.edge)
+				g.size += edgeSize(u.edge)
 			}
 		case undoReset:
 			*g = *u.prev
@@ -114,13 +120,18 @@ func (t *tx) rollback() {
 func (t *tx) setNode(n Node) {
 	old, had := t.g.nodes[n.ID]
 	t.log = append(t.log, undo{kind: undoNode, id: n.ID, had: had, node: old})
+	if had {
+		t.g.size -= nodeSize(old)
+	}
 	t.g.nodes[n.ID] = n
+	t.g.size += nodeSize(n)
 }
 
 func (t *tx) delNode(id string) {
 	old := t.g.nodes[id]
 	t.log = append(t.log, undo{kind: undoNode, id: id, had: true, node: old})
 	delete(t.g.nodes, id)
+	t.g.size -= nodeSize(old)
 }
 
 func (t *tx) setEdge(e Edge) {
@@ -128,9 +139,11 @@ func (t *tx) setEdge(e Edge) {
 	t.log = append(t.log, undo{kind: undoEdge, id: e.ID, had: had, edge: old})
 	if had {
 		t.g.unlink(old)
+		t.g.size -= edgeSize(old)
 	}
 	t.g.edges[e.ID] = e
 	t.g.link(e)
+	t.g.size += edgeSize(e)
 }
 
 func (t *tx) delEdge(id string) {
@@ -138,6 +151,7 @@ func (t *tx) delEdge(id string) {
 	t.log = append(t.log, undo{kind: undoEdge, id: id, had: true, edge: old})
 	t.g.unlink(old)
 	delete(t.g.edges, id)
+	t.g.size -= edgeSize(old)
 }
 
 func (t *tx) reset(s State) {

@@ -52,7 +52,28 @@ type Graph struct {
 	// adj indexes edge ids by the node ids they touch, so removing a node
 	// does not scan every edge.
 	adj map[string]map[string]struct{}
+	// size is SizeBound, kept up to date by every change.
+	size int64
 }
+
+// ElementOverhead bounds the bytes a binary encoding of one element may
+// spend beyond the bytes of its strings and data: field names, length
+// prefixes and the two 8-byte coordinates.
+const ElementOverhead = 64
+
+func nodeSize(n Node) int64 {
+	return ElementOverhead + int64(len(n.ID)+len(n.Kind)+len(n.Label)+len(n.Data))
+}
+
+func edgeSize(e Edge) int64 {
+	return ElementOverhead + int64(len(e.ID)+len(e.Kind)+len(e.Source)+len(e.Target)+len(e.Label)+len(e.Data))
+}
+
+// SizeBound is an upper bound of the bytes a snapshot of this graph takes
+// before compression: the sum over elements of their strings, data and
+// ElementOverhead. Rooms refuse ops that would take it past their budget,
+// so that a room can never outgrow its snapshot.
+func (g *Graph) SizeBound() int64 { return g.size }
 
 // New returns an empty graph.
 func New() *Graph {
@@ -83,10 +104,12 @@ func buildGraph(s State) *Graph {
 	}
 	for _, n := range s.Nodes {
 		g.nodes[n.ID] = n
+		g.size += nodeSize(n)
 	}
 	for _, e := range s.Edges {
 		g.edges[e.ID] = e
 		g.link(e)
+		g.size += edgeSize(e)
 	}
 	return g
 }
@@ -117,6 +140,7 @@ func (g *Graph) Clone() *Graph {
 		nodes: make(map[string]Node, len(g.nodes)),
 		edges: make(map[string]Edge, len(g.edges)),
 		adj:   make(map[string]map[string]struct{}, len(g.adj)),
+		size:  g.size,
 	}
 	// Data slices are shared on purpose: the graph never writes into them
 	// and never hands them out, so sharing is indistinguishable from copying

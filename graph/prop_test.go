@@ -222,6 +222,8 @@ func TestPropBatchesEqualSingleOps(t *testing.T) {
 				if aerr != nil && !clone.State().Equal(before) {
 					t.Fatalf("failed Apply changed the graph: %v", aerr)
 				}
+				checkInvariants(t, ref)
+				checkInvariants(t, clone)
 				if !ref.State().Equal(before) {
 					t.Fatalf("applying to the clone changed the original")
 				}
@@ -257,6 +259,7 @@ func TestPropBatchesEqualSingleOps(t *testing.T) {
 		if !g.State().Equal(ref.State()) {
 			t.Fatalf("batched state differs:\n%+v\n%+v", g.State(), ref.State())
 		}
+		checkInvariants(t, g)
 		// The final state survives a JSON round trip through FromState.
 		b, _ := json.Marshal(g.State())
 		var back graph.State
@@ -294,5 +297,13 @@ func checkInvariants(t *rapid.T, g *graph.Graph) {
 	}
 	if g.ElementCount() != len(s.Nodes)+len(s.Edges) {
 		t.Fatalf("ElementCount")
+	}
+	// The incrementally kept size bound equals one computed from scratch.
+	fresh, err := graph.FromState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.SizeBound() != g.SizeBound() {
+		t.Fatalf("SizeBound %d, recomputed %d", g.SizeBound(), fresh.SizeBound())
 	}
 }
