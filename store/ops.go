@@ -102,10 +102,15 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 // lockRoom returns the room's version, with the row locked until the end of
 // the transaction. SQLite needs no row lock: the transaction began IMMEDIATE,
 // holding the database's write lock.
+//
+// On PostgreSQL the lock is FOR NO KEY UPDATE: it excludes other AppendOps
+// (and InsertSnapshot's trimming) on the room, but not the FOR KEY SHARE
+// lock that inserting a snapshot row takes through its foreign key, so a
+// snapshot being written does not hold up the room's writers.
 func (s *Store) lockRoom(ctx context.Context, e sqlx.ExtContext, id string) (int64, error) {
 	query := `SELECT version FROM rooms WHERE id = ?`
 	if s.dialect == dialectPostgres {
-		query += ` FOR UPDATE`
+		query += ` FOR NO KEY UPDATE`
 	}
 	var version int64
 	err := e.QueryRowxContext(ctx, e.Rebind(query), id).Scan(&version)

@@ -16,13 +16,13 @@ import (
 // defaultListLimit is the page size of ListRooms when it is given none.
 const defaultListLimit = 50
 
-const roomColumns = `id, name, version, element_count, created_at, updated_at`
+const roomColumns = `id, name, version, element_count, pruned_through, created_at, updated_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanRoom(row scanner) (Room, error) {
 	var r Room
-	err := row.Scan(&r.ID, &r.Name, &r.Version, &r.ElementCount, timeDest(&r.CreatedAt), timeDest(&r.UpdatedAt))
+	err := row.Scan(&r.ID, &r.Name, &r.Version, &r.ElementCount, &r.PrunedThrough, timeDest(&r.CreatedAt), timeDest(&r.UpdatedAt))
 	return r, err
 }
 
@@ -129,7 +129,7 @@ func decodeCursor(cursor string) (time.Time, string, error) {
 	return time.UnixMicro(us).UTC(), id, nil
 }
 
-// DeleteRoom deletes the room with its ops and idempotency keys, or returns
+// DeleteRoom deletes the room with its ops, snapshots and idempotency keys, or returns
 // ErrNotFound.
 func (s *Store) DeleteRoom(ctx context.Context, id string) error {
 	key, ok := canonicalID(id)

@@ -1,9 +1,9 @@
-// Package store persists rooms, their op logs and idempotency keys, in
+// Package store persists rooms, their op logs, snapshots and idempotency keys, in
 // PostgreSQL (lib/pq) or in an embedded SQLite file (modernc.org/sqlite),
 // behind one API.
 //
 // The database is the sequencer: AppendOps locks the room row (PostgreSQL:
-// SELECT … FOR UPDATE; SQLite: every transaction begins IMMEDIATE) before it
+// SELECT … FOR NO KEY UPDATE; SQLite: every transaction begins IMMEDIATE) before it
 // checks the room's version and writes the next sequence numbers, so several
 // LiveShare instances may share one PostgreSQL database without ever giving
 // two ops the same seq or leaving a gap. A nil error from AppendOps means the
@@ -69,8 +69,12 @@ type Room struct {
 	Name         string
 	Version      int64 // seq of the room's last op, 0 when it has none
 	ElementCount int64 // nodes + edges after the last op
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// PrunedThrough: every op with seq <= PrunedThrough has been deleted from
+	// the log (InsertSnapshot prunes it); the ops after it are all kept. 0
+	// when nothing was pruned; it never decreases.
+	PrunedThrough int64
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // OpRecord is one op of a room's log.

@@ -86,7 +86,7 @@ func rawDB(t *testing.T, cfg store.Config) *sql.DB {
 }
 
 func sameRoom(a, b store.Room) bool {
-	return a.ID == b.ID && a.Name == b.Name && a.Version == b.Version && a.ElementCount == b.ElementCount &&
+	return a.ID == b.ID && a.Name == b.Name && a.Version == b.Version && a.ElementCount == b.ElementCount && a.PrunedThrough == b.PrunedThrough &&
 		a.CreatedAt.Equal(b.CreatedAt) && a.UpdatedAt.Equal(b.UpdatedAt)
 }
 
@@ -100,7 +100,7 @@ func TestRooms(t *testing.T) {
 		if _, err := uuid.Parse(created.ID); err != nil {
 			t.Errorf("id %q is no UUID: %v", created.ID, err)
 		}
-		if created.Version != 0 || created.ElementCount != 0 || created.Name != "schema review" {
+		if created.Version != 0 || created.ElementCount != 0 || created.PrunedThrough != 0 || created.Name != "schema review" {
 			t.Errorf("created = %+v, want version 0, no elements, the name", created)
 		}
 		got, err := s.GetRoom(ctx, created.ID)
@@ -590,8 +590,8 @@ func TestMigrationsTwiceIsNoOp(t *testing.T) {
 		if err := rawDB(t, cfg).QueryRowContext(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&applied); err != nil {
 			t.Fatal(err)
 		}
-		if applied != 1 {
-			t.Errorf("goose_db_version has %d applied migrations, want 1", applied)
+		if applied != 2 {
+			t.Errorf("goose_db_version has %d applied migrations, want 2", applied)
 		}
 	})
 }
@@ -622,7 +622,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 		if err == nil {
 			t.Fatal("Open on a newer schema succeeded")
 		}
-		if want := "database schema version 7 is newer than this binary knows (1): upgrade LiveShare"; !strings.Contains(err.Error(), want) {
+		if want := "database schema version 7 is newer than this binary knows (2): upgrade LiveShare"; !strings.Contains(err.Error(), want) {
 			t.Errorf("Open error = %q, want it to say %q", err, want)
 		}
 	})
