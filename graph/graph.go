@@ -128,9 +128,29 @@ func (g *Graph) State() State {
 		e.Data = cloneBytes(e.Data)
 		s.Edges = append(s.Edges, e)
 	}
+	s.Sort()
+	return s
+}
+
+// Elements returns the graph's nodes and edges in no particular order,
+// sharing their Data bytes with the graph (which never modifies them in
+// place): the cheapest copy there is, for a snapshot taken under a lock.
+// Callers must not modify the Data bytes; Sort orders the result.
+func (g *Graph) Elements() State {
+	s := State{Nodes: make([]Node, 0, len(g.nodes)), Edges: make([]Edge, 0, len(g.edges))}
+	for _, n := range g.nodes {
+		s.Nodes = append(s.Nodes, n)
+	}
+	for _, e := range g.edges {
+		s.Edges = append(s.Edges, e)
+	}
+	return s
+}
+
+// Sort orders the state's nodes and edges by id, as State returns them.
+func (s State) Sort() {
 	sort.Slice(s.Nodes, func(i, j int) bool { return s.Nodes[i].ID < s.Nodes[j].ID })
 	sort.Slice(s.Edges, func(i, j int) bool { return s.Edges[i].ID < s.Edges[j].ID })
-	return s
 }
 
 // Clone returns an independent copy: changes to either graph are invisible

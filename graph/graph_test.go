@@ -447,3 +447,20 @@ func TestApplyUndoableRestoresTheGraph(t *testing.T) {
 		t.Fatalf("invalid batch: undo %v, err %v", undo != nil, err)
 	}
 }
+
+func TestElementsSortedEqualsState(t *testing.T) {
+	g := graph.New()
+	if err := g.Apply([]graph.Op{
+		{Kind: graph.OpAddNode, Node: &graph.Node{ID: "b"}},
+		{Kind: graph.OpAddNode, Node: &graph.Node{ID: "a", Data: []byte(`{"k":1}`)}},
+		{Kind: graph.OpAddEdge, Edge: &graph.Edge{ID: "e2", Source: "a", Target: "b"}},
+		{Kind: graph.OpAddEdge, Edge: &graph.Edge{ID: "e1", Source: "b", Target: "a"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := g.Elements()
+	s.Sort()
+	if !s.Equal(g.State()) {
+		t.Fatalf("sorted Elements %+v, State %+v", s, g.State())
+	}
+}

@@ -9,9 +9,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/liveshare/liveshare/handlers"
 	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store/storetest"
 )
 
@@ -27,8 +29,9 @@ func BenchmarkPostOps(b *testing.B) {
 		for _, size := range []int{1, 100} {
 			b.Run(fmt.Sprintf("%s/batch=%d", dialect, size), func(b *testing.B) {
 				st := storetest.Open(b, dialect)
-				rooms := room.NewManager(st, room.Options{})
-				srv := httptest.NewServer(handlers.New(handlers.Config{Store: st, Rooms: rooms}))
+				snaps := snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, MaxBytes: 10 << 20})
+				rooms := room.NewManager(st, room.Options{Snapshots: snaps})
+				srv := httptest.NewServer(handlers.New(handlers.Config{Store: st, Rooms: rooms, Snapshots: snaps}))
 				defer srv.Close()
 				rm, err := st.CreateRoom(context.Background(), "bench")
 				if err != nil {

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/r3labs/sse/v2"
 
+	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
 )
 
@@ -57,16 +60,17 @@ const (
 // never spans two clients), AutoReplay and AutoStream off, the position read
 // and removed by us and replayed from our op log.
 type streams struct {
-	cfg   StreamConfig
-	rooms *room.Manager
-	store *store.Store
-	srv   *sse.Server
-	ready sync.Map // stream id → chan struct{}, closed once r3labs registered the subscriber
+	cfg       StreamConfig
+	rooms     *room.Manager
+	store     *store.Store
+	snapshots *snapshot.Registry
+	srv       *sse.Server
+	ready     sync.Map // stream id → chan struct{}, closed once r3labs registered the subscriber
 
 	open atomic.Int64 // connections being served
 }
 
-func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store) *streams {
+func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store, snaps *snapshot.Registry) *streams {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 15 * time.Second
 	}
@@ -76,7 +80,7 @@ func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store) *streams
 	if cfg.Retry <= 0 {
 		cfg.Retry = 2 * time.Second
 	}
-	s := &streams{cfg: cfg, rooms: rooms, store: st}
+	s := &streams{cfg: cfg, rooms: rooms, store: st, snapshots: snaps}
 	srv := sse.New()
 	srv.AutoReplay = false
 	srv.AutoStream = false
@@ -120,7 +124,7 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d bytes", maxPresenceName))
 		return
 	}
-	rm, join, err := s.rooms.Subscribe(r.Context(), roomIDFrom(r), name, pos)
+	rm, join, err := s.rooms.Subscribe(r.Context(), roomIDFrom(r), name)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -248,6 +252,18 @@ func (p *pump) run(ctx context.Context) {
 			p.finish(ctx, p.join.Sub.Reason())
 			return
 		}
+		if m.Seq >= 0 && m.Seq <= p.lastID {
+			continue // the snapshot the stream started from already holds it
+		}
+		if m.Event == room.EventOps && m.First <= p.lastID {
+			// Partly in the start snapshot (taken by another instance
+			// mid-batch): send the rest from the log.
+			if err := p.replay(ctx, p.lastID, m.Seq); err != nil {
+				p.stop("replay failed")
+				return
+			}
+			continue
+		}
 		if m.Event != room.EventOps {
 			p.deletedSent = p.deletedSent || m.Event == room.EventRoomDeleted
 			p.send(m.Event, m.Seq, m.Data)
@@ -275,23 +291,34 @@ func (p *pump) run(ctx context.Context) {
 	}
 }
 
-// start sends where the subscriber begins: the room's state, or the logged
-// ops after its position up to the version it joined at.
+// start sends where the subscriber begins: the ops after its position from
+// the op log when the log still holds them, otherwise the room's newest
+// stored snapshot and the ops after it, up to the version it joined at.
 func (p *pump) start(ctx context.Context) error {
 	j := p.join
-	if j.State != nil {
-		data, err := json.Marshal(room.SnapshotData{
-			Version: j.Version, CreatedAt: time.Now().UTC(),
-			ElementCount: len(j.State.Nodes) + len(j.State.Edges), State: *j.State,
-		})
-		if err != nil {
-			return fmt.Errorf("encode snapshot event: %w", err)
-		}
-		p.send(room.EventSnapshot, j.Version, data)
-		return nil
+	info, err := p.s.store.GetRoom(ctx, p.rm.ID())
+	if err != nil {
+		return fmt.Errorf("read room: %w", err)
 	}
-	p.lastID = p.pos
-	for since := p.pos; since < j.Version; {
+	if p.pos >= 0 && p.pos <= j.Version && p.pos >= info.PrunedThrough {
+		p.lastID = p.pos
+		return p.replay(ctx, p.pos, j.Version)
+	}
+	data, version, err := p.s.snapshots.StartEvent(ctx, p.rm.ID())
+	if err != nil {
+		return err
+	}
+	p.send(room.EventSnapshot, version, data)
+	if version < j.Version {
+		return p.replay(ctx, version, j.Version)
+	}
+	return nil
+}
+
+// replay sends the logged ops with since < seq <= upto: consecutive ops as
+// ops events of at most replayEventBytes, a reset op as a reset event.
+func (p *pump) replay(ctx context.Context, since, upto int64) error {
+	for since < upto {
 		recs, err := p.s.store.OpsSince(ctx, p.rm.ID(), since, replayPageSize)
 		if err != nil {
 			return fmt.Errorf("replay ops after %d: %w", since, err)
@@ -307,10 +334,23 @@ func (p *pump) start(ctx context.Context) error {
 				msgs, size = msgs[:0], 0
 			}
 		}
-		last := since
 		for _, rec := range recs {
-			if rec.Seq > j.Version {
-				break // live ops after the join come from the queue
+			if rec.Seq > upto {
+				break // later ops come from the live queue
+			}
+			since = rec.Seq
+			if bytes.HasPrefix(rec.Op, resetPrefix) {
+				flush()
+				op, err := graph.ParseOp(rec.Op)
+				if err != nil {
+					return fmt.Errorf("decode logged reset %d: %w", rec.Seq, err)
+				}
+				data, err := room.ResetData(room.LoggedOp{Seq: rec.Seq, Op: op, CreatedAt: rec.CreatedAt})
+				if err != nil {
+					return fmt.Errorf("encode reset event %d: %w", rec.Seq, err)
+				}
+				p.send(room.EventReset, rec.Seq, data)
+				continue
 			}
 			entry, err := json.Marshal(struct {
 				Seq      int64           `json:"seq"`
@@ -325,13 +365,15 @@ func (p *pump) start(ctx context.Context) error {
 			}
 			msgs = append(msgs, &room.Message{Event: room.EventOps, Seq: rec.Seq, Entries: entry})
 			size += len(entry)
-			last = rec.Seq
 		}
 		flush()
-		since = last
 	}
 	return nil
 }
+
+// resetPrefix starts every logged reset op: the room encodes ops with
+// encoding/json, which writes the "op" field first.
+var resetPrefix = []byte(`{"op":"reset"`)
 
 // sendPresence sends the room's presence if it changed since the last one,
 // and returns how long to wait before the next.

@@ -328,16 +328,20 @@ func TestThousandSubscribers(t *testing.T) {
 }
 
 func TestResumePositions(t *testing.T) {
-	st := storetest.Open(t, "sqlite")
+	st := storetest.Open(t, "sqlite") // the test server keeps 3 snapshots
 	srv := newTestServer(t, st, serverOptions{})
 	roomID := srv.createRoom()
-	for i := range 5 {
-		if _, err := srv.post(roomID, addNodes(fmt.Sprintf("n%d", i))); err != nil {
+	post := func(id string) {
+		t.Helper()
+		if _, err := srv.post(roomID, addNodes(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for i := range 2 {
+		post(fmt.Sprintf("n%d", i))
+	}
 
-	t.Run("no position: snapshot of the room, then live", func(t *testing.T) {
+	t.Run("no snapshot yet: empty snapshot at 0, then the log", func(t *testing.T) {
 		c, resp := subscribe(t, srv.URL, roomID, "", "")
 		if got := resp.Header.Get("Content-Type"); got != "text/event-stream" {
 			t.Errorf("Content-Type %q", got)
@@ -348,38 +352,75 @@ func TestResumePositions(t *testing.T) {
 		ev := c.next(t, 5*time.Second)
 		var s snapshotEvent
 		decodeEvent(t, ev, &s)
-		if ev.Name != "snapshot" || ev.ID != "5" || s.Version != 5 || len(s.State.Nodes) != 5 || s.ElementCount != 5 || ev.Retry == "" {
+		if ev.Name != "snapshot" || ev.ID != "0" || s.SnapshotID != nil || s.Version != 0 || len(s.State.Nodes) != 0 || ev.Retry == "" {
 			t.Fatalf("first event %+v", ev)
 		}
-	})
-	t.Run("position 0: every op from the log", func(t *testing.T) {
-		c, _ := subscribe(t, srv.URL, roomID, "0", "")
-		col := &collector{last: "0"}
-		for col.version() < 5 {
+		col := &collector{}
+		col.take(t, ev)
+		for col.version() < 2 {
 			col.take(t, c.nextNamed(t, "ops", 5*time.Second))
 		}
 	})
-	t.Run("position inside the log, by query parameter", func(t *testing.T) {
-		c, _ := subscribe(t, srv.URL, roomID, "", "?last_event_id=3")
-		col := &collector{base: 3, last: "3"}
-		for col.version() < 5 {
-			col.take(t, c.nextNamed(t, "ops", 5*time.Second))
+
+	// Snapshots at versions 2..5 with KEEP 3 prune the log through 3.
+	rm, err := srv.Rooms.Get(context.Background(), roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latestID string
+	for i := 2; i < 6; i++ {
+		if i > 2 {
+			post(fmt.Sprintf("n%d", i))
 		}
-		if _, err := srv.post(roomID, addNodes("live")); err != nil {
+		meta, err := srv.Snapshots.Take(context.Background(), rm, "manual")
+		if err != nil {
 			t.Fatal(err)
 		}
-		col.take(t, c.nextNamed(t, "ops", 5*time.Second))
-		if col.version() != 6 {
-			t.Fatalf("live op: version %d", col.version())
-		}
-	})
-	t.Run("position ahead of the room: snapshot", func(t *testing.T) {
-		c, _ := subscribe(t, srv.URL, roomID, "99", "")
+		latestID = meta.ID
+	}
+	post("n6") // version 6: one op after the latest snapshot
+
+	startsFromSnapshot := func(t *testing.T, c *sseClient) {
+		t.Helper()
 		ev := c.next(t, 5*time.Second)
 		var s snapshotEvent
 		decodeEvent(t, ev, &s)
-		if ev.Name != "snapshot" || s.Version != 6 {
-			t.Fatalf("first event %+v", ev)
+		if ev.Name != "snapshot" || ev.ID != "5" || s.Version != 5 || s.SnapshotID == nil || *s.SnapshotID != latestID || len(s.State.Nodes) != 5 {
+			t.Fatalf("first event %+v, want the stored snapshot %s at 5", ev, latestID)
+		}
+		col := &collector{}
+		col.take(t, ev)
+		col.take(t, c.nextNamed(t, "ops", 5*time.Second))
+		if col.version() != 6 {
+			t.Fatalf("after the snapshot: version %d, want 6", col.version())
+		}
+	}
+	t.Run("no position: the latest stored snapshot, then the ops after it", func(t *testing.T) {
+		c, _ := subscribe(t, srv.URL, roomID, "", "")
+		startsFromSnapshot(t, c)
+	})
+	t.Run("position older than the log: snapshot", func(t *testing.T) {
+		c, _ := subscribe(t, srv.URL, roomID, "1", "")
+		startsFromSnapshot(t, c)
+	})
+	t.Run("position 0 after pruning: snapshot", func(t *testing.T) {
+		c, _ := subscribe(t, srv.URL, roomID, "0", "")
+		startsFromSnapshot(t, c)
+	})
+	t.Run("position ahead of the room: snapshot", func(t *testing.T) {
+		c, _ := subscribe(t, srv.URL, roomID, "99", "")
+		startsFromSnapshot(t, c)
+	})
+	t.Run("position inside the log, by query parameter, then live", func(t *testing.T) {
+		c, _ := subscribe(t, srv.URL, roomID, "", "?last_event_id=3")
+		col := &collector{base: 3, last: "3"}
+		for col.version() < 6 {
+			col.take(t, c.nextNamed(t, "ops", 5*time.Second))
+		}
+		post("live")
+		col.take(t, c.nextNamed(t, "ops", 5*time.Second))
+		if col.version() != 7 {
+			t.Fatalf("live op: version %d", col.version())
 		}
 	})
 	for _, bad := range []string{"abc", "-1", "1.5", "99999999999999999999"} {
@@ -399,6 +440,20 @@ func TestResumePositions(t *testing.T) {
 			}
 		})
 	}
+	t.Run("GET /ops before the log: 410 history_gone", func(t *testing.T) {
+		resp, err := http.Get(srv.URL + "/rooms/" + roomID + "/ops?since=2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(resp)
+		if resp.StatusCode != 410 || !strings.Contains(body, `"code":"history_gone"`) {
+			t.Fatalf("status %d %s", resp.StatusCode, body)
+		}
+		resp, err = http.Get(srv.URL + "/rooms/" + roomID + "/ops?since=3")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("since the oldest kept snapshot: %v %d", err, resp.StatusCode)
+		}
+	})
 }
 
 func readAll(resp *http.Response) string {

@@ -15,20 +15,23 @@ import (
 
 	"github.com/liveshare/liveshare/handlers"
 	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
 )
 
 // testServer is the real API over a real store on an httptest server.
 type testServer struct {
-	t     testing.TB
-	URL   string
-	Store *store.Store
-	Rooms *room.Manager
-	srv   *httptest.Server
-	done  chan struct{}
+	t         testing.TB
+	URL       string
+	Store     *store.Store
+	Rooms     *room.Manager
+	Snapshots *snapshot.Registry
+	srv       *httptest.Server
+	done      chan struct{}
 }
 
 type serverOptions struct {
+	budget       int64
 	queue        int
 	writeTimeout time.Duration
 	heartbeat    time.Duration
@@ -36,14 +39,15 @@ type serverOptions struct {
 
 func newTestServer(t testing.TB, st *store.Store, o serverOptions) *testServer {
 	t.Helper()
-	rooms := room.NewManager(st, room.Options{QueueSize: o.queue})
+	snaps := snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, Keep: 3, MaxBytes: 10 << 20})
+	rooms := room.NewManager(st, room.Options{QueueSize: o.queue, Snapshots: snaps, StateBudget: o.budget})
 	done := make(chan struct{})
 	h := handlers.New(handlers.Config{
-		Store: st, Rooms: rooms, MaxBodyBytes: 4 << 20,
+		Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 4 << 20,
 		Streams: handlers.StreamConfig{WriteTimeout: o.writeTimeout, Heartbeat: o.heartbeat, Done: done},
 	})
 	srv := httptest.NewServer(h)
-	ts := &testServer{t: t, URL: srv.URL, Store: st, Rooms: rooms, srv: srv, done: done}
+	ts := &testServer{t: t, URL: srv.URL, Store: st, Rooms: rooms, Snapshots: snaps, srv: srv, done: done}
 	t.Cleanup(ts.Close)
 	return ts
 }

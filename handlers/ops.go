@@ -160,10 +160,17 @@ func (a *API) listOps(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fmt.Errorf("list ops: %w", err))
 		return
 	}
-	// Read the room after its ops so version is never behind the ops listed.
+	// Read the room after its ops so version is never behind the ops
+	// listed, and so a prune that ran meanwhile is seen.
 	rm, err := a.store.GetRoom(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
+		return
+	}
+	if since < rm.PrunedThrough {
+		p := problemf(http.StatusGone, "history_gone",
+			"ops up to version %d are no longer kept; start from the latest snapshot (GET /rooms/%s/snapshots/latest)", rm.PrunedThrough, id)
+		writeProblem(w, r, p)
 		return
 	}
 	resp := listOpsResponse{Version: rm.Version, Ops: make([]loggedOpResponse, 0, len(recs))}

@@ -47,6 +47,9 @@ func asProblem(err error) *Problem {
 	var conflict *room.ConflictError
 	var tooLarge *http.MaxBytesError
 	var roomTooLarge *room.TooLargeError
+	if p := snapshotProblem(err); p != nil {
+		return p
+	}
 	switch {
 	case errors.As(err, &p):
 		return p

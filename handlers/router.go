@@ -11,14 +11,16 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
 )
 
 // Config is what the API needs.
 type Config struct {
-	Store  *store.Store
-	Rooms  *room.Manager
-	Logger *slog.Logger
+	Store     *store.Store
+	Rooms     *room.Manager
+	Snapshots *snapshot.Registry
+	Logger    *slog.Logger
 	// MaxBodyBytes limits every request body; larger ones get 413.
 	MaxBodyBytes int64
 	// RequestTimeout bounds REST requests (never the event streams).
@@ -29,10 +31,11 @@ type Config struct {
 
 // API serves LiveShare's HTTP endpoints.
 type API struct {
-	store   *store.Store
-	rooms   *room.Manager
-	maxBody int64
-	streams *streams
+	store     *store.Store
+	rooms     *room.Manager
+	snapshots *snapshot.Registry
+	maxBody   int64
+	streams   *streams
 }
 
 // New returns the router with every endpoint and middleware.
@@ -46,8 +49,8 @@ func New(cfg Config) http.Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
-	a := &API{store: cfg.Store, rooms: cfg.Rooms, maxBody: cfg.MaxBodyBytes,
-		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store)}
+	a := &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, maxBody: cfg.MaxBodyBytes,
+		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots)}
 
 	r := chi.NewRouter()
 	r.Use(requestContext(cfg.Logger), accessLog, recoverer)
@@ -76,8 +79,16 @@ func New(cfg Config) http.Handler {
 			r.Post("/ops", a.postOps)
 			r.Get("/ops", a.listOps)
 			r.Get("/presence", a.getPresence)
+			r.Get("/snapshots", a.listSnapshots)
+			r.Post("/snapshots", a.createSnapshot)
+			r.Delete("/snapshots", a.clearSnapshots)
+			r.Get("/snapshots/latest", a.latestSnapshot)
+			r.Get("/snapshots/stats", a.roomSnapshotStats)
+			r.With(snapshotIDParam).Get("/snapshots/{snapshotID}", a.getSnapshot)
+			r.With(snapshotIDParam).Post("/snapshots/{snapshotID}/restore", a.restoreSnapshot)
 		})
 	})
+	r.With(rest).Get("/snapshots/stats", a.globalSnapshotStats)
 	return r
 }
 

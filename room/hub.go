@@ -31,6 +31,8 @@ type Message struct {
 	Seq int64
 	// Data is the event's JSON, one line.
 	Data []byte
+	// First is, for ops events, the seq of the first op.
+	First int64
 	// Entries is, for ops events, the comma-separated JSON of the ops
 	// array's elements, so that a subscriber that is behind can merge
 	// consecutive ops events into one.
@@ -277,27 +279,61 @@ type opEntry struct {
 	ClientID string          `json:"client_id"`
 }
 
-// publish sends a committed batch as one ops event.
+// publish sends a committed batch: its ops as one ops event, except that a
+// reset op (a restore) goes out as a reset event of its own, in order.
 func (h *hub) publish(b Batch) {
-	if len(b.Ops) == 0 {
-		return
+	var msgs []*Message
+	var entries []byte
+	var first, last int64
+	flush := func() {
+		if len(entries) > 0 {
+			msgs = append(msgs, &Message{Event: EventOps, Seq: last, First: first, Entries: entries, Data: buildOps(last, entries)})
+			entries = nil
+		}
 	}
-	entries := make([]byte, 0, 128*len(b.Ops))
-	for i, op := range b.Ops {
-		if i > 0 {
-			entries = append(entries, ',')
+	for _, op := range b.Ops {
+		if op.Op.Kind == graph.OpReset {
+			flush()
+			data, err := ResetData(op)
+			if err != nil {
+				return // cannot happen: the state marshals
+			}
+			msgs = append(msgs, &Message{Event: EventReset, Seq: op.Seq, Data: data})
+			continue
 		}
 		enc, err := json.Marshal(opEntry{Seq: op.Seq, Op: op.Raw, ClientID: op.ClientID})
 		if err != nil {
 			return // cannot happen: Raw is JSON the room committed
 		}
+		if len(entries) > 0 {
+			entries = append(entries, ',')
+		} else {
+			first = op.Seq
+		}
 		entries = append(entries, enc...)
+		last = op.Seq
 	}
-	m := &Message{Event: EventOps, Seq: b.Version, Entries: entries}
-	m.Data = buildOps(b.Version, entries)
+	flush()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.broadcastLocked(m)
+	for _, m := range msgs {
+		h.broadcastLocked(m)
+	}
+}
+
+// ResetData is the data of the reset event for a logged reset op.
+func ResetData(op LoggedOp) ([]byte, error) {
+	var id *string
+	if op.Op.SnapshotID != "" {
+		id = &op.Op.SnapshotID
+	}
+	state := graph.State{Nodes: []graph.Node{}, Edges: []graph.Edge{}}
+	if op.Op.State != nil {
+		state = *op.Op.State
+	}
+	at := op.CreatedAt.UTC()
+	return json.Marshal(SnapshotData{SnapshotID: id, Version: op.Seq, CreatedAt: &at,
+		ElementCount: len(state.Nodes) + len(state.Edges), State: state})
 }
 
 func buildOps(version int64, entries []byte) []byte {
@@ -313,7 +349,7 @@ func buildOps(version int64, entries []byte) []byte {
 type SnapshotData struct {
 	SnapshotID   *string     `json:"snapshot_id"`
 	Version      int64       `json:"version"`
-	CreatedAt    time.Time   `json:"created_at"`
+	CreatedAt    *time.Time  `json:"created_at"`
 	ElementCount int         `json:"element_count"`
 	State        graph.State `json:"state"`
 }

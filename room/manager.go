@@ -28,7 +28,13 @@ type Options struct {
 	// StateBudget is the most a room's graph.SizeBound may reach; writes
 	// past it are refused. Zero means no limit.
 	StateBudget int64
-	Logger      *slog.Logger
+	// Snapshots restores rooms at load and takes snapshots on their
+	// behalf; nil means rooms load from the op log alone.
+	Snapshots Snapshots
+	// SnapshotEveryOps is how many ops after its last snapshot a room asks
+	// Snapshots for one (Due); zero means never.
+	SnapshotEveryOps int64
+	Logger           *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -120,13 +126,13 @@ func (m *Manager) Apply(ctx context.Context, id string, w Write) (WriteResult, e
 
 // Subscribe subscribes to the room id (see Room.Subscribe), loading the
 // room if needed and following it if it is evicted meanwhile.
-func (m *Manager) Subscribe(ctx context.Context, id, name string, position int64) (*Room, Join, error) {
+func (m *Manager) Subscribe(ctx context.Context, id, name string) (*Room, Join, error) {
 	for {
 		r, err := m.Get(ctx, id)
 		if err != nil {
 			return nil, Join{}, err
 		}
-		j, err := r.Subscribe(name, position)
+		j, err := r.Subscribe(name)
 		if !errors.Is(err, errEvicted) {
 			return r, j, err
 		}
@@ -135,11 +141,28 @@ func (m *Manager) Subscribe(ctx context.Context, id, name string, position int64
 
 func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 	start := m.opts.Now()
-	if _, err := m.store.GetRoom(ctx, id); err != nil {
+	info, err := m.store.GetRoom(ctx, id)
+	if err != nil {
 		return nil, fmt.Errorf("load room %s: %w", id, err)
 	}
 	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, &m.stats), now: m.opts.Now,
-		budget: m.opts.StateBudget, g: graph.New()}
+		budget: m.opts.StateBudget, snapshots: m.opts.Snapshots, everyOps: m.opts.SnapshotEveryOps, g: graph.New()}
+	from := "op log"
+	if m.opts.Snapshots != nil {
+		g, version, err := m.opts.Snapshots.Restore(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("load room %s: %w", id, err)
+		}
+		if g != nil {
+			r.g, r.version, r.snapVersion = g, version, version
+			from = fmt.Sprintf("snapshot at version %d", version)
+		}
+	}
+	if r.version < info.PrunedThrough {
+		return nil, fmt.Errorf("load room %s: no usable snapshot, and the op log starts after version %d: %w",
+			id, info.PrunedThrough, ErrUnrecoverable)
+	}
+	replayed := 0
 	for {
 		recs, err := m.store.OpsSince(ctx, id, r.version, replayPage)
 		if err != nil {
@@ -150,12 +173,13 @@ func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 				return nil, fmt.Errorf("load: %w", err)
 			}
 		}
+		replayed += len(recs)
 		if len(recs) < replayPage {
 			break
 		}
 	}
 	r.touch(m.opts.Now())
-	m.log.Info("room loaded", "room_id", id, "version", r.version,
+	m.log.Info("room loaded", "room_id", id, "version", r.version, "from", from, "ops_replayed", replayed,
 		"elements", r.g.ElementCount(), "duration", m.opts.Now().Sub(start))
 	return r, nil
 }
@@ -202,29 +226,49 @@ func (m *Manager) Len() int {
 }
 
 // EvictIdle drops the rooms not used since IdleTimeout ago and returns how
-// many it dropped. A dropped room's state is already durable in the store;
-// a request still holding it writes through the store's version check, so a
-// later reload sees everything it committed.
-func (m *Manager) EvictIdle() int {
+// many it dropped. A room that changed since its last snapshot is
+// snapshotted first (Snapshots.Evicting); its ops are durable either way.
+func (m *Manager) EvictIdle(ctx context.Context) int {
 	if m.opts.IdleTimeout <= 0 {
 		return 0
 	}
 	cutoff := m.opts.Now().Add(-m.opts.IdleTimeout).UnixNano()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for id, l := range m.rooms {
-		select {
-		case <-l.done:
-		default:
-			continue // still loading
-		}
-		if l.room != nil && l.room.evictIfIdle(cutoff) {
-			delete(m.rooms, id)
-			n++
+	var idle []*Room
+	for _, r := range m.Live() {
+		if r.lastUsed.Load() < cutoff && r.Subscribers() == 0 {
+			idle = append(idle, r)
 		}
 	}
+	n := 0
+	for _, r := range idle {
+		if m.opts.Snapshots != nil && r.Changed() {
+			m.opts.Snapshots.Evicting(ctx, r)
+		}
+		m.mu.Lock()
+		if l, ok := m.rooms[r.id]; ok && l.room == r && r.evictIfIdle(cutoff) {
+			delete(m.rooms, r.id)
+			n++
+		}
+		m.mu.Unlock()
+	}
 	return n
+}
+
+// Live returns the rooms in memory.
+func (m *Manager) Live() []*Room {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rooms := make([]*Room, 0, len(m.rooms))
+	for _, l := range m.rooms {
+		select {
+		case <-l.done:
+			if l.room != nil {
+				rooms = append(rooms, l.room)
+			}
+		default: // still loading
+		}
+	}
+	return rooms
 }
 
 // Run evicts idle rooms until ctx is done. The caller owns the goroutine
@@ -241,7 +285,7 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n := m.EvictIdle(); n > 0 {
+			if n := m.EvictIdle(ctx); n > 0 {
 				m.log.Debug("evicted idle rooms", "count", n)
 			}
 		}

@@ -74,6 +74,24 @@ func (e *TooLargeError) Error() string {
 // ErrDeleted is returned by a Room that was deleted while it was in use.
 var ErrDeleted = errors.New("room deleted")
 
+// ErrUnrecoverable is returned when a room can be loaded neither from a
+// snapshot nor from its op log, which was pruned: every stored snapshot
+// failed to verify.
+var ErrUnrecoverable = errors.New("room cannot be recovered")
+
+// Snapshots is what rooms need of snapshots; *snapshot.Registry satisfies it.
+type Snapshots interface {
+	// Restore returns the room's graph from its newest stored snapshot
+	// that verifies, or nil when there is none.
+	Restore(ctx context.Context, roomID string) (g *graph.Graph, version int64, err error)
+	// Due tells, without blocking, that r gathered SnapshotEveryOps ops
+	// since its last snapshot.
+	Due(r *Room)
+	// Evicting snapshots r, which changed since its last snapshot, before
+	// it leaves memory.
+	Evicting(ctx context.Context, r *Room)
+}
+
 // errEvicted is returned by a Room that left memory while a caller held it;
 // the Manager's methods then fetch the room again.
 var errEvicted = errors.New("room evicted")
@@ -90,11 +108,17 @@ type Room struct {
 	now    func() time.Time
 	budget int64 // the most graph.SizeBound may reach; 0 is no limit
 
+	snapshots Snapshots // nil: no snapshots
+	everyOps  int64     // ops after the last snapshot that make one due; 0: never
+
 	mu      sync.RWMutex
 	g       *graph.Graph
 	version int64
 	deleted bool
 	evicted bool // left the manager: writes and subscriptions go to a fresh load
+	// snapVersion is the version of the room's newest stored snapshot.
+	snapVersion int64
+	duePending  bool // Due was called and no snapshot was recorded since
 
 	lastUsed atomic.Int64 // unix nanoseconds; read by the manager's eviction loop
 }
@@ -114,6 +138,37 @@ func (r *Room) State() (graph.State, int64) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.g.State(), r.version
+}
+
+// Capture returns the room's state and version for a snapshot. Only the
+// copy happens under the room's lock (element data is immutable and shared);
+// sorting is left to the caller, outside it.
+func (r *Room) Capture() (graph.State, int64) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.g.Elements(), r.version
+}
+
+// Changed reports whether the room moved since its newest stored snapshot.
+func (r *Room) Changed() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.version != r.snapVersion
+}
+
+// SnapshotStored records that a snapshot of the room at version is stored.
+func (r *Room) SnapshotStored(version int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.snapVersion = max(r.snapVersion, version)
+	r.duePending = false
+}
+
+// SnapshotVersion returns the version of the newest stored snapshot known.
+func (r *Room) SnapshotVersion() int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.snapVersion
 }
 
 // ElementCount returns the number of nodes and edges in the room.
@@ -194,7 +249,7 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 			ElementCount:    int64(r.g.ElementCount()),
 		})
 		if err == nil {
-			r.commitLocked(res.Version, w.Ops, raw, w.ClientID, r.now().UTC())
+			r.commitLocked(res.Version, w.Ops, raw, w.ClientID, res.CreatedAt)
 			return WriteResult{Version: res.Version, Applied: res.Applied}, nil
 		}
 		undo()
@@ -236,6 +291,16 @@ func (r *Room) commitLocked(version int64, ops []graph.Op, raw []json.RawMessage
 	}
 	r.version = version
 	r.hub.publish(b)
+	r.checkDueLocked()
+}
+
+// checkDueLocked asks for a snapshot once the room gathered everyOps ops
+// since its last one.
+func (r *Room) checkDueLocked() {
+	if r.snapshots != nil && r.everyOps > 0 && !r.duePending && r.version-r.snapVersion >= r.everyOps {
+		r.duePending = true
+		r.snapshots.Due(r)
+	}
 }
 
 // catchUpLocked applies ops that other writers committed after r.version.
@@ -303,19 +368,16 @@ func (r *Room) markDeleted() {
 type Join struct {
 	Sub *Subscription
 	// Version is the room's version when the subscriber joined: every op
-	// after it arrives on Sub.C, none before it.
+	// after it arrives on Sub.C, none before it. The subscriber reads the
+	// rest (a snapshot, the op log) up to Version itself.
 	Version int64
-	// State is the room at Version, given when the subscriber has no
-	// position or one ahead of the room; otherwise nil, and the subscriber
-	// replays the op log from its position up to Version.
-	State *graph.State
 }
 
 // Subscribe registers a subscriber named name (an anonymous name when
-// empty) whose last seen seq is position (-1 for none). Registration and the
-// version it starts from are taken under the room's lock, so no committed
-// op falls between what the subscriber replays and what it receives live.
-func (r *Room) Subscribe(name string, position int64) (Join, error) {
+// empty). Registration and the version it starts from are taken under the
+// room's lock, so no committed op falls between what the subscriber reads
+// up to Version and what it receives live.
+func (r *Room) Subscribe(name string) (Join, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	switch {
@@ -328,12 +390,7 @@ func (r *Room) Subscribe(name string, position int64) (Join, error) {
 	if sub == nil {
 		return Join{}, ErrDeleted
 	}
-	j := Join{Sub: sub, Version: r.version}
-	if position < 0 || position > r.version {
-		st := r.g.State()
-		j.State = &st
-	}
-	return j, nil
+	return Join{Sub: sub, Version: r.version}, nil
 }
 
 // Presence lists who is subscribed to the room, oldest first.

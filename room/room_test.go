@@ -83,7 +83,7 @@ func TestConcurrentWritersGetOneOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		join, err := watcher.Subscribe("watcher", -1)
+		join, err := watcher.Subscribe("watcher")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +141,7 @@ func TestTwoInstancesShareOneRoom(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		join, err := r2.Subscribe("watcher", -1)
+		join, err := r2.Subscribe("watcher")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,13 +233,13 @@ func TestIdleRoomsAreEvictedAndReload(t *testing.T) {
 	if _, err := r.Apply(ctx, room.Write{Ops: []graph.Op{addNode("a")}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := m.EvictIdle(); n != 0 {
+	if n := m.EvictIdle(ctx); n != 0 {
 		t.Fatalf("evicted %d fresh rooms", n)
 	}
 	mu.Lock()
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
-	if n := m.EvictIdle(); n != 1 || m.Len() != 0 {
+	if n := m.EvictIdle(ctx); n != 1 || m.Len() != 0 {
 		t.Fatalf("evicted %d, %d left; want 1 and 0", n, m.Len())
 	}
 	r2, err := m.Get(ctx, id)
@@ -290,19 +290,19 @@ func TestEvictionRacingGet(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { old, _ = m.Get(ctx, id) })
 	<-entered
-	if n := m.EvictIdle(); n != 1 {
+	if n := m.EvictIdle(ctx); n != 1 {
 		t.Fatalf("evicted %d", n)
 	}
 	close(gate)
 	wg.Wait()
 
-	if _, err := old.Subscribe("stale", -1); err == nil {
+	if _, err := old.Subscribe("stale"); err == nil {
 		t.Fatal("an evicted room accepted a subscriber")
 	}
 	if _, err := old.Apply(ctx, room.Write{Ops: []graph.Op{addNode("x")}}); err == nil {
 		t.Fatal("an evicted room accepted a write")
 	}
-	fresh, join, err := m.Subscribe(ctx, id, "a", -1)
+	fresh, join, err := m.Subscribe(ctx, id, "a")
 	if err != nil || fresh == old {
 		t.Fatalf("Subscribe: %v (same room: %v)", err, fresh == old)
 	}

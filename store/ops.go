@@ -31,6 +31,9 @@ type Append struct {
 type AppendResult struct {
 	Version int64 // the room's version after the ops
 	Applied int   // how many ops were appended
+	// CreatedAt is the time recorded for the ops, exactly as OpsSince will
+	// return it (zero for an IdempotentResult).
+	CreatedAt time.Time
 }
 
 // opsPerInsert bounds the rows of one INSERT, far below both dialects' limits
@@ -68,7 +71,8 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 		}
 	}
 	now := s.clock()
-	res := AppendResult{Version: a.ExpectedVersion + int64(len(a.Ops)), Applied: len(a.Ops)}
+	res := AppendResult{Version: a.ExpectedVersion + int64(len(a.Ops)), Applied: len(a.Ops),
+		CreatedAt: now.UTC().Truncate(time.Microsecond)}
 	err := s.transact(ctx, func(tx *sqlx.Tx) error {
 		current, err := s.lockRoom(ctx, tx, id)
 		if err != nil {

@@ -270,11 +270,15 @@ func TestAppendOps(t *testing.T) {
 		// Bytes are stored exactly as given, key order and spacing included.
 		first[1] = json.RawMessage(`{ "op":"remove_node",  "id":"x" }`)
 		res := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 0, Ops: first, ClientID: "alice", ElementCount: 2})
-		if res != (store.AppendResult{Version: 3, Applied: 3}) {
+		if res.Version != 3 || res.Applied != 3 {
 			t.Errorf("first append = %+v, want version 3, 3 applied", res)
 		}
+		// The result's time is the one the log returns for these ops.
+		if logged, err := s.OpsSince(ctx, room.ID, 0, 1); err != nil || !logged[0].CreatedAt.Equal(res.CreatedAt) {
+			t.Errorf("append answered created_at %v, the log has %v (%v)", res.CreatedAt, logged, err)
+		}
 		res = mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 3, Ops: makeOps("b", 2), ClientID: "bob", ElementCount: 4})
-		if res != (store.AppendResult{Version: 5, Applied: 2}) {
+		if res.Version != 5 || res.Applied != 2 {
 			t.Errorf("second append = %+v, want version 5, 2 applied", res)
 		}
 
@@ -311,7 +315,7 @@ func TestAppendOps(t *testing.T) {
 
 		// A batch larger than one INSERT statement.
 		res = mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 5, Ops: makeOps("c", 1000)})
-		if res != (store.AppendResult{Version: 1005, Applied: 1000}) {
+		if res.Version != 1005 || res.Applied != 1000 {
 			t.Errorf("1000-op append = %+v", res)
 		}
 		ops = mustOpsSince(t, s, room.ID, 5, 0)
@@ -401,7 +405,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		}
 		first := mustAppend(t, s, store.Append{RoomID: room.ID, Ops: makeOps("a", 3), IdempotencyKey: "key-1"})
 		got, ok, err := s.IdempotentResult(ctx, room.ID, "key-1")
-		if err != nil || !ok || got != first {
+		if err != nil || !ok || got.Version != first.Version || got.Applied != first.Applied {
 			t.Fatalf("IdempotentResult = %+v, %v, %v; want %+v", got, ok, err, first)
 		}
 
@@ -434,7 +438,7 @@ func TestIdempotencyKeys(t *testing.T) {
 			t.Errorf("IdempotentResult after 24 h = %v, %v; want none", ok, err)
 		}
 		again := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 3, Ops: makeOps("c", 2), IdempotencyKey: "key-1"})
-		if got, ok, _ := s.IdempotentResult(ctx, room.ID, "key-1"); !ok || got != again {
+		if got, ok, _ := s.IdempotentResult(ctx, room.ID, "key-1"); !ok || got.Version != again.Version || got.Applied != again.Applied {
 			t.Errorf("IdempotentResult of reused expired key = %+v, %v; want %+v", got, ok, again)
 		}
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/liveshare/liveshare/handlers"
 	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
 )
 
@@ -47,10 +48,17 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 
-	rooms := room.NewManager(st, room.Options{IdleTimeout: a.cfg.RoomIdleTimeout, QueueSize: a.cfg.SSEQueue, Logger: a.log})
+	snaps := snapshot.NewRegistry(st, snapshot.Config{
+		Interval: a.cfg.SnapshotInterval, Keep: a.cfg.SnapshotKeep, MaxBytes: a.cfg.SnapshotMaxBytes, Logger: a.log,
+	})
+	rooms := room.NewManager(st, room.Options{
+		IdleTimeout: a.cfg.RoomIdleTimeout, QueueSize: a.cfg.SSEQueue, Logger: a.log,
+		Snapshots: snaps, SnapshotEveryOps: a.cfg.SnapshotEveryOps,
+		StateBudget: snapshot.StateBudget(a.cfg.SnapshotMaxBytes),
+	})
 	streamsDone := make(chan struct{})
 	api := handlers.New(handlers.Config{
-		Store: st, Rooms: rooms, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes,
+		Store: st, Rooms: rooms, Snapshots: snaps, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes,
 		Streams: handlers.StreamConfig{
 			Heartbeat: a.cfg.SSEHeartbeat, WriteTimeout: a.cfg.SSEWriteTimeout, Done: streamsDone,
 		},
@@ -74,6 +82,7 @@ func (a *App) Run(ctx context.Context) error {
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
 	bg.Go(func() { rooms.Run(bgCtx) })
+	bg.Go(func() { snaps.Run(bgCtx, rooms) })
 	defer func() {
 		stopBackground()
 		bg.Wait()
@@ -106,6 +115,11 @@ func (a *App) Run(ctx context.Context) error {
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
+	// No request runs now: stop the scheduler, then snapshot what changed
+	// so the next start loads fast. The ops are durable either way.
+	stopBackground()
+	bg.Wait()
+	snaps.SnapshotChanged(shutdownCtx, rooms, snapshot.TriggerShutdown)
 	a.log.Info("stopped")
 	return nil
 }

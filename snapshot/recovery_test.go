@@ -1,0 +1,189 @@
+package snapshot_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/snapshot"
+	"github.com/liveshare/liveshare/store"
+	"github.com/liveshare/liveshare/store/storetest"
+)
+
+// genWrite draws a batch of valid ops for the graph g currently holds.
+func genWrite(t *rapid.T, s graph.State, next *int) []graph.Op {
+	nodes := make([]string, 0, len(s.Nodes))
+	for _, n := range s.Nodes {
+		nodes = append(nodes, n.ID)
+	}
+	var ops []graph.Op
+	for k := rapid.IntRange(1, 4).Draw(t, "batch"); k > 0; k-- {
+		*next++
+		id := fmt.Sprintf("e%d", *next)
+		switch choice := rapid.IntRange(0, 5).Draw(t, "op"); {
+		case choice <= 1 || len(nodes) == 0:
+			data := fmt.Sprintf(`{"columns":[{"name":"c%d","type":"int"}],"n":%d}`, *next, rapid.IntRange(-5, 5).Draw(t, "n"))
+			ops = append(ops, graph.Op{Kind: graph.OpAddNode, Node: &graph.Node{
+				ID: id, Kind: "table", Label: rapid.StringMatching(`[a-z ]{0,8}`).Draw(t, "label"),
+				X: rapid.Float64Range(-1e6, 1e6).Draw(t, "x"), Y: rapid.Float64Range(-1e6, 1e6).Draw(t, "y"),
+				Data: []byte(data),
+			}})
+			nodes = append(nodes, id)
+		case choice == 2:
+			src := rapid.SampledFrom(nodes).Draw(t, "src")
+			dst := rapid.SampledFrom(nodes).Draw(t, "dst")
+			ops = append(ops, graph.Op{Kind: graph.OpAddEdge, Edge: &graph.Edge{ID: id, Kind: "relation", Source: src, Target: dst}})
+		case choice == 3:
+			n := rapid.SampledFrom(nodes).Draw(t, "move")
+			patch := fmt.Sprintf(`{"x":%d,"data":{"n":null,"moved":true}}`, rapid.IntRange(0, 1000).Draw(t, "mx"))
+			ops = append(ops, graph.Op{Kind: graph.OpUpdateNode, ID: n, Patch: []byte(patch)})
+		default:
+			i := rapid.IntRange(0, len(nodes)-1).Draw(t, "remove")
+			ops = append(ops, graph.Op{Kind: graph.OpRemoveNode, ID: nodes[i]})
+			nodes = append(nodes[:i:i], nodes[i+1:]...)
+		}
+	}
+	return ops
+}
+
+// TestPropRecoveryIsExact: for random op sequences with snapshots taken at
+// random points, a fresh load (latest snapshot + the ops after it) equals
+// the live room field for field, at the same version (DESIGN.md section 1,
+// item 5), on the real store, rooms and registry.
+func TestPropRecoveryIsExact(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := context.Background()
+		st := storetest.Open(t, "sqlite")
+		info, err := st.CreateRoom(ctx, "prop")
+		if err != nil {
+			rt.Fatal(err)
+		}
+		keep := rapid.IntRange(1, 3).Draw(rt, "keep")
+		reg := snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, Keep: keep, MaxBytes: 10 << 20})
+		live := room.NewManager(st, room.Options{Snapshots: reg})
+		next := 0
+		for range rapid.IntRange(1, 30).Draw(rt, "writes") {
+			r, err := live.Get(ctx, info.ID)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			state, _ := r.State()
+			if _, err := live.Apply(ctx, info.ID, room.Write{Ops: genWrite(rt, state, &next)}); err != nil {
+				rt.Fatalf("valid write refused: %v", err)
+			}
+			if rapid.IntRange(0, 3).Draw(rt, "snapshot") == 0 {
+				if _, err := reg.Take(ctx, r, snapshot.TriggerManual); err != nil {
+					rt.Fatal(err)
+				}
+			}
+		}
+		r, _ := live.Get(ctx, info.ID)
+		want, wantVersion := r.State()
+
+		// The snapshot the load starts from decodes to a state that the ops
+		// after it carry to the live state.
+		fresh := room.NewManager(st, room.Options{Snapshots: snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, Keep: keep, MaxBytes: 10 << 20})})
+		r2, err := fresh.Get(ctx, info.ID)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		got, gotVersion := r2.State()
+		if gotVersion != wantVersion || !got.Equal(want) {
+			rt.Fatalf("recovered version %d %+v\nlive version %d %+v", gotVersion, got, wantVersion, want)
+		}
+		if latest, err := reg.Latest(ctx, info.ID); err == nil {
+			s, v, err := snapshot.Decode(latest.Data)
+			if err != nil || v != latest.Version {
+				rt.Fatalf("latest snapshot: version %d, meta %d, %v", v, latest.Version, err)
+			}
+			g, err := graph.FromState(s)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			ops, err := st.OpsSince(ctx, info.ID, v, 0)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			for _, rec := range ops {
+				op, err := graph.ParseOp(rec.Op)
+				if err != nil {
+					rt.Fatal(err)
+				}
+				if err := g.Apply([]graph.Op{op}); err != nil {
+					rt.Fatal(err)
+				}
+			}
+			if !g.State().Equal(want) || v+int64(len(ops)) != wantVersion {
+				rt.Fatalf("latest snapshot + %d ops does not reach the live state", len(ops))
+			}
+		}
+	})
+}
+
+// TestLoadFallsBackPastACorruptSnapshot: a newest snapshot that does not
+// verify is skipped (and logged); the room loads from the one before it.
+func TestLoadFallsBackPastACorruptSnapshot(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		st, err := store.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		info, _ := st.CreateRoom(ctx, "fallback")
+		reg := snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, Keep: 5, MaxBytes: 10 << 20})
+		live := room.NewManager(st, room.Options{Snapshots: reg})
+		add := func(id string) {
+			t.Helper()
+			if _, err := live.Apply(ctx, info.ID, room.Write{Ops: []graph.Op{{Kind: graph.OpAddNode, Node: &graph.Node{ID: id}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		add("a")
+		r, _ := live.Get(ctx, info.ID)
+		if _, err := reg.Take(ctx, r, snapshot.TriggerManual); err != nil {
+			t.Fatal(err)
+		}
+		add("b")
+		bad, err := reg.Take(ctx, r, snapshot.TriggerManual)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add("c")
+		want, version := r.State()
+
+		// A store that hands out the newest snapshot with a flipped byte.
+		corrupt := corruptingStore{Store: st, id: bad.ID}
+		fresh := room.NewManager(st, room.Options{Snapshots: snapshot.NewRegistry(corrupt, snapshot.Config{Interval: time.Hour, Keep: 5, MaxBytes: 10 << 20})})
+		r2, err := fresh.Get(ctx, info.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, gotVersion := r2.State()
+		if gotVersion != version || !got.Equal(want) {
+			t.Fatalf("loaded version %d %+v, want %d %+v", gotVersion, got, version, want)
+		}
+	})
+}
+
+type corruptingStore struct {
+	*store.Store
+	id string
+}
+
+func (c corruptingStore) LatestSnapshots(ctx context.Context, roomID string, n int) ([]store.Snapshot, error) {
+	snaps, err := c.Store.LatestSnapshots(ctx, roomID, n)
+	for i := range snaps {
+		if snaps[i].ID == c.id {
+			data := append([]byte(nil), snaps[i].Data...)
+			data[len(data)/2] ^= 0xff
+			snaps[i].Data = data
+		}
+	}
+	return snaps, err
+}
