@@ -368,6 +368,14 @@ func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *OpError) {
 // The form is what json.Marshal writes, so that re-marshalling a Node (which
 // HTML-escapes embedded raw JSON) cannot change it.
 func canonicalData(raw json.RawMessage) (json.RawMessage, error) {
+	if isCanonicalObject(raw) {
+		return bytes.Clone(raw), nil
+	}
+	return slowCanonicalData(raw)
+}
+
+// slowCanonicalData is canonicalData by decoding and re-encoding.
+func slowCanonicalData(raw json.RawMessage) (json.RawMessage, error) {
 	if isNull(raw) {
 		return json.RawMessage("{}"), nil
 	}
