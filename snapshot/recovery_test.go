@@ -2,6 +2,7 @@ package snapshot_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -186,4 +187,36 @@ func (c corruptingStore) LatestSnapshots(ctx context.Context, roomID string, n i
 		}
 	}
 	return snaps, err
+}
+
+// TestOversizeSnapshotIsNotStored: a snapshot over MaxBytes is refused,
+// counted as a failure, and the room keeps its op log.
+func TestOversizeSnapshotIsNotStored(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, "sqlite")
+	info, _ := st.CreateRoom(ctx, "big")
+	reg := snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, Keep: 3, MaxBytes: 64})
+	m := room.NewManager(st, room.Options{Snapshots: reg})
+	for i := range 20 {
+		op := graph.Op{Kind: graph.OpAddNode, Node: &graph.Node{ID: fmt.Sprintf("n%d", i), Label: "a label long enough"}}
+		if _, err := m.Apply(ctx, info.ID, room.Write{Ops: []graph.Op{op}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, _ := m.Get(ctx, info.ID)
+	if _, err := reg.Take(ctx, r, snapshot.TriggerInterval); !errors.Is(err, snapshot.ErrTooLarge) {
+		t.Fatalf("Take: %v, want ErrTooLarge", err)
+	}
+	if got := reg.Totals().Failures.Load(); got != 1 {
+		t.Errorf("failures %d, want 1", got)
+	}
+	if metas, _ := st.ListSnapshots(ctx, info.ID); len(metas) != 0 {
+		t.Errorf("%d snapshots stored", len(metas))
+	}
+	if ops, _ := st.OpsSince(ctx, info.ID, 0, 0); len(ops) != 20 {
+		t.Errorf("%d ops kept, want all 20", len(ops))
+	}
+	if !r.Changed() {
+		t.Error("the room counts as snapshotted")
+	}
 }
