@@ -70,7 +70,8 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 			return err
 		}},
 		{"LIVESHARE_SNAPSHOT_MAX_BYTES", "snapshot-max-bytes", "10485760", "largest snapshot stored, in bytes", func(s string) error {
-			v, err := intIn(s, 1024, 1<<40)
+			// Below 64 KiB the header and framing margins leave rooms no room.
+			v, err := intIn(s, 64<<10, 1<<40)
 			c.SnapshotMaxBytes = v
 			return err
 		}},
