@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/r3labs/sse/v2"
 
 	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
@@ -32,6 +34,9 @@ type StreamConfig struct {
 	Retry time.Duration
 	// Done is closed when every stream must end (graceful shutdown).
 	Done <-chan struct{}
+	// Metrics records open streams, events sent, slow subscribers and the
+	// delay from commit to write; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 const (
@@ -135,6 +140,8 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	s.open.Add(1)
 	defer s.open.Add(-1)
+	s.cfg.Metrics.StreamOpened()
+	defer s.cfg.Metrics.StreamClosed()
 
 	// Teardown order, which leaks no goroutine: cancel ctx (r3labs'
 	// per-connection goroutine then deregisters the subscriber, which ends
@@ -149,6 +156,7 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 	s.srv.CreateStream(streamID)
 
 	dw := newDeadlineWriter(w, s.cfg.WriteTimeout, cancel)
+	dw.metrics = s.cfg.Metrics
 	p := &pump{s: s, rm: rm, join: join, streamID: streamID, dw: dw, ready: ready, pos: pos, cancel: cancel, log: log}
 	var wg sync.WaitGroup
 	wg.Go(func() { p.run(ctx) })
@@ -267,6 +275,7 @@ func (p *pump) run(ctx context.Context) {
 		if m.Event != room.EventOps {
 			p.deletedSent = p.deletedSent || m.Event == room.EventRoomDeleted
 			p.send(m.Event, m.Seq, m.Data)
+			p.dw.expect(p.sent, m.Committed)
 			continue
 		}
 		// Merge the ops events already queued behind this one.
@@ -288,6 +297,7 @@ func (p *pump) run(ctx context.Context) {
 			}
 		}
 		p.send(room.EventOps, batch[len(batch)-1].Seq, room.OpsData(batch))
+		p.dw.expect(p.sent, batch[0].Committed)
 	}
 }
 
@@ -410,6 +420,9 @@ func (p *pump) publish(ev *sse.Event) {
 		}
 	}
 	p.sent++
+	if len(ev.Event) > 0 {
+		p.s.cfg.Metrics.EventSent(string(ev.Event))
+	}
 	p.s.srv.Publish(p.streamID, ev)
 }
 
@@ -441,6 +454,49 @@ type deadlineWriter struct {
 	failed  atomic.Bool
 	flushes atomic.Int64
 	flushed chan struct{} // signalled after each flush
+
+	// metrics gets the delay from commit to flush of each live event:
+	// pending holds, in order, the events awaiting their flush.
+	metrics   *metrics.Metrics
+	pendingMu sync.Mutex
+	pending   []pendingWrite
+}
+
+// pendingWrite is a live event handed to the writer: the n-th event of the
+// stream, carrying ops committed at committed.
+type pendingWrite struct {
+	n         int64
+	committed time.Time
+}
+
+// expect records that the stream's n-th event carries ops committed at
+// committed; its flush observes the delay. r3labs flushes once for the
+// headers and once per event, so event n is written by flush n+1.
+func (d *deadlineWriter) expect(n int64, committed time.Time) {
+	if d.metrics == nil || committed.IsZero() {
+		return
+	}
+	d.pendingMu.Lock()
+	defer d.pendingMu.Unlock()
+	if d.flushes.Load() >= n+1 { // flushed already
+		d.metrics.CommitToWrite(time.Since(committed))
+		return
+	}
+	d.pending = append(d.pending, pendingWrite{n: n, committed: committed})
+}
+
+// observeFlushed observes the pending events that the flushes so far wrote.
+func (d *deadlineWriter) observeFlushed() {
+	if d.metrics == nil {
+		return
+	}
+	d.pendingMu.Lock()
+	defer d.pendingMu.Unlock()
+	flushed, now, i := d.flushes.Load(), time.Now(), 0
+	for ; i < len(d.pending) && d.pending[i].n+1 <= flushed; i++ {
+		d.metrics.CommitToWrite(now.Sub(d.pending[i].committed))
+	}
+	d.pending = d.pending[i:]
 }
 
 func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration, onFail func()) *deadlineWriter {
@@ -457,8 +513,11 @@ func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration, onFail func
 	return &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(inner), timeout: timeout, onFail: onFail, flushed: make(chan struct{}, 1)}
 }
 
-func (d *deadlineWriter) fail() {
+func (d *deadlineWriter) fail(err error) {
 	if d.failed.CompareAndSwap(false, true) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			d.metrics.SlowSubscriber(metrics.SlowWriteTimeout)
+		}
 		d.onFail()
 	}
 }
@@ -470,7 +529,7 @@ func (d *deadlineWriter) Write(b []byte) (int, error) {
 	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
 	n, err := d.ResponseWriter.Write(b)
 	if err != nil {
-		d.fail()
+		d.fail(err)
 	}
 	return n, err
 }
@@ -482,10 +541,11 @@ func (d *deadlineWriter) Flush() {
 	}
 	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
 	if err := d.rc.Flush(); err != nil {
-		d.fail()
+		d.fail(err)
 		return
 	}
 	d.flushes.Add(1)
+	d.observeFlushed()
 	select {
 	case d.flushed <- struct{}{}:
 	default:

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/liveshare/liveshare/metrics"
 )
 
 type ctxKey int
@@ -58,6 +60,31 @@ func requestContext(base *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
+// LogHandler wraps h so that a line logged with a request's context (the
+// *Context methods of slog) names the request's id, as the handlers' own
+// lines do. Packages below handlers (room, snapshot) log through it, so the
+// lines a request causes there (a room load, a manual snapshot) carry the id
+// too.
+func LogHandler(h slog.Handler) slog.Handler { return requestIDHandler{h} }
+
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := requestIDFrom(ctx); id != "" {
+		r = r.Clone()
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
+}
+
 // accessLog writes one line per request, naming the route pattern.
 func accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,6 +103,34 @@ func accessLog(next http.Handler) http.Handler {
 			"method", r.Method, "path", r.URL.Path, "route", route,
 			"status", status, "bytes", ww.BytesWritten(), "duration", time.Since(start))
 	})
+}
+
+// observe records every request in m by its route pattern (never the raw
+// path: ids would make a series per room); requests no route matched are
+// recorded as "unmatched".
+func observe(m *metrics.Metrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if m == nil {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := ""
+			if rc := chi.RouteContext(r.Context()); rc != nil {
+				route = rc.RoutePattern()
+			}
+			if route == "" {
+				route = "unmatched"
+			}
+			m.Request(route, r.Method, status, time.Since(start))
+		})
+	}
 }
 
 // recoverer turns a panic in a handler into a logged 500 problem.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
@@ -27,6 +28,12 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Streams tunes the event streams.
 	Streams StreamConfig
+	// Metrics records requests and streams and serves GET /metrics; nil
+	// records nothing (and /metrics is empty).
+	Metrics *metrics.Metrics
+	// App serves the browser page at GET / and its files at GET /app/*;
+	// nil leaves both unrouted.
+	App http.Handler
 }
 
 // API serves LiveShare's HTTP endpoints.
@@ -49,11 +56,12 @@ func New(cfg Config) http.Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
+	cfg.Streams.Metrics = cfg.Metrics
 	a := &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, maxBody: cfg.MaxBodyBytes,
 		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots)}
 
 	r := chi.NewRouter()
-	r.Use(requestContext(cfg.Logger), accessLog, recoverer)
+	r.Use(requestContext(cfg.Logger), observe(cfg.Metrics), accessLog, recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, newProblem(http.StatusNotFound, "not_found", "no such endpoint"))
 	})
@@ -62,7 +70,13 @@ func New(cfg Config) http.Handler {
 	})
 
 	r.Get("/healthz", a.healthz)
+	if cfg.App != nil {
+		r.Get("/", cfg.App.ServeHTTP)
+		r.Get("/app/*", cfg.App.ServeHTTP)
+	}
 	r.Get("/readyz", a.readyz)
+	routeDocs(r) // GET /openapi.yaml, GET /docs and /docs/*
+	r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 
 	// REST requests get a deadline; event streams must not.
 	rest := withTimeout(cfg.RequestTimeout)

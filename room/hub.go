@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/metrics"
 )
 
 // Event names on the wire (DESIGN.md section 5).
@@ -37,6 +38,9 @@ type Message struct {
 	// array's elements, so that a subscriber that is behind can merge
 	// consecutive ops events into one.
 	Entries []byte
+	// Committed is when the ops it carries were committed (zero for
+	// events that carry none).
+	Committed time.Time
 }
 
 // OpsData builds the data of one ops event from consecutive ops messages
@@ -120,6 +124,7 @@ func (s *Subscription) end(reason string) {
 type hub struct {
 	queueSize int
 	stats     *Stats
+	metrics   *metrics.Metrics
 
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
@@ -139,8 +144,8 @@ type Stats struct {
 	MessagesSent atomic.Int64 // messages queued to subscribers
 }
 
-func newHub(queueSize int, stats *Stats) *hub {
-	return &hub{queueSize: queueSize, stats: stats, subs: make(map[*Subscription]struct{})}
+func newHub(queueSize int, stats *Stats, m *metrics.Metrics) *hub {
+	return &hub{queueSize: queueSize, stats: stats, metrics: m, subs: make(map[*Subscription]struct{})}
 }
 
 // add registers a subscriber named name and tells everyone, including the
@@ -268,6 +273,7 @@ func (h *hub) broadcastLocked(m *Message) {
 	}
 	for _, s := range slow {
 		h.stats.SlowCutOffs.Add(1)
+		h.metrics.SlowSubscriber(metrics.SlowQueueFull)
 		h.removeLocked(s, "slow")
 	}
 }
@@ -287,7 +293,7 @@ func (h *hub) publish(b Batch) {
 	var first, last int64
 	flush := func() {
 		if len(entries) > 0 {
-			msgs = append(msgs, &Message{Event: EventOps, Seq: last, First: first, Entries: entries, Data: buildOps(last, entries)})
+			msgs = append(msgs, &Message{Event: EventOps, Seq: last, First: first, Entries: entries, Data: buildOps(last, entries), Committed: b.Committed})
 			entries = nil
 		}
 	}
@@ -298,7 +304,7 @@ func (h *hub) publish(b Batch) {
 			if err != nil {
 				return // cannot happen: the state marshals
 			}
-			msgs = append(msgs, &Message{Event: EventReset, Seq: op.Seq, Data: data})
+			msgs = append(msgs, &Message{Event: EventReset, Seq: op.Seq, Data: data, Committed: b.Committed})
 			continue
 		}
 		enc, err := json.Marshal(opEntry{Seq: op.Seq, Op: op.Raw, ClientID: op.ClientID})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/metrics"
 )
 
 // replayPage is how many logged ops a load reads per query.
@@ -35,6 +36,9 @@ type Options struct {
 	// Snapshots for one (Due); zero means never.
 	SnapshotEveryOps int64
 	Logger           *slog.Logger
+	// Metrics records commits, room loads and slow subscribers; nil
+	// records nothing.
+	Metrics *metrics.Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -141,12 +145,14 @@ func (m *Manager) Subscribe(ctx context.Context, id, name string) (*Room, Join, 
 
 func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 	start := m.opts.Now()
+	began := time.Now()
 	info, err := m.store.GetRoom(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("load room %s: %w", id, err)
 	}
-	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, &m.stats), now: m.opts.Now,
-		budget: m.opts.StateBudget, snapshots: m.opts.Snapshots, everyOps: m.opts.SnapshotEveryOps, g: graph.New()}
+	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, &m.stats, m.opts.Metrics), now: m.opts.Now,
+		budget: m.opts.StateBudget, snapshots: m.opts.Snapshots, everyOps: m.opts.SnapshotEveryOps,
+		metrics: m.opts.Metrics, g: graph.New()}
 	from := "op log"
 	if m.opts.Snapshots != nil {
 		g, version, err := m.opts.Snapshots.Restore(ctx, id)
@@ -172,6 +178,7 @@ func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 			if _, err := r.replayLocked(rec); err != nil {
 				return nil, fmt.Errorf("load: %w", err)
 			}
+			r.markDirtyLocked(rec.CreatedAt)
 		}
 		replayed += len(recs)
 		if len(recs) < replayPage {
@@ -179,7 +186,8 @@ func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 		}
 	}
 	r.touch(m.opts.Now())
-	m.log.Info("room loaded", "room_id", id, "version", r.version, "from", from, "ops_replayed", replayed,
+	m.opts.Metrics.RoomLoaded(time.Since(began))
+	m.log.InfoContext(ctx, "room loaded", "room_id", id, "version", r.version, "from", from, "ops_replayed", replayed,
 		"elements", r.g.ElementCount(), "duration", m.opts.Now().Sub(start))
 	return r, nil
 }
@@ -217,6 +225,18 @@ func (m *Manager) Loaded(id string) (*Room, bool) {
 
 // Stats returns the manager's counters of subscribers and events.
 func (m *Manager) Stats() *Stats { return &m.stats }
+
+// SnapshotLag returns, over the rooms in memory, the most ops a room has
+// after its newest snapshot and the longest a room has had a change that no
+// snapshot holds. It satisfies metrics.Rooms.
+func (m *Manager) SnapshotLag() (versions int64, behind time.Duration) {
+	now := m.opts.Now()
+	for _, r := range m.Live() {
+		v, d := r.snapshotLag(now)
+		versions, behind = max(versions, v), max(behind, d)
+	}
+	return versions, behind
+}
 
 // Len returns how many rooms are in memory.
 func (m *Manager) Len() int {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/store"
 )
 
@@ -35,6 +36,9 @@ type Batch struct {
 	RoomID  string
 	Version int64 // the seq of the last op in Ops
 	Ops     []LoggedOp
+	// Committed is when this process saw the batch committed (wall clock
+	// with a monotonic reading), for the commit-to-write delay.
+	Committed time.Time
 }
 
 // Write is one request to change a room.
@@ -110,6 +114,7 @@ type Room struct {
 
 	snapshots Snapshots // nil: no snapshots
 	everyOps  int64     // ops after the last snapshot that make one due; 0: never
+	metrics   *metrics.Metrics
 
 	mu      sync.RWMutex
 	g       *graph.Graph
@@ -119,6 +124,9 @@ type Room struct {
 	// snapVersion is the version of the room's newest stored snapshot.
 	snapVersion int64
 	duePending  bool // Due was called and no snapshot was recorded since
+	// dirtySince is when the room first moved past snapVersion (zero
+	// while a snapshot holds its version): the snapshot lag in time.
+	dirtySince time.Time
 
 	lastUsed atomic.Int64 // unix nanoseconds; read by the manager's eviction loop
 }
@@ -162,6 +170,32 @@ func (r *Room) SnapshotStored(version int64) {
 	defer r.mu.Unlock()
 	r.snapVersion = max(r.snapVersion, version)
 	r.duePending = false
+	if r.snapVersion >= r.version {
+		r.dirtySince = time.Time{}
+	} else {
+		// Ops were committed while the snapshot was taken: they are at
+		// most this old (a slight under-estimate of the lag).
+		r.dirtySince = r.now()
+	}
+}
+
+// markDirtyLocked records that the room moved past its snapshot at at,
+// unless it had already.
+func (r *Room) markDirtyLocked(at time.Time) {
+	if r.dirtySince.IsZero() && r.version != r.snapVersion {
+		r.dirtySince = at
+	}
+}
+
+// snapshotLag returns how many ops the room has after its newest snapshot
+// and how long it has had them.
+func (r *Room) snapshotLag(now time.Time) (int64, time.Duration) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.version == r.snapVersion || r.dirtySince.IsZero() {
+		return max(r.version-r.snapVersion, 0), 0
+	}
+	return r.version - r.snapVersion, max(now.Sub(r.dirtySince), 0)
 }
 
 // SnapshotVersion returns the version of the newest stored snapshot known.
@@ -240,6 +274,7 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 			undo()
 			return WriteResult{}, &TooLargeError{Size: size, Budget: r.budget}
 		}
+		commitStart := time.Now()
 		res, err := r.store.AppendOps(ctx, store.Append{
 			RoomID:          r.id,
 			ExpectedVersion: r.version,
@@ -249,6 +284,7 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 			ElementCount:    int64(r.g.ElementCount()),
 		})
 		if err == nil {
+			r.metrics.Committed(len(w.Ops), time.Since(commitStart))
 			r.commitLocked(res.Version, w.Ops, raw, w.ClientID, res.CreatedAt)
 			return WriteResult{Version: res.Version, Applied: res.Applied}, nil
 		}
@@ -284,12 +320,13 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 // commitLocked advances the in-memory version past ops that are already
 // applied to r.g and committed, and publishes them.
 func (r *Room) commitLocked(version int64, ops []graph.Op, raw []json.RawMessage, clientID string, at time.Time) {
-	b := Batch{RoomID: r.id, Version: version, Ops: make([]LoggedOp, len(ops))}
+	b := Batch{RoomID: r.id, Version: version, Ops: make([]LoggedOp, len(ops)), Committed: time.Now()}
 	first := version - int64(len(ops)) + 1
 	for i, op := range ops {
 		b.Ops[i] = LoggedOp{Seq: first + int64(i), Op: op, Raw: raw[i], ClientID: clientID, CreatedAt: at}
 	}
 	r.version = version
+	r.markDirtyLocked(r.now())
 	r.hub.publish(b)
 	r.checkDueLocked()
 }
@@ -312,7 +349,7 @@ func (r *Room) catchUpLocked(ctx context.Context) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	b := Batch{RoomID: r.id, Ops: make([]LoggedOp, 0, len(recs))}
+	b := Batch{RoomID: r.id, Ops: make([]LoggedOp, 0, len(recs)), Committed: time.Now()}
 	for _, rec := range recs {
 		var lop LoggedOp
 		if lop, err = r.replayLocked(rec); err != nil {
@@ -323,6 +360,7 @@ func (r *Room) catchUpLocked(ctx context.Context) error {
 	// Publish what was applied even if a later op failed, or subscribers
 	// would see a gap once the room moves on.
 	b.Version = r.version
+	r.markDirtyLocked(r.now())
 	r.hub.publish(b)
 	return err
 }

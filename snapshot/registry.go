@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/store"
 )
@@ -51,6 +52,7 @@ type Config struct {
 	Keep     int           // snapshots kept per room, in the database and in memory
 	MaxBytes int64         // largest encoded snapshot stored
 	Logger   *slog.Logger
+	Metrics  *metrics.Metrics // nil records nothing
 }
 
 // StateBudget is the most a room's graph.SizeBound may reach so that its
@@ -144,6 +146,7 @@ func (reg *Registry) takeLocked(ctx context.Context, m *Manager, r *room.Room, t
 
 func (reg *Registry) takeKeepingLocked(ctx context.Context, m *Manager, r *room.Room, trigger string, keep int) (store.SnapshotMeta, error) {
 	if trigger != TriggerManual && trigger != TriggerClear && !r.Changed() {
+		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, 0, 0)
 		return store.SnapshotMeta{}, ErrUnchanged
 	}
 	state, version := r.Capture()
@@ -153,11 +156,13 @@ func (reg *Registry) takeKeepingLocked(ctx context.Context, m *Manager, r *room.
 	encodeTime := time.Since(start)
 	if err != nil {
 		reg.stats.Failures.Add(1)
+		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotFailed, 0, 0)
 		return store.SnapshotMeta{}, fmt.Errorf("snapshot room %s: %w", r.ID(), err)
 	}
 	if int64(len(data)) > reg.cfg.MaxBytes {
 		reg.stats.Failures.Add(1)
-		reg.log.Error("snapshot not stored: too large", "room_id", r.ID(), "version", version,
+		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotTooLarge, encodeTime, len(data))
+		reg.log.ErrorContext(ctx, "snapshot not stored: too large", "room_id", r.ID(), "version", version,
 			"size_bytes", len(data), "max_bytes", reg.cfg.MaxBytes, "trigger", trigger)
 		return store.SnapshotMeta{}, fmt.Errorf("snapshot room %s: %d bytes: %w", r.ID(), len(data), ErrTooLarge)
 	}
@@ -167,13 +172,15 @@ func (reg *Registry) takeKeepingLocked(ctx context.Context, m *Manager, r *room.
 	}, keep)
 	if err != nil {
 		reg.stats.Failures.Add(1)
+		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotFailed, encodeTime, len(data))
 		return store.SnapshotMeta{}, fmt.Errorf("store snapshot of room %s: %w", r.ID(), err)
 	}
+	reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotStored, encodeTime, len(data))
 	r.SnapshotStored(version)
 	m.lastEncode = encodeTime
 	m.remember(store.Snapshot{SnapshotMeta: meta, Data: data}, keep)
 	reg.stats.Taken.Add(1)
-	reg.log.Info("snapshot stored", "room_id", r.ID(), "version", version, "trigger", trigger,
+	reg.log.InfoContext(ctx, "snapshot stored", "room_id", r.ID(), "version", version, "trigger", trigger,
 		"size_bytes", len(data), "elements", meta.ElementCount, "encode", encodeTime, "ops_pruned", pruned)
 	return meta, nil
 }
@@ -319,7 +326,7 @@ func (reg *Registry) Restore(ctx context.Context, roomID string) (*graph.Graph, 
 			err = fmt.Errorf("its data is at version %d", version)
 		}
 		if err != nil {
-			reg.log.Error("stored snapshot rejected", "room_id", roomID, "snapshot_id", s.ID,
+			reg.log.ErrorContext(ctx, "stored snapshot rejected", "room_id", roomID, "snapshot_id", s.ID,
 				"version", s.Version, "err", err)
 			continue
 		}
@@ -354,7 +361,7 @@ func (reg *Registry) takeLogged(ctx context.Context, r *room.Room, trigger strin
 	case errors.Is(err, store.ErrNotFound):
 		// Deleted meanwhile: nothing to keep.
 	default:
-		reg.log.Error("snapshot failed", "room_id", r.ID(), "trigger", trigger, "err", err)
+		reg.log.ErrorContext(ctx, "snapshot failed", "room_id", r.ID(), "trigger", trigger, "err", err)
 	}
 }
 

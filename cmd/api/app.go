@@ -12,10 +12,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/liveshare/liveshare/handlers"
+	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
+	"github.com/liveshare/liveshare/web"
 )
 
 // App is the LiveShare process: configuration, store, rooms and HTTP server.
@@ -48,22 +53,41 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 
+	// One registry per App, never the global default: tests run several
+	// Apps in one process.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mets := metrics.New(reg)
+
+	// Rooms and snapshots log a request's lines with its context: this
+	// logger adds the request id to them.
+	ctxLog := slog.New(handlers.LogHandler(a.log.Handler()))
 	snaps := snapshot.NewRegistry(st, snapshot.Config{
-		Interval: a.cfg.SnapshotInterval, Keep: a.cfg.SnapshotKeep, MaxBytes: a.cfg.SnapshotMaxBytes, Logger: a.log,
+		Interval: a.cfg.SnapshotInterval, Keep: a.cfg.SnapshotKeep, MaxBytes: a.cfg.SnapshotMaxBytes, Logger: ctxLog,
+		Metrics: mets,
 	})
 	rooms := room.NewManager(st, room.Options{
-		IdleTimeout: a.cfg.RoomIdleTimeout, QueueSize: a.cfg.SSEQueue, Logger: a.log,
+		IdleTimeout: a.cfg.RoomIdleTimeout, QueueSize: a.cfg.SSEQueue, Logger: ctxLog,
 		Snapshots: snaps, SnapshotEveryOps: a.cfg.SnapshotEveryOps,
-		StateBudget: snapshot.StateBudget(a.cfg.SnapshotMaxBytes),
+		StateBudget: snapshot.StateBudget(a.cfg.SnapshotMaxBytes), Metrics: mets,
 	})
+	mets.WatchRooms(rooms)
 	streamsDone := make(chan struct{})
 	api := handlers.New(handlers.Config{
-		Store: st, Rooms: rooms, Snapshots: snaps, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes,
+		Store: st, Rooms: rooms, Snapshots: snaps, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes, Metrics: mets,
+		App: web.App(),
 		Streams: handlers.StreamConfig{
 			Heartbeat: a.cfg.SSEHeartbeat, WriteTimeout: a.cfg.SSEWriteTimeout, Done: streamsDone,
 		},
 	})
 
+	if a.cfg.PprofAddr != "" {
+		stopPprof, err := startPprof(a.cfg.PprofAddr, a.log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	ln, err := net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)

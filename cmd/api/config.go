@@ -29,6 +29,7 @@ type Config struct {
 	SSEHeartbeat     time.Duration
 	SSEWriteTimeout  time.Duration
 	SSEQueue         int
+	PprofAddr        string // empty: no pprof listener
 }
 
 // setting is one configuration value: its env var, flag and default.
@@ -103,6 +104,13 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 			v, err := intIn(s, 1, 1<<20)
 			c.SSEQueue = int(v)
 			return err
+		}},
+		{"LIVESHARE_PPROF_ADDR", "pprof-addr", "", "serve net/http/pprof on this separate host:port; empty is off", func(s string) error {
+			if s != "" && !strings.Contains(s, ":") {
+				return errors.New("must be host:port, or empty for none")
+			}
+			c.PprofAddr = s
+			return nil
 		}},
 	}
 

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestScenarios runs every scenario end to end, with tiny parameters,
+// against the built server on SQLite.
+func TestScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "liveshare")
+	build := exec.Command("go", "build", "-o", bin, "github.com/liveshare/liveshare/cmd/api")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the server: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := append(os.Environ(), "LIVESHARE_ADDR=127.0.0.1:0", "DATABASE_URL=", "LIVESHARE_DATA_DIR="+filepath.Join(dir, "data"))
+	srv, err := startServer(ctx, bin, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.stop()
+	url := "http://" + srv.addr
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // columns of the table
+	}{
+		{"ingest", []string{"-writers", "2", "-batch", "3", "-rooms", "2"}, []string{"ops/s", "ack p99"}},
+		{"fanout", []string{"-subscribers", "5", "-rate", "50"}, []string{"delay p99", "| 5 |"}},
+		{"connections", []string{"-conns", "20", "-hold", "10ms"}, []string{"RSS per conn", "| 20 |"}},
+		{"snapshot", []string{"-elements", "200", "-writers", "2"}, []string{"while snapshotting"}},
+		{"recovery", []string{"-elements", "300", "-ops", "50", "-server-bin", bin}, []string{"| 350 ✓ |"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, log bytes.Buffer
+			args := append([]string{"-scenario", tc.name, "-url", url, "-duration", "300ms", "-label", "sqlite", "-progress", "100ms"}, tc.args...)
+			if err := run(ctx, args, &out, &log); err != nil {
+				t.Fatalf("%v\nlog:\n%s", err, log.String())
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if len(lines) != 3 || !strings.HasPrefix(lines[0], "| db |") || !strings.HasPrefix(lines[2], "| sqlite |") {
+				t.Fatalf("not a one-row markdown table:\n%s", out.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("table lacks %q:\n%s", w, out.String())
+				}
+			}
+			if !strings.HasSuffix(lines[2], " 0 |") && tc.name != "recovery" {
+				t.Errorf("errors in the run:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestOnlyLocalTraffic(t *testing.T) {
+	for _, u := range []string{"http://example.com", "http://10.0.0.1:8080", "ftp://127.0.0.1"} {
+		if err := run(context.Background(), []string{"-url", u}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+			t.Errorf("-url %s accepted", u)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:1", "http://localhost:1", "http://[::1]:1"} {
+		if err := localOnly(u); err != nil {
+			t.Errorf("-url %s refused: %v", u, err)
+		}
+	}
+}

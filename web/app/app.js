@@ -1,0 +1,1141 @@
+// LiveShare's browser page: a live collaborative graph editor over the REST
+// API and the room's event stream. Plain JavaScript and SVG, no build step,
+// nothing fetched from anywhere but the service.
+//
+// The rules the page follows are the server's: the server's version is the
+// truth; a snapshot or reset event replaces the state; ops with
+// seq <= the page's version are ignored, an op with seq > version+1 is a gap
+// and the page reloads from GET /graph; its own ops are recognised by
+// client_id. Edits are sent as ops and drawn when the server's event brings
+// them back, except a drag, whose end position is shown at once until the
+// server has it (or refused it).
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const SVGNS = 'http://www.w3.org/2000/svg';
+  const NODE_W = 190, HEAD_H = 30, ROW_H = 18;
+
+  function randomId(n) {
+    const a = new Uint8Array(n);
+    crypto.getRandomValues(a);
+    return Array.from(a, (b) => 'abcdefghijklmnopqrstuvwxyz0123456789'[b % 36]).join('');
+  }
+
+  const clientId = 'web-' + randomId(10);
+  const pageLoadId = randomId(8);
+
+  const st = {
+    roomId: null,
+    roomName: '',
+    version: 0,
+    nodes: new Map(),
+    edges: new Map(),
+    es: null,
+    conn: 'idle', // idle | connecting | catching-up | live | reconnecting | closed
+    target: 0, // the room's version when the stream (re)opened: live once reached
+    reloading: false,
+    queue: [], // events that arrived during a reload
+    users: [],
+    selected: null, // {type: 'node'|'edge', id}
+    pendingMoves: new Map(), // node id -> {x, y, version}: a drag the server has not sent back yet
+    recovery: null, // the snapshot or reset the page's state comes from
+    resumed: null, // the last resume from the op log after a drop
+    opens: 0, // how many times the stream opened
+    view: { x: 40, y: 40, k: 1 },
+    fitted: false,
+    connectFrom: null,
+    gesture: null, // drag | pan | connect in progress
+    retryTimer: null,
+    snapTimer: null,
+    focusLabel: null, // node id whose label input gets the focus when it arrives
+    roomsCursor: null,
+  };
+
+  // ---------- API ----------
+
+  class ApiError extends Error {
+    constructor(status, problem) {
+      super(problem.detail || problem.title || `HTTP ${status}`);
+      this.status = status;
+      this.problem = problem;
+    }
+  }
+
+  async function api(method, path, body, headers = {}) {
+    const init = { method, headers: { Accept: 'application/json', ...headers } };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch (e) {
+      throw new ApiError(0, { detail: 'the service cannot be reached', code: 'network_error' });
+    }
+    if (res.status === 204) return null;
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+    if (!res.ok) {
+      throw new ApiError(res.status, data && typeof data === 'object' ? data : { detail: text.trim() || res.statusText });
+    }
+    return data;
+  }
+
+  function describe(err) {
+    if (err instanceof ApiError) {
+      const p = err.problem;
+      let s = p.detail || p.title || 'request failed';
+      if (p.code) s += ` (${p.code}${err.status ? ', HTTP ' + err.status : ''})`;
+      return s;
+    }
+    return String((err && err.message) || err);
+  }
+
+  // ---------- messages ----------
+
+  function banner(text, cls, ttl) {
+    const box = document.createElement('div');
+    box.className = 'error' + (cls ? ' ' + cls : '');
+    const span = document.createElement('span');
+    span.textContent = text;
+    const close = document.createElement('button');
+    close.textContent = '×';
+    close.title = 'dismiss';
+    close.addEventListener('click', () => box.remove());
+    box.append(span, close);
+    $('errors').append(box);
+    while ($('errors').children.length > 4) $('errors').firstChild.remove();
+    if (ttl) setTimeout(() => box.remove(), ttl);
+  }
+  const showError = (what, err) => banner(`${what}: ${describe(err)}`, '', 20000);
+  const showInfo = (text) => banner(text, 'info', 6000);
+
+  function activity(text, mine) {
+    const li = document.createElement('li');
+    li.textContent = `${new Date().toLocaleTimeString()} ${mine ? 'you' : 'others'}: ${text}`;
+    if (mine) li.className = 'mine';
+    const list = $('activity');
+    list.prepend(li);
+    while (list.children.length > 50) list.lastChild.remove();
+  }
+
+  // ---------- rooms ----------
+
+  async function loadRooms(more) {
+    try {
+      let path = '/rooms?limit=50';
+      if (more && st.roomsCursor) path += '&cursor=' + encodeURIComponent(st.roomsCursor);
+      const page = await api('GET', path);
+      const list = $('rooms');
+      if (!more) list.textContent = '';
+      for (const r of page.rooms) {
+        const li = document.createElement('li');
+        const a = document.createElement('a');
+        a.href = '/?room=' + r.id;
+        a.dataset.id = r.id;
+        if (r.id === st.roomId) a.className = 'current';
+        a.textContent = r.name || '(unnamed room)';
+        const small = document.createElement('small');
+        small.textContent = `v${r.version} · ${r.element_count} elements · ${r.subscribers} here`;
+        a.append(small);
+        a.addEventListener('click', (ev) => {
+          ev.preventDefault();
+          openRoom(r.id, true);
+        });
+        li.append(a);
+        list.append(li);
+      }
+      st.roomsCursor = page.next_cursor || null;
+      $('rooms-more').hidden = !st.roomsCursor;
+    } catch (e) {
+      showError('Could not list the rooms', e);
+    }
+  }
+
+  async function createRoom(name) {
+    try {
+      const r = await api('POST', '/rooms', { name });
+      $('new-room-name').value = '';
+      await openRoom(r.id, true);
+      loadRooms(false);
+    } catch (e) {
+      showError('Could not create the room', e);
+    }
+  }
+
+  function roomFromURL() {
+    const q = new URLSearchParams(location.search).get('room');
+    if (q) return q;
+    const h = location.hash.replace(/^#/, '');
+    return h || null;
+  }
+
+  async function openRoom(id, push) {
+    if (push) history.pushState(null, '', '/?room=' + encodeURIComponent(id));
+    closeStream();
+    Object.assign(st, {
+      roomId: id, roomName: '', version: 0, nodes: new Map(), edges: new Map(), target: 0,
+      reloading: false, queue: [], users: [], selected: null, pendingMoves: new Map(),
+      recovery: null, resumed: null, opens: 0, fitted: false, connectFrom: null, gesture: null,
+    });
+    for (const a of document.querySelectorAll('#rooms a')) a.classList.toggle('current', a.dataset.id === id);
+    $('activity').textContent = '';
+    $('snapshots').textContent = '';
+    render();
+    try {
+      const r = await api('GET', `/rooms/${encodeURIComponent(id)}`);
+      if (st.roomId !== id) return;
+      st.roomName = r.name;
+    } catch (e) {
+      if (st.roomId !== id) return;
+      showError('Could not open the room', e);
+      setConn('closed', 'not open');
+      return;
+    }
+    connect(null);
+    loadSnapshots();
+    clearInterval(st.snapTimer);
+    // Snapshots are also taken in the background: refresh the panel now
+    // and then, while the stream is live (an outage is shown once, by the
+    // connection state, not by a failing refresh every 15 s).
+    st.snapTimer = setInterval(() => { if (st.conn === 'live') loadSnapshots(); }, 15000);
+    render();
+  }
+
+  // ---------- the event stream ----------
+
+  function setConn(state, text) {
+    st.conn = state;
+    const el = $('conn');
+    el.dataset.state = state;
+    el.textContent = text || {
+      idle: 'no room open', connecting: 'connecting…', 'catching-up': 'catching up…',
+      live: 'live', reconnecting: 'reconnecting…', closed: 'disconnected',
+    }[state];
+  }
+
+  function closeStream() {
+    clearTimeout(st.retryTimer);
+    clearInterval(st.snapTimer);
+    if (st.es) {
+      st.es.close();
+      st.es = null;
+    }
+    setConn('idle');
+  }
+
+  function myName() {
+    return $('my-name').value.trim() || 'guest';
+  }
+
+  // connect opens the room's stream; from >= 0 resumes after that version
+  // (the server sends the ops after it, or a snapshot when they are gone).
+  function connect(from) {
+    if (st.es) st.es.close();
+    clearTimeout(st.retryTimer);
+    let url = `/rooms/${encodeURIComponent(st.roomId)}/events?name=${encodeURIComponent(myName())}`;
+    if (from !== null) url += '&last_event_id=' + from;
+    const es = new EventSource(url);
+    st.es = es;
+    setConn(from === null ? 'connecting' : 'reconnecting');
+    es.onopen = () => {
+      if (es !== st.es) return;
+      st.opens++;
+      if (st.opens > 1) {
+        st.resumed = { version: st.version, at: new Date() };
+        loadSnapshots(); // some may have been taken while the page was away
+      }
+      setConn('catching-up');
+      renderRecovery();
+      fetchTarget(es);
+    };
+    es.onerror = () => {
+      if (es !== st.es) return;
+      if (es.readyState === EventSource.CLOSED) {
+        streamFailed();
+      } else {
+        // The browser reconnects by itself, sending Last-Event-ID.
+        setConn('reconnecting');
+      }
+    };
+    for (const type of ['snapshot', 'reset', 'ops', 'presence', 'room_deleted']) {
+      es.addEventListener(type, (ev) => {
+        if (es !== st.es) return;
+        let data;
+        try {
+          data = JSON.parse(ev.data);
+        } catch (e) {
+          showError('An event could not be read', e);
+          return;
+        }
+        if (st.reloading && type !== 'presence') {
+          st.queue.push([type, data]);
+          return;
+        }
+        handleEvent(type, data);
+        render();
+      });
+    }
+  }
+
+  // fetchTarget learns the room's version when the stream opened: the page
+  // is caught up, and live, once it has reached it.
+  async function fetchTarget(es) {
+    try {
+      const r = await api('GET', `/rooms/${encodeURIComponent(st.roomId)}`);
+      if (es !== st.es) return;
+      st.target = r.version;
+      st.roomName = r.name;
+      checkLive();
+      renderHeader();
+    } catch (e) {
+      // The stream itself reports what is wrong.
+    }
+  }
+
+  function checkLive() {
+    if (st.conn === 'catching-up' && !st.reloading && st.version >= st.target) setConn('live');
+  }
+
+  // streamFailed runs when the browser gave up on the stream (an error
+  // answer rather than a dropped connection): say why, and try again unless
+  // the room is gone.
+  async function streamFailed() {
+    const id = st.roomId;
+    setConn('closed');
+    try {
+      await api('GET', `/rooms/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (st.roomId !== id) return;
+      if (e.status === 404 || e.status === 400) {
+        showError('The room cannot be followed', e);
+        return;
+      }
+      showError('The event stream failed', e);
+    }
+    if (st.roomId !== id) return;
+    setConn('reconnecting');
+    st.retryTimer = setTimeout(() => { if (st.roomId === id) connect(st.version); }, 2000);
+  }
+
+  function handleEvent(type, data) {
+    switch (type) {
+      case 'snapshot':
+        setState(data.state, data.version);
+        st.recovery = { kind: 'snapshot', id: data.snapshot_id, version: data.version, created_at: data.created_at, count: data.element_count, at: new Date(), reconnected: st.opens > 1 };
+        st.resumed = null;
+        if (st.recovery.reconnected) activity(`recovered from ${data.snapshot_id ? 'snapshot v' + data.version : 'the start'} after reconnecting`, false);
+        renderRecovery();
+        break;
+      case 'reset':
+        if (data.version <= st.version) break; // already in the graph we reloaded
+        setState(data.state, data.version);
+        st.resumed = null;
+        st.recovery = { kind: 'reset', id: data.snapshot_id, version: data.version, created_at: data.created_at, count: data.element_count, at: new Date() };
+        renderRecovery();
+        activity(`restored a snapshot, now v${data.version}`, false);
+        showInfo(`The room was restored from a snapshot (now version ${data.version}).`);
+        loadSnapshots();
+        break;
+      case 'ops':
+        for (const e of data.ops) {
+          if (e.seq <= st.version) continue; // already applied
+          if (e.seq !== st.version + 1) {
+            reload(`missed ops ${st.version + 1}–${e.seq - 1}`);
+            return;
+          }
+          applyOp(e.op, e.client_id === clientId);
+          st.version = e.seq;
+        }
+        for (const [id, pm] of st.pendingMoves) {
+          if (pm.version !== null && st.version >= pm.version) st.pendingMoves.delete(id);
+        }
+        break;
+      case 'presence':
+        st.users = data.users || [];
+        renderPresence();
+        renderHeader();
+        return;
+      case 'room_deleted':
+        showError('Room closed', new Error('this room was deleted'));
+        st.es && st.es.close();
+        st.es = null;
+        setConn('closed', 'room deleted');
+        return;
+    }
+    checkLive();
+  }
+
+  // reload replaces the state with GET /graph after a gap; events that
+  // arrive meanwhile are applied after it by the same rules.
+  async function reload(why) {
+    if (st.reloading) return;
+    const id = st.roomId;
+    st.reloading = true;
+    setConn('catching-up');
+    activity(`reloading the graph (${why})`, true);
+    try {
+      const g = await api('GET', `/rooms/${encodeURIComponent(id)}/graph`);
+      if (st.roomId !== id) return;
+      if (g.version >= st.version) setState(g, g.version);
+    } catch (e) {
+      showError('Could not reload the graph', e);
+    } finally {
+      if (st.roomId === id) {
+        st.reloading = false;
+        const q = st.queue;
+        st.queue = [];
+        for (const [t, d] of q) handleEvent(t, d);
+        checkLive();
+        render();
+      }
+    }
+  }
+
+  function setState(state, version) {
+    st.nodes = new Map((state.nodes || []).map((n) => [n.id, n]));
+    st.edges = new Map((state.edges || []).map((e) => [e.id, e]));
+    st.version = version;
+    for (const [id, pm] of st.pendingMoves) {
+      if (!st.nodes.has(id) || (pm.version !== null && version >= pm.version)) st.pendingMoves.delete(id);
+    }
+    if (st.selected && !(st.selected.type === 'node' ? st.nodes : st.edges).has(st.selected.id)) st.selected = null;
+  }
+
+  // mergePatch is RFC 7396, as the server applies it.
+  function mergePatch(target, patch) {
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+    const out = target && typeof target === 'object' && !Array.isArray(target) ? { ...target } : {};
+    for (const [k, v] of Object.entries(patch)) {
+      if (v === null) delete out[k];
+      else out[k] = mergePatch(out[k], v);
+    }
+    return out;
+  }
+
+  function applyOp(op, mine) {
+    const name = (id) => {
+      const n = st.nodes.get(id) || st.edges.get(id);
+      return n && n.label ? `${n.label}` : id;
+    };
+    switch (op.op) {
+      case 'add_node':
+        st.nodes.set(op.node.id, { data: {}, ...op.node });
+        activity(`added ${op.node.kind || 'node'} ${op.node.label || op.node.id}`, mine);
+        if (!mine && st.conn === 'live') flash(op.node.id);
+        if (mine && st.focusLabel === op.node.id) {
+          st.selected = { type: 'node', id: op.node.id };
+        }
+        break;
+      case 'update_node': {
+        const n = st.nodes.get(op.id);
+        if (!n) break;
+        const before = n.label;
+        st.nodes.set(op.id, { ...mergePatch(n, op.patch), id: op.id });
+        const what = 'label' in op.patch ? `renamed ${before} to ${op.patch.label}`
+          : ('x' in op.patch || 'y' in op.patch) && Object.keys(op.patch).length <= 2 ? `moved ${n.label}` : `changed ${n.label}`;
+        activity(what, mine);
+        if (!mine && st.conn === 'live') flash(op.id);
+        break;
+      }
+      case 'remove_node':
+        activity(`deleted ${name(op.id)}`, mine);
+        st.nodes.delete(op.id);
+        for (const [id, e] of st.edges) if (e.source === op.id || e.target === op.id) st.edges.delete(id);
+        break;
+      case 'add_edge':
+        st.edges.set(op.edge.id, { data: {}, ...op.edge });
+        activity(`connected ${name(op.edge.source)} → ${name(op.edge.target)}`, mine);
+        break;
+      case 'update_edge': {
+        const e = st.edges.get(op.id);
+        if (e) st.edges.set(op.id, { ...mergePatch(e, op.patch), id: op.id });
+        activity(`changed edge ${name(op.id)}`, mine);
+        break;
+      }
+      case 'remove_edge':
+        activity(`deleted edge ${name(op.id)}`, mine);
+        st.edges.delete(op.id);
+        break;
+      case 'reset':
+        setState(op.state || {}, st.version);
+        activity('restored a snapshot', mine);
+        break;
+    }
+    if (st.selected && !(st.selected.type === 'node' ? st.nodes : st.edges).has(st.selected.id)) st.selected = null;
+  }
+
+  const flashing = new Set();
+  function flash(id) {
+    flashing.add(id);
+    setTimeout(() => { flashing.delete(id); render(); }, 700);
+  }
+
+  // ---------- sending ops ----------
+
+  async function postOps(ops, what) {
+    if (!st.roomId) return null;
+    try {
+      return await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/ops`,
+        { client_id: clientId, ops }, { 'Idempotency-Key': clientId + '-' + randomId(12) });
+    } catch (e) {
+      showError(what, e);
+      return null;
+    }
+  }
+
+  function viewCenter() {
+    const r = $('canvas').getBoundingClientRect();
+    return toWorld(r.left + r.width / 2, r.top + r.height / 2);
+  }
+
+  async function addNode(kind, at) {
+    if (!st.roomId) return;
+    const p = at || viewCenter();
+    const count = [...st.nodes.values()].filter((n) => n.kind === kind).length + 1;
+    const node = {
+      id: `${kind === 'note' ? 'note' : 't'}_${randomId(8)}`,
+      kind,
+      label: kind === 'note' ? `note ${count}` : `table_${count}`,
+      x: Math.round(p.x - NODE_W / 2),
+      y: Math.round(p.y - 20),
+      data: kind === 'table' ? { columns: [{ name: 'id', type: 'uuid' }] } : {},
+    };
+    st.focusLabel = node.id;
+    st.selected = { type: 'node', id: node.id };
+    await postOps([{ op: 'add_node', node }], `Could not add the ${kind}`);
+    render();
+  }
+
+  async function addEdge(source, target) {
+    const s = st.nodes.get(source), t = st.nodes.get(target);
+    const edge = { id: `e_${randomId(8)}`, kind: 'relation', source, target, label: '' };
+    if (s && t && s.kind === 'table' && t.kind === 'table') edge.label = `${(t.label || target).replace(/s$/, '')}_id`;
+    st.selected = { type: 'edge', id: edge.id };
+    await postOps([{ op: 'add_edge', edge }], 'Could not connect the nodes');
+    render();
+  }
+
+  async function deleteSelected() {
+    const sel = st.selected;
+    if (!sel) return;
+    st.selected = null;
+    const op = sel.type === 'node' ? { op: 'remove_node', id: sel.id } : { op: 'remove_edge', id: sel.id };
+    await postOps([op], `Could not delete the ${sel.type}`);
+    render();
+  }
+
+  async function moveNode(id, x, y) {
+    x = Math.round(x);
+    y = Math.round(y);
+    const pm = { x, y, version: null };
+    st.pendingMoves.set(id, pm);
+    render();
+    const res = await postOps([{ op: 'update_node', id, patch: { x, y } }], 'Could not move the node');
+    if (st.pendingMoves.get(id) !== pm) return;
+    if (!res || st.version >= res.version) st.pendingMoves.delete(id);
+    else pm.version = res.version;
+    render();
+  }
+
+  // ---------- snapshots ----------
+
+  async function loadSnapshots() {
+    const id = st.roomId;
+    if (!id) return;
+    try {
+      const res = await api('GET', `/rooms/${encodeURIComponent(id)}/snapshots`);
+      if (st.roomId !== id) return;
+      const list = $('snapshots');
+      list.textContent = '';
+      if (!res.snapshots.length) {
+        const li = document.createElement('li');
+        li.className = 'muted';
+        li.textContent = 'none yet';
+        list.append(li);
+      }
+      for (const s of res.snapshots) {
+        const li = document.createElement('li');
+        li.dataset.id = s.id;
+        li.dataset.version = s.version;
+        const span = document.createElement('span');
+        span.textContent = `v${s.version} · ${s.trigger} · ${fmtTime(s.created_at)} · ${s.element_count} el. · ${fmtBytes(s.size_bytes)}`;
+        span.title = s.id;
+        const b = document.createElement('button');
+        b.className = 'small restore';
+        b.textContent = 'Restore';
+        b.addEventListener('click', () => confirmRestore(s));
+        li.append(span, b);
+        list.append(li);
+      }
+    } catch (e) {
+      showError('Could not list the snapshots', e);
+    }
+  }
+
+  function confirmRestore(s) {
+    const dlg = $('confirm');
+    $('confirm-text').textContent = `Restore the room to snapshot v${s.version} (${s.element_count} elements, taken ${fmtTime(s.created_at)})? ` +
+      'Everyone in the room sees the change; the history is kept, so this can be restored back.';
+    dlg.returnValue = '';
+    dlg.onclose = async () => {
+      if (dlg.returnValue !== 'ok') return;
+      try {
+        const r = await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/snapshots/${encodeURIComponent(s.id)}/restore`);
+        activity(`restored snapshot v${s.version}, now v${r.version}`, true);
+      } catch (e) {
+        showError('Could not restore the snapshot', e);
+      }
+    };
+    dlg.showModal();
+    $('confirm-cancel').focus();
+  }
+
+  async function takeSnapshot() {
+    if (!st.roomId) return;
+    try {
+      const s = await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/snapshots`);
+      activity(`took snapshot v${s.version}`, true);
+      loadSnapshots();
+    } catch (e) {
+      showError('Could not take a snapshot', e);
+    }
+  }
+
+  function fmtTime(t) {
+    if (!t) return '—';
+    const d = new Date(t);
+    return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+  }
+  function fmtBytes(n) {
+    return n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} kB`;
+  }
+
+  // ---------- geometry and drawing ----------
+
+  function columnsOf(n) {
+    const c = n.data && n.data.columns;
+    if (!Array.isArray(c)) return [];
+    return c.map((col) => (typeof col === 'string' ? { name: col, type: '' } : { name: String(col.name ?? ''), type: String(col.type ?? '') }));
+  }
+
+  function box(n) {
+    const pm = st.pendingMoves.get(n.id);
+    const g = st.gesture;
+    let x = n.x, y = n.y;
+    if (g && g.kind === 'drag' && g.id === n.id && g.moved) ({ x, y } = g);
+    else if (pm) ({ x, y } = pm);
+    const cols = columnsOf(n);
+    const h = HEAD_H + (cols.length ? cols.length * ROW_H + 8 : 10);
+    return { x, y, w: NODE_W, h };
+  }
+
+  function el(tag, attrs, parent) {
+    const e = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (parent) parent.append(e);
+    return e;
+  }
+
+  function clip(s, n) {
+    s = String(s ?? '');
+    return s.length > n ? s.slice(0, n - 1) + '…' : s;
+  }
+
+  // border is where the ray from b's centre towards (tx, ty) leaves b.
+  function border(b, tx, ty) {
+    const cx = b.x + b.w / 2, cy = b.y + b.h / 2;
+    const dx = tx - cx, dy = ty - cy;
+    if (!dx && !dy) return { x: cx, y: cy };
+    const t = Math.min(dx ? b.w / 2 / Math.abs(dx) : Infinity, dy ? b.h / 2 / Math.abs(dy) : Infinity);
+    return { x: cx + dx * t, y: cy + dy * t };
+  }
+
+  function render() {
+    renderHeader();
+    const open = !!st.roomId;
+    $('empty').hidden = open;
+    for (const b of $('toolbar').querySelectorAll('button')) b.disabled = !open;
+    $('snap-now').disabled = !open;
+    $('viewport').setAttribute('transform', `translate(${st.view.x},${st.view.y}) scale(${st.view.k})`);
+
+    const boxes = new Map();
+    for (const n of st.nodes.values()) boxes.set(n.id, box(n));
+
+    // Edges between the same two nodes (either way) are drawn side by
+    // side, so each can be seen and clicked.
+    const pairs = new Map();
+    for (const e of st.edges.values()) {
+      const k = e.source < e.target ? `${e.source}\n${e.target}` : `${e.target}\n${e.source}`;
+      if (!pairs.has(k)) pairs.set(k, []);
+      pairs.get(k).push(e.id);
+    }
+    const spread = (e) => {
+      const list = pairs.get(e.source < e.target ? `${e.source}\n${e.target}` : `${e.target}\n${e.source}`);
+      return (list.indexOf(e.id) - (list.length - 1) / 2) * 16;
+    };
+
+    const edges = $('edges');
+    edges.textContent = '';
+    for (const e of st.edges.values()) {
+      const a = boxes.get(e.source), b = boxes.get(e.target);
+      if (!a || !b) continue;
+      const g = el('g', { class: 'edge', 'data-id': e.id, 'data-source': e.source, 'data-target': e.target }, edges);
+      if (st.selected && st.selected.type === 'edge' && st.selected.id === e.id) g.classList.add('selected');
+      let p1, p2;
+      if (e.source === e.target) {
+        p1 = { x: a.x + a.w - 20, y: a.y };
+        p2 = { x: a.x + a.w, y: a.y + 14 };
+        const d = `M${p1.x},${p1.y} C${p1.x + 10},${p1.y - 40} ${p2.x + 40},${p2.y - 10} ${p2.x},${p2.y}`;
+        el('path', { d, class: 'hit', fill: 'none' }, g);
+        el('path', { d, class: 'vis', fill: 'none', stroke: '#7a8594', 'marker-end': 'url(#arrow)' }, g);
+        p1 = { x: p2.x + 20, y: p1.y - 24 };
+        p2 = p1;
+      } else {
+        p1 = border(a, b.x + b.w / 2, b.y + b.h / 2);
+        p2 = border(b, a.x + a.w / 2, a.y + a.h / 2);
+        const off = spread(e);
+        if (off) {
+          // The normal of the pair's direction taken one fixed way (lower
+          // id first), so opposite edges part rather than swap.
+          const [lo, hi] = e.source < e.target ? [p1, p2] : [p2, p1];
+          const len = Math.hypot(hi.x - lo.x, hi.y - lo.y) || 1;
+          const nx = -(hi.y - lo.y) / len, ny = (hi.x - lo.x) / len;
+          p1 = { x: p1.x + nx * off, y: p1.y + ny * off };
+          p2 = { x: p2.x + nx * off, y: p2.y + ny * off };
+        }
+        el('line', { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y, class: 'hit' }, g);
+        el('line', { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y, class: 'vis', 'marker-end': 'url(#arrow)' }, g);
+      }
+      if (e.label) {
+        const t = el('text', { x: (p1.x + p2.x) / 2, y: (p1.y + p2.y) / 2 - 4, class: 'label' }, g);
+        t.textContent = clip(e.label, 30);
+      }
+    }
+
+    const nodes = $('nodes');
+    nodes.textContent = '';
+    for (const n of st.nodes.values()) {
+      const b = boxes.get(n.id);
+      const g = el('g', { class: `node kind-${String(n.kind || 'node').replace(/[^A-Za-z0-9_-]/g, '_')}`, transform: `translate(${b.x},${b.y})`, 'data-id': n.id }, nodes);
+      if (st.selected && st.selected.type === 'node' && st.selected.id === n.id) g.classList.add('selected');
+      if (st.pendingMoves.has(n.id)) g.classList.add('pending');
+      if (flashing.has(n.id)) g.classList.add('flash');
+      el('rect', { class: 'box', width: b.w, height: b.h }, g);
+      el('rect', { class: 'head', x: 1, y: 1, width: b.w - 2, height: HEAD_H - 2, rx: 5 }, g);
+      const label = el('text', { class: 'label', x: 10, y: 20 }, g);
+      label.textContent = clip(n.label || n.id, 18);
+      const kind = el('text', { class: 'kind', x: b.w - 8, y: 19 }, g);
+      kind.textContent = clip(n.kind, 12);
+      const cols = columnsOf(n);
+      if (cols.length) el('line', { class: 'sep', x1: 0, x2: b.w, y1: HEAD_H, y2: HEAD_H }, g);
+      cols.forEach((c, i) => {
+        const y = HEAD_H + 16 + i * ROW_H;
+        const cn = el('text', { class: 'col-name', x: 10, y }, g);
+        cn.textContent = clip(c.name, 18);
+        const ct = el('text', { class: 'col-type', x: b.w - 10, y }, g);
+        ct.textContent = clip(c.type, 12);
+      });
+    }
+    renderInspector();
+  }
+
+  function renderHeader() {
+    $('room-title').textContent = st.roomId ? (st.roomName || '(unnamed room)') : '';
+    $('version').textContent = st.roomId ? `v${st.version}` : '';
+    const cur = document.querySelector('#rooms a.current small');
+    if (cur && st.conn !== 'idle') cur.textContent = `v${st.version} · ${st.nodes.size + st.edges.size} elements · ${st.users.length} here`;
+    document.title = st.roomId ? `${st.roomName || 'room'} · LiveShare` : 'LiveShare';
+  }
+
+  function renderPresence() {
+    const ul = $('presence');
+    ul.textContent = '';
+    let meShown = false;
+    for (const u of st.users) {
+      const li = document.createElement('li');
+      li.textContent = u.name || 'anonymous';
+      li.title = `connected ${fmtTime(u.connected_at)}`;
+      if (!meShown && u.name === myName()) {
+        li.className = 'me';
+        li.textContent += ' (you)';
+        meShown = true;
+      }
+      ul.append(li);
+    }
+  }
+
+  function renderRecovery() {
+    const r = st.recovery;
+    const p = $('recovery');
+    let text = '—';
+    if (r) {
+      const at = r.at.toLocaleTimeString();
+      if (r.kind === 'reset') {
+        text = `Reset to ${r.id ? 'snapshot' : 'a state'} at v${r.version} (restored ${fmtTime(r.created_at)}, ${r.count} elements).`;
+      } else if (!r.id) {
+        text = `${r.reconnected ? 'Reconnected' : 'Started'} at ${at} from an empty room (no snapshot yet), then the op log.`;
+      } else {
+        text = `${r.reconnected ? 'Reconnected; recovered' : 'Started'} from snapshot v${r.version} taken ${fmtTime(r.created_at)} (${r.count} elements) at ${at}, then the op log.`;
+      }
+    }
+    if (st.resumed) text += ` Resumed after v${st.resumed.version} from the op log at ${st.resumed.at.toLocaleTimeString()}, without reloading.`;
+    p.textContent = text;
+    p.dataset.kind = st.resumed ? 'resumed' : r ? r.kind : '';
+    p.dataset.version = r ? r.version : '';
+  }
+
+  // renderInspector fills the selection forms, without touching a field
+  // the user is typing in.
+  function renderInspector() {
+    const sel = st.selected;
+    const n = sel && sel.type === 'node' ? st.nodes.get(sel.id) : null;
+    const e = sel && sel.type === 'edge' ? st.edges.get(sel.id) : null;
+    $('no-selection').hidden = !!(n || e);
+    const nf = $('node-form'), ef = $('edge-form');
+    if (n) {
+      if (nf.hidden || nf.dataset.id !== n.id || nf.dataset.version !== String(st.version)) {
+        const fresh = nf.dataset.id !== n.id;
+        nf.dataset.id = n.id;
+        nf.dataset.version = String(st.version);
+        const set = (input, v) => { if (fresh || document.activeElement !== input) input.value = v; };
+        set($('node-label'), n.label || '');
+        set($('node-kind'), n.kind || '');
+        set($('node-columns'), columnsOf(n).map((c) => `${c.name} ${c.type}`.trim()).join('\n'));
+        $('node-id').textContent = n.id;
+      }
+      nf.hidden = false;
+      if (st.focusLabel === n.id) {
+        st.focusLabel = null;
+        $('node-label').focus();
+        $('node-label').select();
+      }
+    } else {
+      nf.hidden = true;
+      nf.dataset.id = '';
+    }
+    if (e) {
+      if (ef.hidden || ef.dataset.id !== e.id) {
+        ef.dataset.id = e.id;
+        $('edge-label').value = e.label || '';
+        $('edge-kind').value = e.kind || '';
+        $('edge-id').textContent = `${e.id}: ${e.source} → ${e.target}`;
+      }
+      ef.hidden = false;
+    } else {
+      ef.hidden = true;
+      ef.dataset.id = '';
+    }
+  }
+
+  function parseColumns(text) {
+    return text.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+      const [name, ...type] = l.split(/\s+/);
+      return { name, type: type.join(' ') };
+    });
+  }
+
+  async function saveNode(ev) {
+    ev.preventDefault();
+    const id = $('node-form').dataset.id;
+    const n = st.nodes.get(id);
+    if (!n) return;
+    const patch = {};
+    const label = $('node-label').value, kind = $('node-kind').value;
+    if (label !== n.label) patch.label = label;
+    if (kind !== n.kind) patch.kind = kind;
+    const cols = parseColumns($('node-columns').value);
+    if (JSON.stringify(cols) !== JSON.stringify(columnsOf(n))) patch.data = { columns: cols.length ? cols : null };
+    if (!Object.keys(patch).length) return;
+    await postOps([{ op: 'update_node', id, patch }], 'Could not save the node');
+    $('canvas').focus();
+  }
+
+  async function saveEdge(ev) {
+    ev.preventDefault();
+    const id = $('edge-form').dataset.id;
+    const e = st.edges.get(id);
+    if (!e) return;
+    const patch = {};
+    if ($('edge-label').value !== e.label) patch.label = $('edge-label').value;
+    if ($('edge-kind').value !== e.kind) patch.kind = $('edge-kind').value;
+    if (!Object.keys(patch).length) return;
+    await postOps([{ op: 'update_edge', id, patch }], 'Could not save the edge');
+    $('canvas').focus();
+  }
+
+  // ---------- view ----------
+
+  function toWorld(clientX, clientY) {
+    const r = $('canvas').getBoundingClientRect();
+    return { x: (clientX - r.left - st.view.x) / st.view.k, y: (clientY - r.top - st.view.y) / st.view.k };
+  }
+
+  function fit() {
+    if (!st.nodes.size) return;
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const n of st.nodes.values()) {
+      const b = box(n);
+      x0 = Math.min(x0, b.x); y0 = Math.min(y0, b.y);
+      x1 = Math.max(x1, b.x + b.w); y1 = Math.max(y1, b.y + b.h);
+    }
+    const r = $('canvas').getBoundingClientRect();
+    const pad = 40;
+    const k = Math.max(0.2, Math.min(1, (r.width - 2 * pad) / (x1 - x0), (r.height - 2 * pad) / (y1 - y0)));
+    st.view = { k, x: (r.width - (x1 - x0) * k) / 2 - x0 * k, y: (r.height - (y1 - y0) * k) / 2 - y0 * k };
+    render();
+  }
+
+  function setHint(text) {
+    $('hint').textContent = text || '';
+    $('canvas').classList.toggle('connecting', !!st.connectFrom);
+    $('connect').classList.toggle('active', !!st.connectFrom);
+  }
+
+  function startConnect() {
+    if (!st.selected || st.selected.type !== 'node') {
+      setHint('select the node to connect from first');
+      return;
+    }
+    st.connectFrom = st.selected.id;
+    setHint('click the node to connect to (Esc cancels)');
+  }
+
+  function cancelModes() {
+    st.connectFrom = null;
+    setHint('');
+  }
+
+  // ---------- pointer ----------
+
+  function targetOf(ev) {
+    const t = ev.target instanceof Element ? ev.target : null;
+    const node = t && t.closest('g.node');
+    if (node) return { type: 'node', id: node.dataset.id };
+    const edge = t && t.closest('g.edge');
+    if (edge) return { type: 'edge', id: edge.dataset.id };
+    return null;
+  }
+
+  function nodeAt(clientX, clientY) {
+    const t = document.elementFromPoint(clientX, clientY);
+    const g = t && t.closest && t.closest('g.node');
+    return g ? g.dataset.id : null;
+  }
+
+  function onPointerDown(ev) {
+    if (!st.roomId || ev.button !== 0) return;
+    const svg = $('canvas');
+    svg.focus();
+    const hit = targetOf(ev);
+    const w = toWorld(ev.clientX, ev.clientY);
+    if (st.connectFrom) {
+      if (hit && hit.type === 'node') addEdge(st.connectFrom, hit.id);
+      cancelModes();
+      return;
+    }
+    if (hit && hit.type === 'node') {
+      st.selected = hit;
+      const n = st.nodes.get(hit.id);
+      const b = box(n);
+      svg.setPointerCapture(ev.pointerId);
+      if (ev.shiftKey) {
+        st.gesture = { kind: 'connect', id: hit.id };
+        const r = $('rubber');
+        r.removeAttribute('display');
+        r.setAttribute('x1', b.x + b.w / 2); r.setAttribute('y1', b.y + b.h / 2);
+        r.setAttribute('x2', w.x); r.setAttribute('y2', w.y);
+      } else {
+        st.gesture = { kind: 'drag', id: hit.id, dx: w.x - b.x, dy: w.y - b.y, x: b.x, y: b.y, sx: ev.clientX, sy: ev.clientY, moved: false };
+      }
+    } else if (hit && hit.type === 'edge') {
+      st.selected = hit;
+    } else {
+      st.selected = null;
+      svg.setPointerCapture(ev.pointerId);
+      st.gesture = { kind: 'pan', sx: ev.clientX, sy: ev.clientY, vx: st.view.x, vy: st.view.y };
+      svg.classList.add('panning');
+    }
+    render();
+  }
+
+  function onPointerMove(ev) {
+    const g = st.gesture;
+    if (!g) return;
+    if (g.kind === 'drag') {
+      if (!g.moved && Math.hypot(ev.clientX - g.sx, ev.clientY - g.sy) < 3) return;
+      const w = toWorld(ev.clientX, ev.clientY);
+      g.moved = true;
+      g.x = w.x - g.dx;
+      g.y = w.y - g.dy;
+      render();
+    } else if (g.kind === 'pan') {
+      st.view.x = g.vx + ev.clientX - g.sx;
+      st.view.y = g.vy + ev.clientY - g.sy;
+      $('viewport').setAttribute('transform', `translate(${st.view.x},${st.view.y}) scale(${st.view.k})`);
+    } else if (g.kind === 'connect') {
+      const w = toWorld(ev.clientX, ev.clientY);
+      $('rubber').setAttribute('x2', w.x);
+      $('rubber').setAttribute('y2', w.y);
+    }
+  }
+
+  function onPointerUp(ev) {
+    const g = st.gesture;
+    if (!g) return;
+    st.gesture = null;
+    $('canvas').classList.remove('panning');
+    if (g.kind === 'drag' && g.moved && st.nodes.has(g.id)) {
+      moveNode(g.id, g.x, g.y);
+    } else if (g.kind === 'connect') {
+      $('rubber').setAttribute('display', 'none');
+      const to = nodeAt(ev.clientX, ev.clientY);
+      if (to && to !== g.id) addEdge(g.id, to);
+    }
+    render();
+  }
+
+  function onDoubleClick(ev) {
+    if (!st.roomId) return;
+    const hit = targetOf(ev);
+    if (hit && hit.type === 'node') {
+      st.selected = hit;
+      st.focusLabel = hit.id;
+      render();
+    } else if (!hit) {
+      const w = toWorld(ev.clientX, ev.clientY);
+      addNode('table', { x: w.x, y: w.y + 20 });
+    }
+  }
+
+  function onWheel(ev) {
+    if (!st.roomId) return;
+    ev.preventDefault();
+    const r = $('canvas').getBoundingClientRect();
+    const px = ev.clientX - r.left, py = ev.clientY - r.top;
+    const k = Math.max(0.2, Math.min(3, st.view.k * Math.exp(-ev.deltaY * 0.0015)));
+    st.view.x = px - (px - st.view.x) * (k / st.view.k);
+    st.view.y = py - (py - st.view.y) * (k / st.view.k);
+    st.view.k = k;
+    render();
+  }
+
+  // ---------- keyboard ----------
+
+  function onKey(ev) {
+    const t = ev.target;
+    const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable);
+    if (ev.key === 'Escape') {
+      if (typing) t.blur();
+      cancelModes();
+      st.selected = null;
+      render();
+      return;
+    }
+    if (typing || ev.ctrlKey || ev.metaKey || ev.altKey || !st.roomId || $('confirm').open) return;
+    const sel = st.selected;
+    switch (ev.key) {
+      case 'n': addNode('table'); break;
+      case 'N': addNode('note'); break;
+      case 'c': case 'C': startConnect(); break;
+      case 'f': case 'F': fit(); break;
+      case 'Delete': case 'Backspace': deleteSelected(); break;
+      case 'Enter': case 'F2':
+        if (!sel) return;
+        if (sel.type === 'node') { st.focusLabel = sel.id; render(); } else { $('edge-label').focus(); $('edge-label').select(); }
+        break;
+      case 'ArrowLeft': case 'ArrowRight': case 'ArrowUp': case 'ArrowDown': {
+        if (!sel || sel.type !== 'node') return;
+        const n = st.nodes.get(sel.id);
+        const b = box(n);
+        const d = ev.shiftKey ? 50 : 10;
+        const dx = { ArrowLeft: -d, ArrowRight: d }[ev.key] || 0, dy = { ArrowUp: -d, ArrowDown: d }[ev.key] || 0;
+        moveNode(n.id, b.x + dx, b.y + dy);
+        break;
+      }
+      case 'Tab': {
+        // Cycle the selection through the nodes.
+        const ids = [...st.nodes.keys()];
+        if (!ids.length) return;
+        const i = sel && sel.type === 'node' ? ids.indexOf(sel.id) : -1;
+        st.selected = { type: 'node', id: ids[(i + (ev.shiftKey ? ids.length - 1 : 1)) % ids.length] };
+        render();
+        break;
+      }
+      default: return;
+    }
+    ev.preventDefault();
+  }
+
+  // ---------- start ----------
+
+  function init() {
+    const fromURL = new URLSearchParams(location.search).get('name');
+    if (fromURL) localStorage.setItem('liveshare.name', fromURL.slice(0, 64));
+    $('my-name').value = localStorage.getItem('liveshare.name') || 'guest-' + randomId(4);
+    $('my-name').addEventListener('change', () => {
+      localStorage.setItem('liveshare.name', myName());
+      if (st.roomId && st.es) connect(st.version);
+    });
+    $('create-room').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      createRoom($('new-room-name').value.trim());
+    });
+    $('rooms-more').addEventListener('click', () => loadRooms(true));
+    $('rooms-refresh').addEventListener('click', () => loadRooms(false));
+    $('add-table').addEventListener('click', () => addNode('table'));
+    $('add-note').addEventListener('click', () => addNode('note'));
+    $('connect').addEventListener('click', () => (st.connectFrom ? cancelModes() : startConnect()));
+    $('rename').addEventListener('click', () => {
+      if (st.selected && st.selected.type === 'node') { st.focusLabel = st.selected.id; render(); } else if (st.selected) $('edge-label').focus();
+    });
+    $('delete').addEventListener('click', deleteSelected);
+    $('fit').addEventListener('click', fit);
+    $('snap-now').addEventListener('click', takeSnapshot);
+    $('node-form').addEventListener('submit', saveNode);
+    $('edge-form').addEventListener('submit', saveEdge);
+    const svg = $('canvas');
+    svg.addEventListener('pointerdown', onPointerDown);
+    svg.addEventListener('pointermove', onPointerMove);
+    svg.addEventListener('pointerup', onPointerUp);
+    svg.addEventListener('pointercancel', onPointerUp);
+    svg.addEventListener('dblclick', onDoubleClick);
+    svg.addEventListener('wheel', onWheel, { passive: false });
+    document.addEventListener('keydown', onKey);
+    window.addEventListener('popstate', () => {
+      const id = roomFromURL();
+      if (id && id !== st.roomId) openRoom(id, false);
+    });
+    // Fit the graph once, when a room's first state has arrived.
+    const fitOnce = () => {
+      if (st.roomId && !st.fitted && st.nodes.size && st.conn === 'live') {
+        st.fitted = true;
+        fit();
+      }
+    };
+    setInterval(fitOnce, 250);
+
+    // For tests and the curious: what the page believes.
+    window.liveshare = {
+      clientId,
+      pageLoadId,
+      state: () => ({
+        room: st.roomId, version: st.version, conn: st.conn,
+        nodes: [...st.nodes.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
+        edges: [...st.edges.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
+        users: st.users.map((u) => u.name), recovery: st.recovery, pending: st.pendingMoves.size, fitted: st.fitted,
+      }),
+      fit,
+    };
+
+    render();
+    loadRooms(false);
+    const id = roomFromURL();
+    if (id) openRoom(id, false);
+  }
+
+  init();
+})();
