@@ -215,12 +215,12 @@ func (p *pump) run(ctx context.Context) {
 	}
 	heartbeat := time.NewTicker(p.s.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	// The presence throttle: after a presence event, the next waits until
-	// the timer fires; throttleC is nil while no timer runs.
+	// The presence throttle: after a presence event the stream does not
+	// even listen for changes until the timer fires (throttleC is nil while
+	// no timer runs), so a join storm wakes each stream once a period.
 	throttle := time.NewTimer(presenceInterval)
 	throttle.Stop()
 	var throttleC <-chan time.Time
-	presencePending := false
 	var held *room.Message
 	for {
 		var m *room.Message
@@ -228,6 +228,16 @@ func (p *pump) run(ctx context.Context) {
 		if held != nil {
 			m, ok, held = held, true, nil
 		} else {
+			var presenceC <-chan struct{}
+			if throttleC == nil {
+				seq, changed := p.join.Sub.PresenceChanged()
+				if seq != p.presenceSeen {
+					throttle.Reset(p.sendPresence())
+					throttleC = throttle.C
+				} else {
+					presenceC = changed
+				}
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -237,21 +247,10 @@ func (p *pump) run(ctx context.Context) {
 			case <-heartbeat.C:
 				p.publish(&sse.Event{Comment: []byte("ping")})
 				continue
-			case <-p.join.Sub.PresenceChanged:
-				if throttleC != nil {
-					presencePending = true
-				} else {
-					throttle.Reset(p.sendPresence())
-					throttleC = throttle.C
-				}
-				continue
+			case <-presenceC:
+				continue // sent at the top of the loop
 			case <-throttleC:
-				throttleC = nil
-				if presencePending {
-					presencePending = false
-					throttle.Reset(p.sendPresence())
-					throttleC = throttle.C
-				}
+				throttleC = nil // changes meanwhile are sent at the top of the loop
 				continue
 			case m, ok = <-p.join.Sub.C:
 			}

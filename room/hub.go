@@ -75,25 +75,30 @@ type User struct {
 // "slow"), the room was deleted ("room_deleted"), or Close was called.
 //
 // Presence does not go through C: it is state, not history, so a
-// subscriber is only told (on PresenceChanged) that it changed and reads
-// the latest with Presence. A storm of joins in a room of thousands then
-// costs each subscriber one presence event, not thousands in its queue.
+// subscriber waits on PresenceChanged and reads the latest with Presence. A
+// storm of joins in a room of thousands then costs each subscriber one
+// presence event now and then, not thousands in its queue, and costs the
+// room one channel close per change, not one signal per subscriber.
 type Subscription struct {
 	C    <-chan *Message
 	User User
-	// PresenceChanged receives a signal when who is present changed.
-	PresenceChanged <-chan struct{}
 
-	c        chan *Message
-	presence chan struct{}
-	hub      *hub
-	reason   atomic.Value // string
-	once     sync.Once
+	c      chan *Message
+	hub    *hub
+	reason atomic.Value // string
+	once   sync.Once
+}
+
+// PresenceChanged returns the number of the current presence and a channel
+// closed at the next change.
+func (s *Subscription) PresenceChanged() (seq int64, changed <-chan struct{}) {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	return s.hub.presenceSeq, s.hub.presenceCh
 }
 
 // Presence returns the room's presence event data, encoded once per change
-// and shared, with a number that grows with every change and how many
-// users it lists.
+// and shared, with its number and how many users are present.
 func (s *Subscription) Presence() (seq int64, users int, data []byte) {
 	return s.hub.presenceEvent()
 }
@@ -130,9 +135,11 @@ type hub struct {
 	subs   map[*Subscription]struct{}
 	closed bool
 
-	// Presence: the change counter, the last join and leave, and the event
-	// data encoded for the current counter (nil until someone asks).
+	// Presence: the change counter, a channel closed at the next change,
+	// the last join and leave, and the event data encoded for the current
+	// counter (nil until someone asks).
 	presenceSeq    int64
+	presenceCh     chan struct{}
 	joined, left   *User
 	presenceCached []byte
 }
@@ -145,7 +152,8 @@ type Stats struct {
 }
 
 func newHub(queueSize int, stats *Stats, m *metrics.Metrics) *hub {
-	return &hub{queueSize: queueSize, stats: stats, metrics: m, subs: make(map[*Subscription]struct{})}
+	return &hub{queueSize: queueSize, stats: stats, metrics: m, subs: make(map[*Subscription]struct{}),
+		presenceCh: make(chan struct{})}
 }
 
 // add registers a subscriber named name and tells everyone, including the
@@ -158,8 +166,7 @@ func (h *hub) add(name string, now time.Time) *Subscription {
 		name = "anonymous-" + id[:6]
 	}
 	c := make(chan *Message, h.queueSize)
-	p := make(chan struct{}, 1)
-	s := &Subscription{C: c, c: c, PresenceChanged: p, presence: p, hub: h,
+	s := &Subscription{C: c, c: c, hub: h,
 		User: User{ID: id, Name: name, ConnectedAt: now.UTC()}}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -226,30 +233,35 @@ func (h *hub) count() int {
 	return len(h.subs)
 }
 
+// MaxPresenceUsers bounds the users a presence event lists (the oldest
+// first); count says how many are present, and GET …/presence lists all.
+// Without the bound every change in a room of n subscribers would put n
+// users on each of n streams.
+const MaxPresenceUsers = 100
+
 type presenceData struct {
 	Users  []User `json:"users"`
+	Count  int    `json:"count"`
 	Joined *User  `json:"joined"`
 	Left   *User  `json:"left"`
 }
 
-// presenceLocked records a join or leave and signals every subscriber.
+// presenceLocked records a join or leave and wakes the subscribers.
 func (h *hub) presenceLocked(joined, left *User) {
 	h.presenceSeq++
 	h.joined, h.left = joined, left
 	h.presenceCached = nil
-	for s := range h.subs {
-		select {
-		case s.presence <- struct{}{}:
-		default: // already signalled; it will read the latest
-		}
-	}
+	close(h.presenceCh)
+	h.presenceCh = make(chan struct{})
 }
 
 func (h *hub) presenceEvent() (int64, int, []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.presenceCached == nil {
-		data, err := json.Marshal(presenceData{Users: h.usersLocked(), Joined: h.joined, Left: h.left})
+		users := h.usersLocked()
+		data, err := json.Marshal(presenceData{Users: users[:min(len(users), MaxPresenceUsers)], Count: len(users),
+			Joined: h.joined, Left: h.left})
 		if err != nil {
 			return h.presenceSeq, len(h.subs), nil // cannot happen: the types marshal
 		}

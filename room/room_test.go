@@ -313,3 +313,41 @@ func TestEvictionRacingGet(t *testing.T) {
 		t.Fatalf("subscriber got %v, want [1]", seqs)
 	}
 }
+
+// A presence event lists at most MaxPresenceUsers users, oldest first, and
+// counts everyone; each change is one new number, and waiters wake.
+func TestPresenceIsBoundedAndWakesWaiters(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, "sqlite")
+	id := mustRoom(t, st)
+	m := room.NewManager(st, room.Options{})
+	_, first, err := m.Subscribe(ctx, id, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, changed := first.Sub.PresenceChanged()
+	for i := range room.MaxPresenceUsers + 49 {
+		if _, _, err := m.Subscribe(ctx, id, fmt.Sprintf("u%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("a waiter was not woken by joins")
+	}
+	newSeq, users, data := first.Sub.Presence()
+	if newSeq != seq+room.MaxPresenceUsers+49 || users != room.MaxPresenceUsers+50 {
+		t.Fatalf("presence number %d (was %d), %d users", newSeq, seq, users)
+	}
+	var ev struct {
+		Users []room.User `json:"users"`
+		Count int         `json:"count"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Users) != room.MaxPresenceUsers || ev.Count != room.MaxPresenceUsers+50 || ev.Users[0].Name != "first" {
+		t.Fatalf("presence lists %d users (first %q), count %d", len(ev.Users), ev.Users[0].Name, ev.Count)
+	}
+}

@@ -356,6 +356,7 @@
         break;
       case 'presence':
         st.users = data.users || [];
+        st.present = data.count ?? st.users.length; // users lists at most 100
         renderPresence();
         renderHeader();
         return;
@@ -747,7 +748,7 @@
     $('room-title').textContent = st.roomId ? (st.roomName || '(unnamed room)') : '';
     $('version').textContent = st.roomId ? `v${st.version}` : '';
     const cur = document.querySelector('#rooms a.current small');
-    if (cur && st.conn !== 'idle') cur.textContent = `v${st.version} · ${st.nodes.size + st.edges.size} elements · ${st.users.length} here`;
+    if (cur && st.conn !== 'idle') cur.textContent = `v${st.version} · ${st.nodes.size + st.edges.size} elements · ${st.present ?? st.users.length} here`;
     document.title = st.roomId ? `${st.roomName || 'room'} · LiveShare` : 'LiveShare';
   }
 
@@ -764,6 +765,12 @@
         li.textContent += ' (you)';
         meShown = true;
       }
+      ul.append(li);
+    }
+    const more = (st.present ?? st.users.length) - st.users.length;
+    if (more > 0) {
+      const li = document.createElement('li');
+      li.textContent = `+${more} more`;
       ul.append(li);
     }
   }
