@@ -101,8 +101,8 @@ func TestParseOpRejects(t *testing.T) {
 		{"id not string", `{"op":"remove_node","id":5}`, "remove_node", "id", "must be a string"},
 		{"bad edge source", `{"op":"add_edge","edge":{"id":"e","source":"","target":"b"}}`, "add_edge", "edge.source", "must be 1-128"},
 		{"bad edge target", `{"op":"add_edge","edge":{"id":"e","source":"a","target":"b c"}}`, "add_edge", "edge.target", "must be 1-128"},
-		{"kind too long", `{"op":"add_node","node":{"id":"a","kind":"` + strings.Repeat("k", 257) + `"}}`, "add_node", "node.kind", "at most 256 bytes"},
-		{"label too long", `{"op":"add_edge","edge":{"id":"e","source":"a","target":"b","label":"` + strings.Repeat("é", 129) + `"}}`, "add_edge", "edge.label", "at most 256 bytes"},
+		{"kind too long", `{"op":"add_node","node":{"id":"a","kind":"` + strings.Repeat("k", 257) + `"}}`, "add_node", "node.kind", "at most 256 characters"},
+		{"label too long", `{"op":"add_edge","edge":{"id":"e","source":"a","target":"b","label":"` + strings.Repeat("é", 257) + `"}}`, "add_edge", "edge.label", "at most 256 characters"},
 		{"x overflow", `{"op":"add_node","node":{"id":"a","x":1e400}}`, "add_node", "node.x", "finite"},
 		{"y overflow", `{"op":"add_node","node":{"id":"a","y":-1e400}}`, "add_node", "node.y", "finite"},
 		{"x string", `{"op":"add_node","node":{"id":"a","x":"1"}}`, "add_node", "node.x", "must be a number"},
@@ -296,4 +296,13 @@ func FuzzParseOp(f *testing.F) {
 			t.Fatal("failed Apply changed the graph")
 		}
 	})
+}
+
+// Lengths count characters, as DESIGN.md and the API's JSON Schema do, not
+// bytes: 256 two-byte characters are fine.
+func TestTextLengthCountsCharacters(t *testing.T) {
+	raw := `{"op":"add_node","node":{"id":"a","label":"` + strings.Repeat("é", 256) + `"}}`
+	if _, err := graph.ParseOp([]byte(raw)); err != nil {
+		t.Fatalf("256 characters (512 bytes) refused: %v", err)
+	}
 }

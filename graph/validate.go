@@ -15,7 +15,7 @@ import (
 // Limits of DESIGN.md §3.
 const (
 	MaxIDLen    = 128       // bytes; ids are ASCII
-	MaxTextLen  = 256       // bytes of UTF-8, for kind and label
+	MaxTextLen  = 256       // characters (runes), for kind and label
 	MaxDataSize = 64 * 1024 // bytes of canonical JSON
 )
 
@@ -164,13 +164,13 @@ func validID(id string) bool {
 }
 
 func checkText(s, path string) *OpError {
-	if len(s) > MaxTextLen {
-		return fieldErr(path, "must be at most %d bytes, is %d", MaxTextLen, len(s))
-	}
 	if !utf8.ValidString(s) {
 		// JSON cannot carry invalid UTF-8 faithfully; refuse it rather than
 		// let the op log and the live state disagree.
 		return fieldErr(path, "must be valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(s); n > MaxTextLen {
+		return fieldErr(path, "must be at most %d characters, is %d", MaxTextLen, n)
 	}
 	return nil
 }

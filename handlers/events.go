@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/r3labs/sse/v2"
 
@@ -125,8 +126,8 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.URL.Query().Get("name")
-	if len(name) > maxPresenceName {
-		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d bytes", maxPresenceName))
+	if utf8.RuneCountInString(name) > maxPresenceName {
+		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d characters", maxPresenceName))
 		return
 	}
 	rm, join, err := s.rooms.Subscribe(r.Context(), roomIDFrom(r), name)

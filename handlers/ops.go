@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/room"
@@ -106,8 +107,8 @@ func parseOps(req postOpsRequest) ([]graph.Op, error) {
 		return nil, newProblem(http.StatusBadRequest, "invalid_request", "ops must hold at least one op")
 	case len(req.Ops) > maxOpsPerRequest:
 		return nil, problemf(http.StatusBadRequest, "too_many_ops", "ops holds %d ops; at most %d are allowed per request", len(req.Ops), maxOpsPerRequest)
-	case len(req.ClientID) > maxClientID:
-		return nil, problemf(http.StatusBadRequest, "invalid_request", "client_id is longer than %d bytes", maxClientID)
+	case utf8.RuneCountInString(req.ClientID) > maxClientID:
+		return nil, problemf(http.StatusBadRequest, "invalid_request", "client_id is longer than %d characters", maxClientID)
 	case req.BaseVersion != nil && *req.BaseVersion < 0:
 		return nil, newProblem(http.StatusBadRequest, "invalid_request", "base_version must not be negative")
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -97,8 +98,8 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if len(req.Name) > maxRoomName {
-		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d bytes", maxRoomName))
+	if utf8.RuneCountInString(req.Name) > maxRoomName {
+		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d characters", maxRoomName))
 		return
 	}
 	rm, err := a.store.CreateRoom(r.Context(), req.Name)
