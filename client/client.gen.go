@@ -271,7 +271,7 @@ type AddNodeOpOp string
 
 // CreateRoomRequest defines model for CreateRoomRequest.
 type CreateRoomRequest struct {
-	// Name optional, at most 256 bytes
+	// Name optional, at most 256 characters
 	Name *string `json:"name,omitempty"`
 }
 
@@ -288,10 +288,10 @@ type Edge struct {
 	// Examples: users
 	Id ElementID `json:"id"`
 
-	// Kind at most 256 bytes of UTF-8
+	// Kind at most 256 characters
 	Kind Text `json:"kind"`
 
-	// Label at most 256 bytes of UTF-8
+	// Label at most 256 characters
 	Label Text `json:"label"`
 
 	// Source a node or edge id chosen by the client, unique per room across nodes and edges
@@ -315,10 +315,10 @@ type EdgeInput struct {
 	// Examples: users
 	Id ElementID `json:"id"`
 
-	// Kind at most 256 bytes of UTF-8
+	// Kind at most 256 characters
 	Kind *Text `json:"kind,omitempty"`
 
-	// Label at most 256 bytes of UTF-8
+	// Label at most 256 characters
 	Label *Text `json:"label,omitempty"`
 
 	// Source a node or edge id chosen by the client, unique per room across nodes and edges
@@ -377,10 +377,10 @@ type Node struct {
 	// Examples: users
 	Id ElementID `json:"id"`
 
-	// Kind at most 256 bytes of UTF-8
+	// Kind at most 256 characters
 	Kind Text `json:"kind"`
 
-	// Label at most 256 bytes of UTF-8
+	// Label at most 256 characters
 	Label Text    `json:"label"`
 	X     float64 `json:"x"`
 	Y     float64 `json:"y"`
@@ -396,10 +396,10 @@ type NodeInput struct {
 	// Examples: users
 	Id ElementID `json:"id"`
 
-	// Kind at most 256 bytes of UTF-8
+	// Kind at most 256 characters
 	Kind *Text `json:"kind,omitempty"`
 
-	// Label at most 256 bytes of UTF-8
+	// Label at most 256 characters
 	Label *Text    `json:"label,omitempty"`
 	X     *float64 `json:"x,omitempty"`
 	Y     *float64 `json:"y,omitempty"`
@@ -622,7 +622,7 @@ type Status struct {
 // StatusStatus defines model for Status.Status.
 type StatusStatus string
 
-// Text at most 256 bytes of UTF-8
+// Text at most 256 characters
 type Text = string
 
 // Timestamp defines model for Timestamp.
