@@ -5869,7 +5869,8 @@ func (r GetSnapshotResponse) ContentType() string {
 
 // RestoreSnapshotResponse200Headers the declared response headers of an HTTP 200 response for RestoreSnapshot
 type RestoreSnapshotResponse200Headers struct {
-	XRequestId string
+	IdempotentReplayed *string
+	XRequestId         string
 }
 
 // RestoreSnapshotResponse400Headers the declared response headers of an HTTP 400 response for RestoreSnapshot
@@ -5908,7 +5909,28 @@ type RestoreSnapshotResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *RestoreResult
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *InvalidRoomOrSnapshotID
+	ApplicationproblemJSON400 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *SnapshotOrRoomNotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -5962,7 +5984,28 @@ func (r RestoreSnapshotResponse) GetJSON200() *RestoreResult {
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r RestoreSnapshotResponse) GetApplicationproblemJSON400() *InvalidRoomOrSnapshotID {
+func (r RestoreSnapshotResponse) GetApplicationproblemJSON400() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
 	return r.ApplicationproblemJSON400
 }
 
@@ -8706,7 +8749,28 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest InvalidRoomOrSnapshotID
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8773,6 +8837,13 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 	switch {
 	case rsp.StatusCode == 200:
 		var headers RestoreSnapshotResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -45,7 +45,8 @@ type State struct {
 // (a room) serialises access.
 //
 // Data bytes held by a Graph are never modified in place, only replaced, so
-// clones may share them; every accessor hands out copies.
+// clones may share them; accessors hand out copies, except Elements, which
+// shares them for a cheap snapshot and says so.
 type Graph struct {
 	nodes map[string]Node
 	edges map[string]Edge
@@ -162,9 +163,9 @@ func (g *Graph) Clone() *Graph {
 		adj:   make(map[string]map[string]struct{}, len(g.adj)),
 		size:  g.size,
 	}
-	// Data slices are shared on purpose: the graph never writes into them
-	// and never hands them out, so sharing is indistinguishable from copying
-	// and keeps cloning a 100k-element room cheap.
+	// Data slices are shared on purpose: the graph never writes into them,
+	// so sharing is indistinguishable from copying and keeps cloning a
+	// 100k-element room cheap.
 	for id, n := range g.nodes {
 		c.nodes[id] = n
 	}

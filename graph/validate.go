@@ -31,7 +31,7 @@ const idRule = "must be 1-128 characters of [A-Za-z0-9_.:-]"
 // Rules: a known kind; exactly the fields of that kind (add_node: node;
 // add_edge: edge; update_*: id and patch; remove_*: id; reset: state and an
 // optional snapshot_id); ids of 1-128 characters of [A-Za-z0-9_.:-]; kind and
-// label at most 256 bytes of valid UTF-8; x and y finite; data a JSON object
+// label at most 256 characters of valid UTF-8; x and y finite; data a JSON object
 // of at most 64 KiB encoded, holding no number beyond float64; patch a JSON
 // object whose top-level keys are fields of the element, with the right types
 // and without null except for data. A reset's state must be valid as a whole

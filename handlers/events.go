@@ -73,7 +73,6 @@ type streams struct {
 	srv       *sse.Server
 	ready     sync.Map // stream id → chan struct{}, closed once r3labs registered the subscriber
 
-	open atomic.Int64 // connections being served
 }
 
 func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store, snaps *snapshot.Registry) *streams {
@@ -139,8 +138,6 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 
 	log := loggerFrom(r.Context()).With("room_id", rm.ID(), "subscriber", join.Sub.User.ID)
 	start := time.Now()
-	s.open.Add(1)
-	defer s.open.Add(-1)
 	s.cfg.Metrics.StreamOpened()
 	defer s.cfg.Metrics.StreamClosed()
 
@@ -315,6 +312,12 @@ func (p *pump) start(ctx context.Context) error {
 		return p.replay(ctx, p.pos, j.Version)
 	}
 	data, version, err := p.s.snapshots.StartEvent(ctx, p.rm.ID())
+	if err == nil && version < info.PrunedThrough {
+		// Another instance stored newer snapshots and pruned the log past
+		// the ones this one has in memory: read them again.
+		p.s.snapshots.Reread(p.rm.ID())
+		data, version, err = p.s.snapshots.StartEvent(ctx, p.rm.ID())
+	}
 	if err != nil {
 		return err
 	}

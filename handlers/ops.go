@@ -49,12 +49,15 @@ func (a *API) getGraph(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag(rm.Version())) {
-		w.Header().Set("ETag", etag(rm.Version()))
+	if v := rm.Version(); etagMatches(r.Header.Get("If-None-Match"), etag(v)) {
+		w.Header().Set("ETag", etag(v))
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	state, version := rm.State()
+	// Capture holds the room's lock only for the copy; sorting happens
+	// here, without keeping writers waiting.
+	state, version := rm.Capture()
+	state.Sort()
 	w.Header().Set("ETag", etag(version))
 	w.Header().Set("Cache-Control", "no-cache")
 	writeJSON(w, r, http.StatusOK, graphResponse{RoomID: rm.ID(), Version: version, Nodes: state.Nodes, Edges: state.Edges})
@@ -72,9 +75,9 @@ type postOpsResponse struct {
 }
 
 func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
-	key := r.Header.Get("Idempotency-Key")
-	if len(key) > maxIdempotencyKey {
-		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "Idempotency-Key is longer than %d bytes", maxIdempotencyKey))
+	key, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
 	var req postOpsRequest
@@ -98,6 +101,15 @@ func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, r, http.StatusOK, postOpsResponse{Version: res.Version, Applied: res.Applied})
+}
+
+// idempotencyKey reads the request's Idempotency-Key ("" when none).
+func idempotencyKey(r *http.Request) (string, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > maxIdempotencyKey {
+		return "", problemf(http.StatusBadRequest, "invalid_request", "Idempotency-Key is longer than %d bytes", maxIdempotencyKey)
+	}
+	return key, nil
 }
 
 // parseOps checks the request's envelope and decodes each op strictly.

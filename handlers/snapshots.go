@@ -178,6 +178,11 @@ func (a *API) clearSnapshots(w http.ResponseWriter, r *http.Request) {
 // version, a reset event to subscribers, and the history kept.
 func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	roomID, id := roomIDFrom(r), snapshotIDFrom(r)
+	key, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	if !a.roomExists(w, r) {
 		return
 	}
@@ -193,11 +198,14 @@ func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.rooms.Apply(r.Context(), roomID, room.Write{
 		Ops:            []graph.Op{{Kind: graph.OpReset, SnapshotID: id, State: &state}},
-		IdempotencyKey: r.Header.Get("Idempotency-Key"),
+		IdempotencyKey: key,
 	})
 	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, r, http.StatusOK, map[string]int64{"version": res.Version})
 }

@@ -128,7 +128,6 @@ func (s *Subscription) end(reason string) {
 // Last-Event-ID) and counted.
 type hub struct {
 	queueSize int
-	stats     *Stats
 	metrics   *metrics.Metrics
 
 	mu     sync.Mutex
@@ -144,15 +143,8 @@ type hub struct {
 	presenceCached []byte
 }
 
-// Stats counts what the hubs of a manager did.
-type Stats struct {
-	Subscribers  atomic.Int64 // open subscriptions
-	SlowCutOffs  atomic.Int64 // subscribers cut off because their queue was full
-	MessagesSent atomic.Int64 // messages queued to subscribers
-}
-
-func newHub(queueSize int, stats *Stats, m *metrics.Metrics) *hub {
-	return &hub{queueSize: queueSize, stats: stats, metrics: m, subs: make(map[*Subscription]struct{}),
+func newHub(queueSize int, m *metrics.Metrics) *hub {
+	return &hub{queueSize: queueSize, metrics: m, subs: make(map[*Subscription]struct{}),
 		presenceCh: make(chan struct{})}
 }
 
@@ -174,7 +166,6 @@ func (h *hub) add(name string, now time.Time) *Subscription {
 		return nil
 	}
 	h.subs[s] = struct{}{}
-	h.stats.Subscribers.Add(1)
 	h.presenceLocked(&s.User, nil)
 	return s
 }
@@ -191,7 +182,6 @@ func (h *hub) removeLocked(s *Subscription, reason string) {
 		return
 	}
 	delete(h.subs, s)
-	h.stats.Subscribers.Add(-1)
 	s.end(reason)
 	h.presenceLocked(nil, &s.User)
 }
@@ -278,13 +268,11 @@ func (h *hub) broadcastLocked(m *Message) {
 	for s := range h.subs {
 		select {
 		case s.c <- m:
-			h.stats.MessagesSent.Add(1)
 		default:
 			slow = append(slow, s)
 		}
 	}
 	for _, s := range slow {
-		h.stats.SlowCutOffs.Add(1)
 		h.metrics.SlowSubscriber(metrics.SlowQueueFull)
 		h.removeLocked(s, "slow")
 	}
@@ -384,7 +372,6 @@ func (h *hub) close(roomID string) {
 		default:
 		}
 		delete(h.subs, s)
-		h.stats.Subscribers.Add(-1)
 		s.end("room_deleted")
 	}
 }

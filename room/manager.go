@@ -49,8 +49,6 @@ type Manager struct {
 	opts  Options
 	log   *slog.Logger
 
-	stats Stats
-
 	mu    sync.Mutex
 	rooms map[string]*loading
 }
@@ -150,7 +148,7 @@ func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load room %s: %w", id, err)
 	}
-	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, &m.stats, m.opts.Metrics), now: m.opts.Now,
+	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, m.opts.Metrics), now: m.opts.Now,
 		budget: m.opts.StateBudget, snapshots: m.opts.Snapshots, everyOps: m.opts.SnapshotEveryOps,
 		metrics: m.opts.Metrics, g: graph.New()}
 	from := "op log"
@@ -205,6 +203,9 @@ func (m *Manager) Forget(id string) {
 			l.room.markDeleted()
 		}
 	}
+	if m.opts.Snapshots != nil {
+		m.opts.Snapshots.Forget(id)
+	}
 }
 
 // Loaded returns the room if it is in memory, without loading it.
@@ -222,9 +223,6 @@ func (m *Manager) Loaded(id string) (*Room, bool) {
 		return nil, false
 	}
 }
-
-// Stats returns the manager's counters of subscribers and events.
-func (m *Manager) Stats() *Stats { return &m.stats }
 
 // SnapshotLag returns, over the rooms in memory, the most ops a room has
 // after its newest snapshot and the longest a room has had a change that no
@@ -265,11 +263,17 @@ func (m *Manager) EvictIdle(ctx context.Context) int {
 			m.opts.Snapshots.Evicting(ctx, r)
 		}
 		m.mu.Lock()
+		evicted := false
 		if l, ok := m.rooms[r.id]; ok && l.room == r && r.evictIfIdle(cutoff) {
 			delete(m.rooms, r.id)
+			evicted = true
 			n++
 		}
 		m.mu.Unlock()
+		if evicted && m.opts.Snapshots != nil {
+			// Its snapshots' cache goes too; a later load reads them again.
+			m.opts.Snapshots.Forget(r.id)
+		}
 	}
 	return n
 }

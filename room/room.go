@@ -94,6 +94,9 @@ type Snapshots interface {
 	// Evicting snapshots r, which changed since its last snapshot, before
 	// it leaves memory.
 	Evicting(ctx context.Context, r *Room)
+	// Forget drops what is kept in memory for a room that left memory or
+	// was deleted.
+	Forget(roomID string)
 }
 
 // errEvicted is returned by a Room that left memory while a caller held it;

@@ -276,7 +276,7 @@ func decodeGraph(data []byte, zdec *zstd.Decoder, limit uint64) (*graph.Graph, g
 	// Take Data as the graph normalised it, so that a snapshot written by
 	// another encoder with non-canonical JSON ("null", spaces) still
 	// decodes to canonical Data. Ours is canonical already; this costs a
-	// lookup per element, little next to FromState.
+	// lookup and a copy of Data per element, little next to FromState.
 	for i := range s.Nodes {
 		n, _ := g.Node(s.Nodes[i].ID)
 		s.Nodes[i].Data = n.Data

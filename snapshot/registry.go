@@ -122,7 +122,17 @@ func (reg *Registry) manager(roomID string) *Manager {
 	return m
 }
 
-// Forget drops a deleted room's manager.
+// Reread makes the next use of the room's snapshots read them from the
+// store again, for when another instance may have stored newer ones.
+func (reg *Registry) Reread(roomID string) {
+	m := reg.manager(roomID)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cached = false
+}
+
+// Forget drops a room's manager and its cached snapshots, for a room that
+// left memory or was deleted. It satisfies room.Snapshots.
 func (reg *Registry) Forget(roomID string) {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()

@@ -191,6 +191,21 @@ func (s *Store) IdempotentResult(ctx context.Context, roomID, key string) (res A
 	return res, true, nil
 }
 
+// PruneIdempotencyKeys deletes the keys older than 24 h, which answer
+// nothing any more, and returns how many it deleted.
+func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM idempotency_keys WHERE created_at <= ?`),
+		s.timeArg(s.clock().Add(-idempotencyTTL)))
+	if err != nil {
+		return 0, fmt.Errorf("prune idempotency keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune idempotency keys: %w", err)
+	}
+	return n, nil
+}
+
 // OpsSince returns the room's ops with seq > since, ascending, at most limit
 // of them (limit <= 0: all). An unknown room has no ops.
 func (s *Store) OpsSince(ctx context.Context, roomID string, since int64, limit int) ([]OpRecord, error) {

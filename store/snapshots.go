@@ -275,8 +275,9 @@ func (s *Store) LatestSnapshots(ctx context.Context, roomID string, n int) ([]Sn
 }
 
 // DeleteSnapshots deletes all of the room's snapshots and returns how many.
-// rooms.pruned_through is not changed: pruned ops stay gone, so the caller
-// takes a fresh snapshot right after.
+// rooms.pruned_through is not changed: pruned ops stay gone. LiveShare
+// clears a room's snapshots with InsertSnapshot and keep 1 instead, which
+// can never leave a pruned log without a snapshot.
 func (s *Store) DeleteSnapshots(ctx context.Context, roomID string) (int64, error) {
 	id, ok := canonicalID(roomID)
 	if !ok {

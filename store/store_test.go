@@ -441,6 +441,13 @@ func TestIdempotencyKeys(t *testing.T) {
 		if got, ok, _ := s.IdempotentResult(ctx, room.ID, "key-1"); !ok || got.Version != again.Version || got.Applied != again.Applied {
 			t.Errorf("IdempotentResult of reused expired key = %+v, %v; want %+v", got, ok, again)
 		}
+		// Pruning deletes the expired key of the other room, and only it.
+		if n, err := s.PruneIdempotencyKeys(ctx); err != nil || n != 1 {
+			t.Errorf("PruneIdempotencyKeys = %d, %v; want 1 (the other room's expired key)", n, err)
+		}
+		if _, ok, _ := s.IdempotentResult(ctx, room.ID, "key-1"); !ok {
+			t.Error("pruning deleted a key that is still valid")
+		}
 	})
 }
 

@@ -107,6 +107,7 @@ func (a *App) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { rooms.Run(bgCtx) })
 	bg.Go(func() { snaps.Run(bgCtx, rooms) })
+	bg.Go(func() { a.pruneIdempotencyKeys(bgCtx, st) })
 	defer func() {
 		stopBackground()
 		bg.Wait()
@@ -143,7 +144,30 @@ func (a *App) Run(ctx context.Context) error {
 	// so the next start loads fast. The ops are durable either way.
 	stopBackground()
 	bg.Wait()
-	snaps.SnapshotChanged(shutdownCtx, rooms, snapshot.TriggerShutdown)
+	// Its own deadline: Shutdown may have used all of shutdownCtx.
+	finalCtx, cancelFinal := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancelFinal()
+	snaps.SnapshotChanged(finalCtx, rooms, snapshot.TriggerShutdown)
 	a.log.Info("stopped")
 	return nil
+}
+
+// pruneIdempotencyKeys deletes expired idempotency keys every hour until ctx
+// is done; without it the table keeps a row per keyed request forever.
+func (a *App) pruneIdempotencyKeys(ctx context.Context, st *store.Store) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := st.PruneIdempotencyKeys(ctx)
+			if err != nil {
+				a.log.Warn("prune idempotency keys", "err", err)
+				continue
+			}
+			a.log.Debug("pruned idempotency keys", "count", n)
+		}
+	}
 }
