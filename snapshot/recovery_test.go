@@ -220,3 +220,46 @@ func TestOversizeSnapshotIsNotStored(t *testing.T) {
 		t.Error("the room counts as snapshotted")
 	}
 }
+
+// blockingStore holds InsertSnapshot until release is closed.
+type blockingStore struct {
+	*store.Store
+	entered, release chan struct{}
+}
+
+func (b blockingStore) InsertSnapshot(ctx context.Context, n store.NewSnapshot, keep int) (store.SnapshotMeta, int64, error) {
+	close(b.entered)
+	<-b.release
+	return b.Store.InsertSnapshot(ctx, n, keep)
+}
+
+// TestSnapshotInProgressDoesNotBlockReaders: while a snapshot of a room is
+// being stored, subscribers still get the room's latest stored snapshot.
+func TestSnapshotInProgressDoesNotBlockReaders(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, "sqlite")
+	info, _ := st.CreateRoom(ctx, "busy")
+	slow := blockingStore{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
+	reg := snapshot.NewRegistry(slow, snapshot.Config{Interval: time.Hour, Keep: 3, MaxBytes: 10 << 20})
+	m := room.NewManager(st, room.Options{Snapshots: reg})
+	if _, err := m.Apply(ctx, info.ID, room.Write{Ops: []graph.Op{{Kind: graph.OpAddNode, Node: &graph.Node{ID: "a"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := m.Get(ctx, info.ID)
+	done := make(chan error, 1)
+	go func() {
+		_, err := reg.Take(ctx, r, snapshot.TriggerManual)
+		done <- err
+	}()
+	<-slow.entered
+	if _, version, err := reg.StartEvent(ctx, info.ID); err != nil || version != 0 {
+		t.Fatalf("StartEvent while a snapshot is stored: version %d, %v", version, err)
+	}
+	close(slow.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, version, err := reg.StartEvent(ctx, info.ID); err != nil || version != 1 {
+		t.Fatalf("StartEvent after: version %d, %v", version, err)
+	}
+}

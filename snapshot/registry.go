@@ -101,7 +101,11 @@ func NewRegistry(st Store, cfg Config) *Registry {
 type Manager struct {
 	roomID string
 
-	mu         sync.Mutex // held for a whole snapshot: never two of one room at once
+	// taking is held for a whole snapshot: never two of one room at once.
+	// mu guards the rest and is never held for encoding or storing, so
+	// subscribers starting from the cached snapshot do not wait for one.
+	taking     sync.Mutex
+	mu         sync.Mutex
 	cache      []store.Snapshot
 	cached     bool // cache holds the newest Keep stored snapshots
 	lastEncode time.Duration
@@ -145,16 +149,13 @@ func (reg *Registry) Forget(roomID string) {
 // encoding and storing happen outside its lock.
 func (reg *Registry) Take(ctx context.Context, r *room.Room, trigger string) (store.SnapshotMeta, error) {
 	m := reg.manager(r.ID())
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return reg.takeLocked(ctx, m, r, trigger)
+	m.taking.Lock()
+	defer m.taking.Unlock()
+	return reg.take(ctx, m, r, trigger, reg.cfg.Keep)
 }
 
-func (reg *Registry) takeLocked(ctx context.Context, m *Manager, r *room.Room, trigger string) (store.SnapshotMeta, error) {
-	return reg.takeKeepingLocked(ctx, m, r, trigger, reg.cfg.Keep)
-}
-
-func (reg *Registry) takeKeepingLocked(ctx context.Context, m *Manager, r *room.Room, trigger string, keep int) (store.SnapshotMeta, error) {
+// take snapshots r keeping keep snapshots; the caller holds m.taking.
+func (reg *Registry) take(ctx context.Context, m *Manager, r *room.Room, trigger string, keep int) (store.SnapshotMeta, error) {
 	if trigger != TriggerManual && trigger != TriggerClear && !r.Changed() {
 		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, 0, 0)
 		return store.SnapshotMeta{}, ErrUnchanged
@@ -187,18 +188,26 @@ func (reg *Registry) takeKeepingLocked(ctx context.Context, m *Manager, r *room.
 	}
 	reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotStored, encodeTime, len(data))
 	r.SnapshotStored(version)
+	m.mu.Lock()
 	m.lastEncode = encodeTime
 	m.remember(store.Snapshot{SnapshotMeta: meta, Data: data}, keep)
+	m.mu.Unlock()
 	reg.stats.Taken.Add(1)
 	reg.log.InfoContext(ctx, "snapshot stored", "room_id", r.ID(), "version", version, "trigger", trigger,
 		"size_bytes", len(data), "elements", meta.ElementCount, "encode", encodeTime, "ops_pruned", pruned)
 	return meta, nil
 }
 
-// remember puts a stored snapshot into the cache in store order.
+// remember puts a stored snapshot into the cache in store order; m.mu is
+// held.
 func (m *Manager) remember(s store.Snapshot, keep int) {
 	if !m.cached {
 		return // loaded from the store on first use
+	}
+	for _, c := range m.cache {
+		if c.ID == s.ID {
+			return // the cache was read from the store after the insert
+		}
 	}
 	m.cache = append(m.cache, s)
 	slices.SortStableFunc(m.cache, func(a, b store.Snapshot) int {
@@ -379,12 +388,12 @@ func (reg *Registry) takeLogged(ctx context.Context, r *room.Room, trigger strin
 // clear) so that recovery stays possible.
 func (reg *Registry) Clear(ctx context.Context, r *room.Room) (store.SnapshotMeta, error) {
 	m := reg.manager(r.ID())
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.taking.Lock()
+	defer m.taking.Unlock()
 	// Keeping one in the transaction that inserts the fresh snapshot
 	// deletes all the others with it: a crash can never leave the room
 	// with a pruned log and no snapshot.
-	meta, err := reg.takeKeepingLocked(ctx, m, r, TriggerClear, 1)
+	meta, err := reg.take(ctx, m, r, TriggerClear, 1)
 	if err != nil {
 		return store.SnapshotMeta{}, fmt.Errorf("clear snapshots of room %s: %w", r.ID(), err)
 	}
