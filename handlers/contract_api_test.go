@@ -59,7 +59,7 @@ func newContractServer(t *testing.T, st *store.Store, l contractLimits) *contrac
 	rooms := room.NewManager(st, room.Options{Snapshots: snaps, StateBudget: l.stateBudget})
 	done := make(chan struct{})
 	h := handlers.New(handlers.Config{
-		Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 256 << 10, App: web.App(),
+		Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 256 << 10, App: web.App(http.HandlerFunc(handlers.NotFound)),
 		Streams: handlers.StreamConfig{Done: done},
 	})
 	srv := httptest.NewServer(h)

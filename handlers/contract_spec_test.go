@@ -211,7 +211,7 @@ func specRoutes(m *v3.Document) []string {
 func fullRouter(t *testing.T) http.Handler {
 	st := storetest.Open(t, "sqlite")
 	ts := newTestServer(t, st, serverOptions{})
-	return handlers.New(handlers.Config{Store: st, Rooms: ts.Rooms, Snapshots: ts.Snapshots, App: web.App()})
+	return handlers.New(handlers.Config{Store: st, Rooms: ts.Rooms, Snapshots: ts.Snapshots, App: web.App(http.HandlerFunc(handlers.NotFound))})
 }
 
 // checkRoutes reports the routes served but not described and the routes

@@ -62,9 +62,7 @@ func New(cfg Config) http.Handler {
 
 	r := chi.NewRouter()
 	r.Use(requestContext(cfg.Logger), observe(cfg.Metrics), accessLog, recoverer)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, newProblem(http.StatusNotFound, "not_found", "no such endpoint"))
-	})
+	r.NotFound(NotFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed here", r.Method))
 	})
@@ -129,4 +127,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// NotFound answers 404 not_found as problem+json; the browser page's
+// handler uses it for files it does not have.
+func NotFound(w http.ResponseWriter, r *http.Request) {
+	writeProblem(w, r, newProblem(http.StatusNotFound, "not_found", "no such endpoint"))
 }

@@ -23,8 +23,12 @@ var assets = map[string]bool{"index.html": true, "app.js": true, "app.css": true
 
 // App serves the live graph editor: GET / answers the page, and
 // GET /app/<file> its script and style sheet. Files are embedded in the
-// binary; nothing is built or fetched at run time.
-func App() http.Handler {
+// binary; nothing is built or fetched at run time. Other paths are passed to
+// notFound (nil: a plain 404), so they answer as the rest of the API does.
+func App(notFound http.Handler) http.Handler {
+	if notFound == nil {
+		notFound = http.NotFoundHandler()
+	}
 	sub, err := fs.Sub(appFiles, "app")
 	if err != nil {
 		panic(err) // cannot happen: the directory is embedded
@@ -42,7 +46,7 @@ func App() http.Handler {
 			name = strings.TrimPrefix(r.URL.Path, "/app/")
 		}
 		if !assets[name] {
-			http.NotFound(w, r)
+			notFound.ServeHTTP(w, r)
 			return
 		}
 		http.ServeFileFS(w, r, sub, name)

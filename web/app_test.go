@@ -8,7 +8,7 @@ import (
 )
 
 func TestAppServesItsFiles(t *testing.T) {
-	h := App()
+	h := App(nil)
 	for _, tc := range []struct {
 		path, contentType, contains string
 		status                      int
@@ -54,5 +54,17 @@ func TestAppRefersOnlyToItself(t *testing.T) {
 				t.Errorf("%s mentions %q", name, scheme)
 			}
 		}
+	}
+}
+
+func TestAppPassesUnknownFilesToNotFound(t *testing.T) {
+	h := App(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/app/missing.js", nil))
+	if rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("unknown file: %d %q, want the not-found handler's answer", rec.Code, rec.Header().Get("Content-Type"))
 	}
 }

@@ -75,7 +75,7 @@ func (a *App) Run(ctx context.Context) error {
 	streamsDone := make(chan struct{})
 	api := handlers.New(handlers.Config{
 		Store: st, Rooms: rooms, Snapshots: snaps, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes, Metrics: mets,
-		App: web.App(),
+		App: web.App(http.HandlerFunc(handlers.NotFound)),
 		Streams: handlers.StreamConfig{
 			Heartbeat: a.cfg.SSEHeartbeat, WriteTimeout: a.cfg.SSEWriteTimeout, Done: streamsDone,
 		},
