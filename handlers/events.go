@@ -3,7 +3,6 @@ package handlers
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -365,11 +364,7 @@ func (p *pump) replay(ctx context.Context, since, upto int64) error {
 				p.send(room.EventReset, rec.Seq, data)
 				continue
 			}
-			entry, err := json.Marshal(struct {
-				Seq      int64           `json:"seq"`
-				Op       json.RawMessage `json:"op"`
-				ClientID string          `json:"client_id"`
-			}{rec.Seq, rec.Op, rec.ClientID})
+			entry, err := room.OpEntry(rec.Seq, rec.Op, rec.ClientID)
 			if err != nil {
 				return fmt.Errorf("encode logged op %d: %w", rec.Seq, err)
 			}
@@ -434,8 +429,7 @@ func (p *pump) publish(ev *sse.Event) {
 // did not fit a full queue is sent here.
 func (p *pump) finish(ctx context.Context, reason string) {
 	if reason == "room_deleted" && !p.deletedSent {
-		data, _ := json.Marshal(map[string]string{"room_id": p.rm.ID()})
-		p.send(room.EventRoomDeleted, -1, data)
+		p.send(room.EventRoomDeleted, -1, room.DeletedData(p.rm.ID()))
 	}
 	p.dw.waitFlushed(ctx, p.sent, p.s.cfg.WriteTimeout)
 	p.stop(reason)

@@ -85,38 +85,17 @@ func (h requestIDHandler) WithGroup(name string) slog.Handler {
 	return requestIDHandler{h.Handler.WithGroup(name)}
 }
 
-// accessLog writes one line per request, naming the route pattern.
-func accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
-		status := ww.Status()
-		if status == 0 {
-			status = http.StatusOK
-		}
-		route := ""
-		if rc := chi.RouteContext(r.Context()); rc != nil {
-			route = rc.RoutePattern()
-		}
-		loggerFrom(r.Context()).Info("request",
-			"method", r.Method, "path", r.URL.Path, "route", route,
-			"status", status, "bytes", ww.BytesWritten(), "duration", time.Since(start))
-	})
-}
-
-// observe records every request in m by its route pattern (never the raw
-// path: ids would make a series per room); requests no route matched are
-// recorded as "unmatched".
-func observe(m *metrics.Metrics) func(http.Handler) http.Handler {
+// accessLog writes one line per request, naming the route pattern, and
+// records the request in m (nil: no metrics) by that pattern — never the
+// raw path, whose ids would make a series per room; requests no route
+// matched are recorded as "unmatched". One wrapper serves both.
+func accessLog(m *metrics.Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
-		if m == nil {
-			return next
-		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r)
+			took := time.Since(start)
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
@@ -125,10 +104,15 @@ func observe(m *metrics.Metrics) func(http.Handler) http.Handler {
 			if rc := chi.RouteContext(r.Context()); rc != nil {
 				route = rc.RoutePattern()
 			}
-			if route == "" {
-				route = "unmatched"
+			loggerFrom(r.Context()).Info("request",
+				"method", r.Method, "path", r.URL.Path, "route", route,
+				"status", status, "bytes", ww.BytesWritten(), "duration", took)
+			if m != nil {
+				if route == "" {
+					route = "unmatched"
+				}
+				m.Request(route, r.Method, status, took)
 			}
-			m.Request(route, r.Method, status, time.Since(start))
 		})
 	}
 }

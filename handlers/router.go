@@ -61,7 +61,7 @@ func New(cfg Config) http.Handler {
 		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots)}
 
 	r := chi.NewRouter()
-	r.Use(requestContext(cfg.Logger), observe(cfg.Metrics), accessLog, recoverer)
+	r.Use(requestContext(cfg.Logger), accessLog(cfg.Metrics), recoverer)
 	r.NotFound(NotFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed here", r.Method))

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -202,19 +203,9 @@ func (h *hub) usersLocked() []User {
 		if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
 			return c
 		}
-		return compareStrings(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	return users
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (h *hub) count() int {
@@ -285,6 +276,18 @@ type opEntry struct {
 	ClientID string          `json:"client_id"`
 }
 
+// OpEntry encodes one logged op as an element of an ops event's ops array;
+// raw is the op as committed.
+func OpEntry(seq int64, raw json.RawMessage, clientID string) ([]byte, error) {
+	return json.Marshal(opEntry{Seq: seq, Op: raw, ClientID: clientID})
+}
+
+// DeletedData is the data of the room_deleted event.
+func DeletedData(roomID string) []byte {
+	data, _ := json.Marshal(map[string]string{"room_id": roomID}) // a map of strings always marshals
+	return data
+}
+
 // publish sends a committed batch: its ops as one ops event, except that a
 // reset op (a restore) goes out as a reset event of its own, in order.
 func (h *hub) publish(b Batch) {
@@ -307,7 +310,7 @@ func (h *hub) publish(b Batch) {
 			msgs = append(msgs, &Message{Event: EventReset, Seq: op.Seq, Data: data, Committed: b.Committed})
 			continue
 		}
-		enc, err := json.Marshal(opEntry{Seq: op.Seq, Op: op.Raw, ClientID: op.ClientID})
+		enc, err := OpEntry(op.Seq, op.Raw, op.ClientID)
 		if err != nil {
 			return // cannot happen: Raw is JSON the room committed
 		}
@@ -362,7 +365,7 @@ type SnapshotData struct {
 
 // close ends every subscription, first telling each that the room is gone.
 func (h *hub) close(roomID string) {
-	data, _ := json.Marshal(map[string]string{"room_id": roomID})
+	data := DeletedData(roomID)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -213,35 +214,15 @@ func (m *Manager) remember(s store.Snapshot, keep int) {
 	slices.SortStableFunc(m.cache, func(a, b store.Snapshot) int {
 		switch {
 		case a.Version != b.Version:
-			return cmpInt(b.Version, a.Version)
+			return cmp.Compare(b.Version, a.Version)
 		case !a.CreatedAt.Equal(b.CreatedAt):
 			return b.CreatedAt.Compare(a.CreatedAt)
 		}
-		return cmpString(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	if len(m.cache) > keep {
 		m.cache = m.cache[:keep]
 	}
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // loadCacheLocked fills the cache from the store.
