@@ -42,6 +42,36 @@ func (g *Graph) Check(ops []Op) error {
 	return err
 }
 
+// Tx applies batches of ops to a graph speculatively, each batch all or
+// nothing on its own, and can undo them all: a room validates a group of
+// requests with one, each request against the state the ones before it
+// leave, then restores the graph until the group is committed.
+type Tx struct{ t tx }
+
+// Begin starts a Tx on g. Nothing else may change g until the Tx is rolled
+// back (or abandoned, keeping its changes).
+func (g *Graph) Begin() *Tx { return &Tx{t: tx{g: g}} }
+
+// Apply applies ops, all or nothing: on error the graph is as before the
+// call, and the *OpError carries the failing op's Index within ops.
+func (x *Tx) Apply(ops []Op) error {
+	mark := len(x.t.log)
+	if err := x.t.run(ops); err != nil {
+		x.t.rollbackTo(mark)
+		return err
+	}
+	return nil
+}
+
+// Mark returns a position to roll back to with RollbackTo.
+func (x *Tx) Mark() int { return len(x.t.log) }
+
+// RollbackTo undoes what was applied since Mark returned mark.
+func (x *Tx) RollbackTo(mark int) { x.t.rollbackTo(mark) }
+
+// Rollback undoes everything the Tx applied.
+func (x *Tx) Rollback() { x.t.rollbackTo(0) }
+
 // tx applies ops while journaling how to undo them. Undoing costs as much as
 // the ops themselves, where cloning up front would cost the whole room.
 type tx struct {
@@ -84,9 +114,12 @@ func (t *tx) run(ops []Op) error {
 	return nil
 }
 
-func (t *tx) rollback() {
+func (t *tx) rollback() { t.rollbackTo(0) }
+
+// rollbackTo undoes the changes journaled after the first mark entries.
+func (t *tx) rollbackTo(mark int) {
 	g := t.g
-	for i := len(t.log) - 1; i >= 0; i-- {
+	for i := len(t.log) - 1; i >= mark; i-- {
 		u := &t.log[i]
 		switch u.kind {
 		case undoNode:
@@ -114,7 +147,8 @@ func (t *tx) rollback() {
 			*g = *u.prev
 		}
 	}
-	t.log = nil
+	clear(t.log[mark:]) // let undone elements be collected
+	t.log = t.log[:mark]
 }
 
 func (t *tx) setNode(n Node) {

@@ -307,3 +307,60 @@ func checkInvariants(t *rapid.T, g *graph.Graph) {
 		t.Fatalf("SizeBound %d, recomputed %d", g.SizeBound(), fresh.SizeBound())
 	}
 }
+
+// A Tx validates a group of batches as a room's sequencer does: each batch
+// against the state the accepted ones before it leave. Its accepted batches
+// applied for real give the state the Tx reached, and Rollback restores the
+// graph exactly (size bound included).
+func TestPropTxGroupsEqualAcceptedBatches(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		g := graph.New()
+		for k := rapid.IntRange(0, 20).Draw(t, "setup"); k > 0; k-- {
+			if err := g.Apply([]graph.Op{genOp(t, g)}); err != nil {
+				t.Fatalf("valid op rejected: %v", err)
+			}
+		}
+		before, beforeSize := g.State(), g.SizeBound()
+		x := g.Begin()
+		var accepted [][]graph.Op
+		for b := rapid.IntRange(1, 8).Draw(t, "batches"); b > 0; b-- {
+			var batch []graph.Op
+			for k := rapid.IntRange(1, 3).Draw(t, "len"); k > 0; k-- {
+				batch = append(batch, genOp(t, g))
+			}
+			if rapid.IntRange(0, 3).Draw(t, "bad") == 0 {
+				batch = append(batch, genBadOp(t))
+			}
+			mark, at := x.Mark(), g.State()
+			if err := x.Apply(batch); err != nil {
+				if !g.State().Equal(at) || x.Mark() != mark {
+					t.Fatalf("a refused batch changed the state: %v", err)
+				}
+				continue
+			}
+			if rapid.IntRange(0, 4).Draw(t, "undo") == 0 {
+				x.RollbackTo(mark) // as for a batch over the size budget
+				if !g.State().Equal(at) {
+					t.Fatalf("RollbackTo did not restore the state")
+				}
+				continue
+			}
+			accepted = append(accepted, batch)
+		}
+		reached := g.State()
+		x.Rollback()
+		if !g.State().Equal(before) || g.SizeBound() != beforeSize {
+			t.Fatalf("Rollback left a different state (size %d, was %d)", g.SizeBound(), beforeSize)
+		}
+		checkInvariants(t, g)
+		for _, batch := range accepted {
+			if err := g.Apply(batch); err != nil {
+				t.Fatalf("accepted batch refused on replay: %v", err)
+			}
+		}
+		if !g.State().Equal(reached) {
+			t.Fatalf("replaying the accepted batches gives another state")
+		}
+		checkInvariants(t, g)
+	})
+}

@@ -302,33 +302,39 @@ func (p *pump) run(ctx context.Context) {
 // stored snapshot and the ops after it, up to the version it joined at.
 func (p *pump) start(ctx context.Context) error {
 	j := p.join
-	info, err := p.s.store.GetRoom(ctx, p.rm.ID())
+	_, prunedThrough, err := p.s.store.RoomVersion(ctx, p.rm.ID())
 	if err != nil {
 		return fmt.Errorf("read room: %w", err)
 	}
-	if p.pos >= 0 && p.pos <= j.Version && p.pos >= info.PrunedThrough {
+	if p.pos >= 0 && p.pos <= j.Version && p.pos >= prunedThrough {
 		p.lastID = p.pos
 		return p.replay(ctx, p.pos, j.Version)
 	}
-	data, version, err := p.s.snapshots.StartEvent(ctx, p.rm.ID())
-	if err == nil && version < info.PrunedThrough {
-		// Another instance stored newer snapshots and pruned the log past
-		// the ones this one has in memory: read them again.
-		p.s.snapshots.Reread(p.rm.ID())
-		data, version, err = p.s.snapshots.StartEvent(ctx, p.rm.ID())
-	}
+	version, err := p.sendSnapshot(ctx)
 	if err != nil {
 		return err
 	}
-	p.send(room.EventSnapshot, version, data)
 	if version < j.Version {
 		return p.replay(ctx, version, j.Version)
 	}
 	return nil
 }
 
+// sendSnapshot sends the room's newest stored snapshot that verifies, and
+// returns its version.
+func (p *pump) sendSnapshot(ctx context.Context) (int64, error) {
+	data, version, err := p.s.snapshots.StartEvent(ctx, p.rm.ID())
+	if err != nil {
+		return 0, err
+	}
+	p.send(room.EventSnapshot, version, data)
+	return version, nil
+}
+
 // replay sends the logged ops with since < seq <= upto: consecutive ops as
-// ops events of at most replayEventBytes, a reset op as a reset event.
+// ops events of at most replayEventBytes, a reset op as a reset event. When
+// the log no longer holds the ops after since (a snapshot pruned it
+// meanwhile), it sends the newest snapshot and goes on after it.
 func (p *pump) replay(ctx context.Context, since, upto int64) error {
 	for since < upto {
 		recs, err := p.s.store.OpsSince(ctx, p.rm.ID(), since, replayPageSize)
@@ -336,7 +342,15 @@ func (p *pump) replay(ctx context.Context, since, upto int64) error {
 			return fmt.Errorf("replay ops after %d: %w", since, err)
 		}
 		if len(recs) == 0 || recs[0].Seq != since+1 {
-			return fmt.Errorf("replay ops after %d: the log does not continue there", since)
+			version, err := p.sendSnapshot(ctx)
+			if err != nil {
+				return fmt.Errorf("replay ops after %d, pruned: %w", since, err)
+			}
+			if version <= since {
+				return fmt.Errorf("replay ops after %d: the log does not continue there", since)
+			}
+			since = version
+			continue
 		}
 		msgs := make([]*room.Message, 0, len(recs))
 		size := 0
@@ -353,13 +367,17 @@ func (p *pump) replay(ctx context.Context, since, upto int64) error {
 			since = rec.Seq
 			if bytes.HasPrefix(rec.Op, resetPrefix) {
 				flush()
-				op, err := graph.ParseOp(rec.Op)
+				// Every subscriber reconnecting after a restore replays it:
+				// its event is built once and shared.
+				data, err := p.s.snapshots.SharedEvent(p.rm.ID(), snapshot.ResetEventKey(rec.Seq), func() ([]byte, error) {
+					op, err := graph.ParseOp(rec.Op)
+					if err != nil {
+						return nil, fmt.Errorf("decode logged reset %d: %w", rec.Seq, err)
+					}
+					return room.ResetData(room.LoggedOp{Seq: rec.Seq, Op: op, CreatedAt: rec.CreatedAt})
+				})
 				if err != nil {
-					return fmt.Errorf("decode logged reset %d: %w", rec.Seq, err)
-				}
-				data, err := room.ResetData(room.LoggedOp{Seq: rec.Seq, Op: op, CreatedAt: rec.CreatedAt})
-				if err != nil {
-					return fmt.Errorf("encode reset event %d: %w", rec.Seq, err)
+					return fmt.Errorf("reset event %d: %w", rec.Seq, err)
 				}
 				p.send(room.EventReset, rec.Seq, data)
 				continue

@@ -44,7 +44,7 @@ func etagMatches(header, tag string) bool {
 }
 
 func (a *API) getGraph(w http.ResponseWriter, r *http.Request) {
-	rm, err := a.rooms.Get(r.Context(), roomIDFrom(r))
+	rm, err := a.rooms.Fresh(r.Context(), roomIDFrom(r))
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -1,10 +1,12 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/room"
@@ -23,6 +25,9 @@ type Problem struct {
 	Current *int64 `json:"current_version,omitempty"`
 	// RequestID lets an operator find the log lines of a failed request.
 	RequestID string `json:"request_id,omitempty"`
+
+	// retryAfter, when positive, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
@@ -72,6 +77,10 @@ func asProblem(err error) *Problem {
 		return newProblem(http.StatusNotFound, "room_not_found", "room not found")
 	case errors.Is(err, store.ErrInvalidCursor):
 		return newProblem(http.StatusBadRequest, "invalid_cursor", "cursor is not one this server gave out")
+	case errors.Is(err, room.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		p := newProblem(http.StatusServiceUnavailable, "unavailable", "the service could not finish this request in time; nothing was applied unless a retry with the same Idempotency-Key says so")
+		p.retryAfter = 1
+		return p
 	default:
 		return newProblem(http.StatusInternalServerError, "internal", "internal error")
 	}
@@ -80,6 +89,9 @@ func asProblem(err error) *Problem {
 // writeProblem answers with p as application/problem+json.
 func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	p.RequestID = requestIDFrom(r.Context())
+	if p.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(p.retryAfter))
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)
@@ -89,7 +101,10 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 // writeError answers with the problem err maps to, logging server faults.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	p := asProblem(err)
-	if p.Status >= 500 {
+	switch {
+	case p.Code == "unavailable":
+		loggerFrom(r.Context()).Warn("request not finished", "err", err)
+	case p.Status >= 500:
 		loggerFrom(r.Context()).Error("request failed", "err", err)
 	}
 	writeProblem(w, r, p)

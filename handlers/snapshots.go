@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -147,22 +148,32 @@ func acceptsBinary(r *http.Request) bool {
 }
 
 func (a *API) createSnapshot(w http.ResponseWriter, r *http.Request) {
-	rm, err := a.rooms.Get(r.Context(), roomIDFrom(r))
+	rm, err := a.rooms.Fresh(r.Context(), roomIDFrom(r))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	status := http.StatusCreated
 	meta, err := a.snapshots.Take(r.Context(), rm, snapshot.TriggerManual)
+	if errors.Is(err, store.ErrSnapshotExists) {
+		// The room did not change since a snapshot of its version was
+		// stored: answer that one rather than store a copy.
+		status = http.StatusOK
+		meta, err = a.store.LatestSnapshotMeta(r.Context(), rm.ID())
+		if err == nil && meta.Version != rm.Version() {
+			err = fmt.Errorf("the snapshot at version %d is still being stored: %w", rm.Version(), room.ErrUnavailable)
+		}
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/rooms/"+rm.ID()+"/snapshots/"+meta.ID)
-	writeJSON(w, r, http.StatusCreated, metaOf(meta))
+	writeJSON(w, r, status, metaOf(meta))
 }
 
 func (a *API) clearSnapshots(w http.ResponseWriter, r *http.Request) {
-	rm, err := a.rooms.Get(r.Context(), roomIDFrom(r))
+	rm, err := a.rooms.Fresh(r.Context(), roomIDFrom(r))
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -134,6 +134,9 @@ type hub struct {
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
 	closed bool
+	// version is the last seq published: a subscriber registered now
+	// receives every op after it.
+	version int64
 
 	// Presence: the change counter, a channel closed at the next change,
 	// the last join and leave, and the event data encoded for the current
@@ -150,8 +153,9 @@ func newHub(queueSize int, m *metrics.Metrics) *hub {
 }
 
 // add registers a subscriber named name and tells everyone, including the
-// newcomer, who is present. It returns nil when the hub is closed.
-func (h *hub) add(name string, now time.Time) *Subscription {
+// newcomer, who is present. It returns the subscription and the version it
+// starts after, or nil when the hub is closed.
+func (h *hub) add(name string, now time.Time) (*Subscription, int64) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
@@ -164,11 +168,11 @@ func (h *hub) add(name string, now time.Time) *Subscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil
+		return nil, 0
 	}
 	h.subs[s] = struct{}{}
 	h.presenceLocked(&s.User, nil)
-	return s
+	return s, h.version
 }
 
 // remove ends s and, if it was still subscribed, tells the others it left.
@@ -325,9 +329,20 @@ func (h *hub) publish(b Batch) {
 	flush()
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.version = max(h.version, b.Version)
 	for _, m := range msgs {
 		h.broadcastLocked(m)
 	}
+}
+
+// publishSnapshot sends the room's state at version as a snapshot event:
+// the room was reloaded from its snapshot because the ops before it were
+// pruned.
+func (h *hub) publishSnapshot(version int64, data []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.version = max(h.version, version)
+	h.broadcastLocked(&Message{Event: EventSnapshot, Seq: version, Data: data})
 }
 
 // ResetData is the data of the reset event for a logged reset op.

@@ -2,21 +2,33 @@ package room
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/metrics"
+	"github.com/liveshare/liveshare/store"
 )
 
-// replayPage is how many logged ops a load reads per query.
+// replayPage is how many logged ops a load or a catch-up reads per query.
 const replayPage = 5000
 
 // DefaultQueueSize is the default bound of a subscriber's event queue.
 const DefaultQueueSize = 256
+
+// Defaults of Options' timeouts.
+const (
+	DefaultLoadTimeout   = 30 * time.Second
+	DefaultCommitTimeout = 30 * time.Second
+)
+
+// ErrClosed is returned once the Manager is closed (the process stops).
+var ErrClosed = fmt.Errorf("rooms are closed: %w", ErrUnavailable)
 
 // Options configure a Manager.
 type Options struct {
@@ -35,7 +47,16 @@ type Options struct {
 	// SnapshotEveryOps is how many ops after its last snapshot a room asks
 	// Snapshots for one (Due); zero means never.
 	SnapshotEveryOps int64
-	Logger           *slog.Logger
+	// Shared says other processes may write to the database (PostgreSQL):
+	// reads then check the room's version in the database first, and a
+	// refusal is confirmed against it. Without it this process is the
+	// database's only writer (SQLite) and its rooms in memory are current.
+	Shared bool
+	// LoadTimeout bounds a room's load, CommitTimeout each round of a
+	// room's sequencer (a group commit with its catch-ups). Zero means the
+	// defaults.
+	LoadTimeout, CommitTimeout time.Duration
+	Logger                     *slog.Logger
 	// Metrics records commits, room loads and slow subscribers; nil
 	// records nothing.
 	Metrics *metrics.Metrics
@@ -44,6 +65,8 @@ type Options struct {
 }
 
 // Manager holds the live rooms of this process, loading each on first use.
+// Its lock guards the map of rooms only and is never held across IO or
+// while another lock is taken.
 type Manager struct {
 	store Store
 	opts  Options
@@ -51,13 +74,22 @@ type Manager struct {
 
 	mu    sync.Mutex
 	rooms map[string]*loading
+
+	// work counts the goroutines the Manager owns: loads and sequencers.
+	// workMu orders Add against Close's Wait; it is a leaf lock.
+	workMu sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 }
 
-// loading is a room being loaded or loaded; done is closed when room or err is set.
+// loading is a room being loaded or loaded; done is closed when room or err
+// is set.
 type loading struct {
 	done chan struct{}
 	room *Room
 	err  error
+	// forgotten is set when the room was deleted while it loaded.
+	forgotten atomic.Bool
 }
 
 // NewManager returns a Manager over st.
@@ -68,47 +100,132 @@ func NewManager(st Store, opts Options) *Manager {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
+	if opts.LoadTimeout <= 0 {
+		opts.LoadTimeout = DefaultLoadTimeout
+	}
+	if opts.CommitTimeout <= 0 {
+		opts.CommitTimeout = DefaultCommitTimeout
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{store: st, opts: opts, log: opts.Logger, rooms: make(map[string]*loading)}
 }
 
-// Get returns the live room id, loading it from the store if it is not in
-// memory. Concurrent Gets of the same room share one load. It returns an
-// error wrapping store.ErrNotFound for a room that does not exist.
-func (m *Manager) Get(ctx context.Context, id string) (*Room, error) {
-	m.mu.Lock()
-	l, ok := m.rooms[id]
-	if !ok {
-		l = &loading{done: make(chan struct{})}
-		m.rooms[id] = l
-		m.mu.Unlock()
-		// The load must not die with the first caller's request context:
-		// others may be waiting for it.
-		l.room, l.err = m.load(context.WithoutCancel(ctx), id)
-		if l.err != nil {
-			m.mu.Lock()
-			if m.rooms[id] == l {
-				delete(m.rooms, id)
-			}
-			m.mu.Unlock()
-		}
-		close(l.done)
-	} else {
-		m.mu.Unlock()
+// startWork counts a goroutine of the Manager's; false once it is closed.
+func (m *Manager) startWork() bool {
+	m.workMu.Lock()
+	defer m.workMu.Unlock()
+	if m.closed {
+		return false
 	}
+	m.wg.Add(1)
+	return true
+}
 
-	select {
-	case <-l.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+// Close stops taking work and waits for the loads and commits in flight.
+// Call it once nothing calls the Manager any more (the HTTP server is shut
+// down).
+func (m *Manager) Close() {
+	m.workMu.Lock()
+	m.closed = true
+	m.workMu.Unlock()
+	m.wg.Wait()
+}
+
+// Get returns the live room id, loading it from the store if it is not in
+// memory. Concurrent Gets of the same room share one load, which runs with
+// its own deadline (LoadTimeout); each caller waits at most until its ctx
+// ends (ErrUnavailable). It returns an error wrapping store.ErrNotFound for
+// a room that does not exist.
+func (m *Manager) Get(ctx context.Context, id string) (*Room, error) {
+	for {
+		m.mu.Lock()
+		l, ok := m.rooms[id]
+		if !ok {
+			l = &loading{done: make(chan struct{})}
+			m.rooms[id] = l
+		}
+		m.mu.Unlock()
+		if !ok {
+			if !m.startWork() {
+				m.drop(id, l)
+				return nil, ErrClosed
+			}
+			// The load must not die with this caller's request: others may
+			// wait for it. It keeps the request's values (its id in logs).
+			go m.runLoad(context.WithoutCancel(ctx), id, l)
+		}
+
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("room %s: waiting for its load: %w", id, unavailable(ctx.Err()))
+		}
+		if l.err != nil {
+			return nil, l.err
+		}
+		switch gone := l.room.goneErr(); {
+		case gone == nil:
+			l.room.touch(m.opts.Now())
+			return l.room, nil
+		case errors.Is(gone, errEvicted):
+			m.drop(id, l) // left memory: load it again
+		default:
+			return nil, gone
+		}
 	}
+}
+
+// drop removes l from the map if it is still the room's entry.
+func (m *Manager) drop(id string, l *loading) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.rooms[id] == l {
+		delete(m.rooms, id)
+	}
+}
+
+func (m *Manager) runLoad(ctx context.Context, id string, l *loading) {
+	defer m.wg.Done()
+	ctx, cancel := context.WithTimeout(ctx, m.opts.LoadTimeout)
+	defer cancel()
+	l.room, l.err = m.load(ctx, id)
 	if l.err != nil {
-		return nil, l.err
+		m.drop(id, l)
 	}
-	l.room.touch(m.opts.Now())
-	return l.room, nil
+	close(l.done)
+	// Forget sets forgotten before it looks at done; this looks at
+	// forgotten after closing done: one of the two sees the other.
+	if l.room != nil && l.forgotten.Load() {
+		l.room.markDeleted()
+	}
+}
+
+// Fresh returns the live room id at least at the version the database has
+// for it now, so that a read reflects every op acknowledged before it
+// began, whichever instance acknowledged it. Without Options.Shared it is
+// Get.
+func (m *Manager) Fresh(ctx context.Context, id string) (*Room, error) {
+	r, err := m.Get(ctx, id)
+	if err != nil || !m.opts.Shared {
+		return r, err
+	}
+	version, _, err := m.store.RoomVersion(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		m.forgetDeleted(r)
+		return nil, err
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = unavailable(err)
+		}
+		return nil, fmt.Errorf("room %s: read its version: %w", id, err)
+	}
+	if err := r.Sync(ctx, version); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Apply applies w to the room id (see Room.Apply), loading the room if
@@ -127,10 +244,11 @@ func (m *Manager) Apply(ctx context.Context, id string, w Write) (WriteResult, e
 }
 
 // Subscribe subscribes to the room id (see Room.Subscribe), loading the
-// room if needed and following it if it is evicted meanwhile.
+// room if needed, current with the database (Fresh), and following it if
+// it is evicted meanwhile.
 func (m *Manager) Subscribe(ctx context.Context, id, name string) (*Room, Join, error) {
 	for {
-		r, err := m.Get(ctx, id)
+		r, err := m.Fresh(ctx, id)
 		if err != nil {
 			return nil, Join{}, err
 		}
@@ -141,70 +259,175 @@ func (m *Manager) Subscribe(ctx context.Context, id, name string) (*Room, Join, 
 	}
 }
 
-func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
-	start := m.opts.Now()
-	began := time.Now()
-	info, err := m.store.GetRoom(ctx, id)
+// loadedState is a room's state read from the store: its newest snapshot
+// that verifies and the ops after it.
+type loadedState struct {
+	g        *graph.Graph
+	version  int64
+	snapshot Restored // Graph nil: none
+	// ops are the ops replayed after the snapshot, and snapshotEvent the
+	// data of the snapshot event of its state, when asked for.
+	ops           []LoggedOp
+	snapshotEvent []byte
+	firstOpAt     time.Time
+}
+
+// loadState reads the room's state from the store. forSubscribers keeps
+// what subscribers of a reloaded room are sent: the snapshot's event and
+// the replayed ops.
+func (m *Manager) loadState(ctx context.Context, id string, forSubscribers bool) (loadedState, error) {
+	var lastErr error
+	// A snapshot stored by another instance meanwhile may prune the ops
+	// after the one read: then read again.
+	for range 3 {
+		st, err := m.tryLoadState(ctx, id, forSubscribers)
+		if !errors.Is(err, errLogMoved) {
+			return st, err
+		}
+		lastErr = err
+	}
+	return loadedState{}, lastErr
+}
+
+var errLogMoved = errors.New("the op log was pruned while it was read")
+
+func (m *Manager) tryLoadState(ctx context.Context, id string, forSubscribers bool) (loadedState, error) {
+	st := loadedState{g: graph.New()}
+	if snaps := m.opts.Snapshots; snaps != nil {
+		restored, ok, err := snaps.Restore(ctx, id)
+		if err != nil {
+			return st, fmt.Errorf("load room %s: %w", id, err)
+		}
+		if ok {
+			st.g, st.version, st.snapshot = restored.Graph, restored.Version, restored
+		}
+	}
+	_, prunedThrough, err := m.store.RoomVersion(ctx, id)
 	if err != nil {
+		return st, fmt.Errorf("load room %s: %w", id, err)
+	}
+	if st.version < prunedThrough {
+		if st.snapshot.Graph != nil {
+			return st, errLogMoved
+		}
+		return st, fmt.Errorf("load room %s: no usable snapshot, and the op log starts after version %d: %w",
+			id, prunedThrough, ErrUnrecoverable)
+	}
+	if forSubscribers && st.snapshot.Graph != nil {
+		if st.snapshotEvent, err = snapshotEventData(st.snapshot); err != nil {
+			return st, fmt.Errorf("load room %s: %w", id, err)
+		}
+	}
+	for {
+		recs, err := m.store.OpsSince(ctx, id, st.version, replayPage)
+		if err != nil {
+			return st, fmt.Errorf("load room %s: %w", id, err)
+		}
+		if len(recs) > 0 && recs[0].Seq != st.version+1 {
+			return st, errLogMoved
+		}
+		ops, err := parseLogged(id, st.version, recs)
+		if err != nil {
+			return st, fmt.Errorf("load: %w", err)
+		}
+		for _, op := range ops {
+			if err := st.g.Apply([]graph.Op{op.Op}); err != nil {
+				return st, fmt.Errorf("load room %s: replay logged op %d: %w", id, op.Seq, err)
+			}
+			st.version = op.Seq
+		}
+		if len(ops) > 0 && st.firstOpAt.IsZero() {
+			st.firstOpAt = ops[0].CreatedAt
+		}
+		if forSubscribers {
+			st.ops = append(st.ops, ops...)
+		}
+		if len(recs) < replayPage {
+			return st, nil
+		}
+	}
+}
+
+// snapshotEventData is the data of the snapshot event of a restored state.
+func snapshotEventData(r Restored) ([]byte, error) {
+	state := r.Graph.State()
+	state.Sort()
+	id, at := r.SnapshotID, r.CreatedAt.UTC()
+	data, err := json.Marshal(SnapshotData{SnapshotID: &id, Version: r.Version, CreatedAt: &at,
+		ElementCount: len(state.Nodes) + len(state.Edges), State: state})
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot event: %w", err)
+	}
+	return data, nil
+}
+
+func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
+	began := time.Now()
+	if _, err := m.store.GetRoom(ctx, id); err != nil {
 		return nil, fmt.Errorf("load room %s: %w", id, err)
 	}
-	r := &Room{id: id, store: m.store, hub: newHub(m.opts.QueueSize, m.opts.Metrics), now: m.opts.Now,
-		budget: m.opts.StateBudget, snapshots: m.opts.Snapshots, everyOps: m.opts.SnapshotEveryOps,
-		metrics: m.opts.Metrics, g: graph.New()}
-	from := "op log"
-	if m.opts.Snapshots != nil {
-		g, version, err := m.opts.Snapshots.Restore(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("load room %s: %w", id, err)
-		}
-		if g != nil {
-			r.g, r.version, r.snapVersion = g, version, version
-			from = fmt.Sprintf("snapshot at version %d", version)
-		}
+	st, err := m.loadState(ctx, id, false)
+	if err != nil {
+		return nil, err
 	}
-	if r.version < info.PrunedThrough {
-		return nil, fmt.Errorf("load room %s: no usable snapshot, and the op log starts after version %d: %w",
-			id, info.PrunedThrough, ErrUnrecoverable)
-	}
-	replayed := 0
-	for {
-		recs, err := m.store.OpsSince(ctx, id, r.version, replayPage)
-		if err != nil {
-			return nil, fmt.Errorf("load room %s: %w", id, err)
-		}
-		for _, rec := range recs {
-			if _, err := r.replayLocked(rec); err != nil {
-				return nil, fmt.Errorf("load: %w", err)
-			}
-			r.markDirtyLocked(rec.CreatedAt)
-		}
-		replayed += len(recs)
-		if len(recs) < replayPage {
-			break
-		}
+	r := &Room{id: id, m: m, hub: newHub(m.opts.QueueSize, m.opts.Metrics), g: st.g, version: st.version,
+		snapVersion: st.snapshot.Version}
+	r.hub.version = st.version
+	if !st.firstOpAt.IsZero() {
+		r.markDirtyLocked(st.firstOpAt)
 	}
 	r.touch(m.opts.Now())
 	m.opts.Metrics.RoomLoaded(time.Since(began))
-	m.log.InfoContext(ctx, "room loaded", "room_id", id, "version", r.version, "from", from, "ops_replayed", replayed,
-		"elements", r.g.ElementCount(), "duration", m.opts.Now().Sub(start))
+	from := "op log"
+	if st.snapshot.Graph != nil {
+		from = fmt.Sprintf("snapshot at version %d", st.snapshot.Version)
+	}
+	m.log.InfoContext(ctx, "room loaded", "room_id", id, "version", r.version, "from", from,
+		"ops_replayed", r.version-st.snapshot.Version, "elements", r.g.ElementCount(), "duration", time.Since(began))
 	return r, nil
 }
 
-// Forget drops a deleted room from memory; later writes through a Room value
-// still held by a request fail with ErrDeleted.
+// Forget drops a deleted room from memory: later writes and subscriptions
+// through a Room value still held by a request fail with ErrDeleted, and
+// its subscribers get room_deleted. It never waits, not even for a load in
+// flight (which marks its room deleted when it ends).
 func (m *Manager) Forget(id string) {
 	m.mu.Lock()
 	l, ok := m.rooms[id]
 	delete(m.rooms, id)
 	m.mu.Unlock()
 	if ok {
-		<-l.done
-		if l.room != nil {
-			l.room.markDeleted()
+		l.forgotten.Store(true)
+		select {
+		case <-l.done:
+			if l.room != nil {
+				l.room.markDeleted()
+			}
+		default:
 		}
 	}
 	if m.opts.Snapshots != nil {
 		m.opts.Snapshots.Forget(id)
+	}
+}
+
+// forgetDeleted forgets r, found deleted by another instance.
+func (m *Manager) forgetDeleted(r *Room) {
+	m.mu.Lock()
+	if l, ok := m.rooms[r.id]; ok && l.room == r {
+		delete(m.rooms, r.id)
+	}
+	m.mu.Unlock()
+	r.markDeleted()
+	if m.opts.Snapshots != nil {
+		m.opts.Snapshots.Forget(r.id)
+	}
+}
+
+// RoomDeleted tells the manager that another instance deleted room id.
+func (m *Manager) RoomDeleted(id string) {
+	if r, ok := m.Loaded(id); ok {
+		m.forgetDeleted(r)
 	}
 }
 
@@ -246,34 +469,33 @@ func (m *Manager) Len() int {
 // EvictIdle drops the rooms not used since IdleTimeout ago and returns how
 // many it dropped. A room that changed since its last snapshot is
 // snapshotted first (Snapshots.Evicting); its ops are durable either way.
+// It never holds the manager's lock while it waits for a room.
 func (m *Manager) EvictIdle(ctx context.Context) int {
 	if m.opts.IdleTimeout <= 0 {
 		return 0
 	}
 	cutoff := m.opts.Now().Add(-m.opts.IdleTimeout).UnixNano()
-	var idle []*Room
-	for _, r := range m.Live() {
-		if r.lastUsed.Load() < cutoff && r.Subscribers() == 0 {
-			idle = append(idle, r)
-		}
-	}
 	n := 0
-	for _, r := range idle {
+	for _, r := range m.Live() {
+		if r.lastUsed.Load() >= cutoff || r.Subscribers() > 0 {
+			continue
+		}
 		if m.opts.Snapshots != nil && r.Changed() {
 			m.opts.Snapshots.Evicting(ctx, r)
 		}
+		if !r.evictIfIdle(cutoff) {
+			continue
+		}
 		m.mu.Lock()
-		evicted := false
-		if l, ok := m.rooms[r.id]; ok && l.room == r && r.evictIfIdle(cutoff) {
+		if l, ok := m.rooms[r.id]; ok && l.room == r {
 			delete(m.rooms, r.id)
-			evicted = true
-			n++
 		}
 		m.mu.Unlock()
-		if evicted && m.opts.Snapshots != nil {
+		if m.opts.Snapshots != nil {
 			// Its snapshots' cache goes too; a later load reads them again.
 			m.opts.Snapshots.Forget(r.id)
 		}
+		n++
 	}
 	return n
 }
@@ -314,4 +536,28 @@ func (m *Manager) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// goneErr is the error the room refuses work with, nil while it is live.
+func (r *Room) goneErr() error {
+	r.seq.mu.Lock()
+	defer r.seq.mu.Unlock()
+	return r.seq.gone
+}
+
+// evictIfIdle makes the room refuse further use if nobody is subscribed, no
+// work is queued or running and it was not used since cutoff; it reports
+// whether it did.
+func (r *Room) evictIfIdle(cutoff int64) bool {
+	if r.lastUsed.Load() >= cutoff {
+		return false
+	}
+	return r.leave(errEvicted, true)
+}
+
+// markDeleted makes every later write and subscription fail with
+// ErrDeleted, and ends the subscriptions with a room_deleted event.
+func (r *Room) markDeleted() {
+	r.leave(ErrDeleted, false)
+	r.hub.close(r.id)
 }

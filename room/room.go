@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/liveshare/liveshare/graph"
-	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/store"
 )
 
@@ -18,8 +17,9 @@ import (
 type Store interface {
 	GetRoom(ctx context.Context, id string) (store.Room, error)
 	AppendOps(ctx context.Context, a store.Append) (store.AppendResult, error)
-	IdempotentResult(ctx context.Context, roomID, key string) (store.AppendResult, bool, error)
+	IdempotentResults(ctx context.Context, roomID string, keys []string) (map[string]store.AppendResult, error)
 	OpsSince(ctx context.Context, roomID string, since int64, limit int) ([]store.OpRecord, error)
+	RoomVersion(ctx context.Context, roomID string) (version, prunedThrough int64, err error)
 }
 
 // LoggedOp is one committed op as it stands in the op log.
@@ -45,7 +45,7 @@ type Batch struct {
 type Write struct {
 	Ops            []graph.Op
 	ClientID       string
-	BaseVersion    *int64 // when set, the write is refused unless the room is at this version
+	BaseVersion    *int64 // when set, the write is refused unless it would follow this version
 	IdempotencyKey string
 }
 
@@ -56,7 +56,8 @@ type WriteResult struct {
 	Replayed bool // the idempotency key was seen before: this is the first answer again, nothing was applied
 }
 
-// ConflictError is returned when a Write's BaseVersion is not the room's version.
+// ConflictError is returned when a Write's BaseVersion is not the version
+// it would follow.
 type ConflictError struct {
 	Current int64
 }
@@ -75,19 +76,37 @@ func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("the room's state would take up to %d bytes, over its budget of %d", e.Size, e.Budget)
 }
 
-// ErrDeleted is returned by a Room that was deleted while it was in use.
-var ErrDeleted = errors.New("room deleted")
+var (
+	// ErrDeleted is returned by a Room that was deleted while it was in use.
+	ErrDeleted = errors.New("room deleted")
+	// ErrUnrecoverable is returned when a room can be loaded neither from a
+	// snapshot nor from its op log, which was pruned: every stored snapshot
+	// failed to verify.
+	ErrUnrecoverable = errors.New("room cannot be recovered")
+	// ErrUnavailable wraps the failures that a retry may cure: the
+	// database did not answer in time, or the caller gave up waiting for
+	// the room. Nothing was applied, or the write's outcome is unknown and
+	// its Idempotency-Key tells on retry.
+	ErrUnavailable = errors.New("room unavailable")
+	// errEvicted is returned by a Room that left memory while a caller held
+	// it; the Manager's methods then fetch the room again.
+	errEvicted = errors.New("room evicted")
+)
 
-// ErrUnrecoverable is returned when a room can be loaded neither from a
-// snapshot nor from its op log, which was pruned: every stored snapshot
-// failed to verify.
-var ErrUnrecoverable = errors.New("room cannot be recovered")
+// Restored is a room's state read back from its newest stored snapshot that
+// verifies.
+type Restored struct {
+	Graph      *graph.Graph
+	Version    int64
+	SnapshotID string
+	CreatedAt  time.Time
+}
 
 // Snapshots is what rooms need of snapshots; *snapshot.Registry satisfies it.
 type Snapshots interface {
-	// Restore returns the room's graph from its newest stored snapshot
-	// that verifies, or nil when there is none.
-	Restore(ctx context.Context, roomID string) (g *graph.Graph, version int64, err error)
+	// Restore returns the room's state from its newest stored snapshot
+	// that verifies; ok is false when there is none.
+	Restore(ctx context.Context, roomID string) (r Restored, ok bool, err error)
 	// Due tells, without blocking, that r gathered SnapshotEveryOps ops
 	// since its last snapshot.
 	Due(r *Room)
@@ -99,37 +118,32 @@ type Snapshots interface {
 	Forget(roomID string)
 }
 
-// errEvicted is returned by a Room that left memory while a caller held it;
-// the Manager's methods then fetch the room again.
-var errEvicted = errors.New("room evicted")
-
-// maxCatchUps bounds how often one write catches up with other instances'
-// writes before giving up; each catch-up means another writer won the race.
-const maxCatchUps = 20
-
-// Room is one live room: its graph at its version.
+// Room is one live room: its graph at its version, the subscribers it
+// publishes committed ops to, and the sequencer that commits its writes.
+//
+// Concurrency contract: only the room's sequencer changes the graph and the
+// version, and it holds mu only while it applies ops in memory, never
+// across database IO or a publication. Readers (State, Capture, Version)
+// take mu shared, so they never see a state that is not committed.
+// Publication is ordered by the sequencer, which is one goroutine at a
+// time; the hub registers subscribers at the version it last published.
 type Room struct {
-	id     string
-	store  Store
-	hub    *hub
-	now    func() time.Time
-	budget int64 // the most graph.SizeBound may reach; 0 is no limit
+	id string
+	m  *Manager
 
-	snapshots Snapshots // nil: no snapshots
-	everyOps  int64     // ops after the last snapshot that make one due; 0: never
-	metrics   *metrics.Metrics
+	hub *hub
 
 	mu      sync.RWMutex
 	g       *graph.Graph
 	version int64
-	deleted bool
-	evicted bool // left the manager: writes and subscriptions go to a fresh load
 	// snapVersion is the version of the room's newest stored snapshot.
 	snapVersion int64
 	duePending  bool // Due was called and no snapshot was recorded since
 	// dirtySince is when the room first moved past snapVersion (zero
 	// while a snapshot holds its version): the snapshot lag in time.
 	dirtySince time.Time
+
+	seq sequencer
 
 	lastUsed atomic.Int64 // unix nanoseconds; read by the manager's eviction loop
 }
@@ -178,7 +192,7 @@ func (r *Room) SnapshotStored(version int64) {
 	} else {
 		// Ops were committed while the snapshot was taken: they are at
 		// most this old (a slight under-estimate of the lag).
-		r.dirtySince = r.now()
+		r.dirtySince = r.m.opts.Now()
 	}
 }
 
@@ -217,192 +231,22 @@ func (r *Room) ElementCount() int {
 
 func (r *Room) touch(now time.Time) { r.lastUsed.Store(now.UnixNano()) }
 
-// Apply validates w's ops against the room, commits them to the store as one
-// transaction and only then makes them visible and publishes them. It returns
-// a *graph.OpError for an invalid op, a *ConflictError for a stale
-// BaseVersion, a *TooLargeError for a room that would outgrow its budget,
-// store.ErrNotFound or ErrDeleted for a room that is gone; in every error
-// case nothing was applied.
-func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
-	if len(w.Ops) == 0 {
-		return WriteResult{}, errors.New("apply to room: no ops")
+// checkDue asks for a snapshot once the room gathered everyOps ops since its
+// last one.
+func (r *Room) checkDue() {
+	snaps, every := r.m.opts.Snapshots, r.m.opts.SnapshotEveryOps
+	if snaps == nil || every <= 0 {
+		return
 	}
-	raw := make([]json.RawMessage, len(w.Ops))
-	for i := range w.Ops {
-		b, err := json.Marshal(w.Ops[i])
-		if err != nil {
-			return WriteResult{}, fmt.Errorf("encode op %d for room %s: %w", i, r.id, err)
-		}
-		raw[i] = b
-	}
-
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch {
-	case r.deleted:
-		return WriteResult{}, ErrDeleted
-	case r.evicted:
-		return WriteResult{}, errEvicted
-	}
-
-	if w.IdempotencyKey != "" {
-		res, ok, err := r.store.IdempotentResult(ctx, r.id, w.IdempotencyKey)
-		if err != nil {
-			return WriteResult{}, fmt.Errorf("look up idempotency key in room %s: %w", r.id, err)
-		}
-		if ok {
-			return WriteResult{Version: res.Version, Applied: res.Applied, Replayed: true}, nil
-		}
-	}
-
-	if w.BaseVersion != nil && *w.BaseVersion != r.version {
-		// Another instance may have moved the room: be sure before refusing.
-		if err := r.catchUpLocked(ctx); err != nil {
-			return WriteResult{}, err
-		}
-	}
-
-	for attempt := 0; ; attempt++ {
-		if w.BaseVersion != nil && *w.BaseVersion != r.version {
-			return WriteResult{}, &ConflictError{Current: r.version}
-		}
-		before := r.g.SizeBound()
-		undo, err := r.g.ApplyUndoable(w.Ops)
-		if err != nil {
-			return WriteResult{}, err
-		}
-		// A room already over budget (the budget was lowered) may still
-		// shrink; it may not grow.
-		if size := r.g.SizeBound(); r.budget > 0 && size > r.budget && size > before {
-			undo()
-			return WriteResult{}, &TooLargeError{Size: size, Budget: r.budget}
-		}
-		commitStart := time.Now()
-		res, err := r.store.AppendOps(ctx, store.Append{
-			RoomID:          r.id,
-			ExpectedVersion: r.version,
-			Ops:             raw,
-			ClientID:        w.ClientID,
-			IdempotencyKey:  w.IdempotencyKey,
-			ElementCount:    int64(r.g.ElementCount()),
-		})
-		if err == nil {
-			r.metrics.Committed(len(w.Ops), time.Since(commitStart))
-			r.commitLocked(res.Version, w.Ops, raw, w.ClientID, res.CreatedAt)
-			return WriteResult{Version: res.Version, Applied: res.Applied}, nil
-		}
-		undo()
-
-		var mismatch *store.VersionMismatchError
-		switch {
-		case errors.As(err, &mismatch) && attempt < maxCatchUps:
-			if err := r.catchUpLocked(ctx); err != nil {
-				return WriteResult{}, err
-			}
-		case errors.Is(err, store.ErrIdempotencyKeyUsed):
-			// Another instance committed the same key first: answer its result.
-			res, ok, lerr := r.store.IdempotentResult(ctx, r.id, w.IdempotencyKey)
-			if lerr != nil || !ok {
-				return WriteResult{}, fmt.Errorf("idempotency key raced in room %s: %w", r.id, errors.Join(err, lerr))
-			}
-			if cerr := r.catchUpLocked(ctx); cerr != nil {
-				return WriteResult{}, cerr
-			}
-			return WriteResult{Version: res.Version, Applied: res.Applied, Replayed: true}, nil
-		case errors.Is(err, store.ErrNotFound):
-			// Deleted, maybe through another instance: end the streams here too.
-			r.deleted = true
-			r.hub.close(r.id)
-			return WriteResult{}, err
-		default:
-			return WriteResult{}, fmt.Errorf("commit ops to room %s: %w", r.id, err)
-		}
-	}
-}
-
-// commitLocked advances the in-memory version past ops that are already
-// applied to r.g and committed, and publishes them.
-func (r *Room) commitLocked(version int64, ops []graph.Op, raw []json.RawMessage, clientID string, at time.Time) {
-	b := Batch{RoomID: r.id, Version: version, Ops: make([]LoggedOp, len(ops)), Committed: time.Now()}
-	first := version - int64(len(ops)) + 1
-	for i, op := range ops {
-		b.Ops[i] = LoggedOp{Seq: first + int64(i), Op: op, Raw: raw[i], ClientID: clientID, CreatedAt: at}
-	}
-	r.version = version
-	r.markDirtyLocked(r.now())
-	r.hub.publish(b)
-	r.checkDueLocked()
-}
-
-// checkDueLocked asks for a snapshot once the room gathered everyOps ops
-// since its last one.
-func (r *Room) checkDueLocked() {
-	if r.snapshots != nil && r.everyOps > 0 && !r.duePending && r.version-r.snapVersion >= r.everyOps {
+	due := !r.duePending && r.version-r.snapVersion >= every
+	if due {
 		r.duePending = true
-		r.snapshots.Due(r)
 	}
-}
-
-// catchUpLocked applies ops that other writers committed after r.version.
-func (r *Room) catchUpLocked(ctx context.Context) error {
-	recs, err := r.store.OpsSince(ctx, r.id, r.version, 0)
-	if err != nil {
-		return fmt.Errorf("catch up room %s from version %d: %w", r.id, r.version, err)
+	r.mu.Unlock()
+	if due {
+		snaps.Due(r)
 	}
-	if len(recs) == 0 {
-		return nil
-	}
-	b := Batch{RoomID: r.id, Ops: make([]LoggedOp, 0, len(recs)), Committed: time.Now()}
-	for _, rec := range recs {
-		var lop LoggedOp
-		if lop, err = r.replayLocked(rec); err != nil {
-			break
-		}
-		b.Ops = append(b.Ops, lop)
-	}
-	// Publish what was applied even if a later op failed, or subscribers
-	// would see a gap once the room moves on.
-	b.Version = r.version
-	r.markDirtyLocked(r.now())
-	r.hub.publish(b)
-	return err
-}
-
-// replayLocked applies one committed op from the log.
-func (r *Room) replayLocked(rec store.OpRecord) (LoggedOp, error) {
-	if rec.Seq != r.version+1 {
-		return LoggedOp{}, fmt.Errorf("room %s: op log has seq %d after version %d", r.id, rec.Seq, r.version)
-	}
-	op, err := graph.ParseOp(rec.Op)
-	if err != nil {
-		return LoggedOp{}, fmt.Errorf("room %s: decode logged op %d: %w", r.id, rec.Seq, err)
-	}
-	if err := r.g.Apply([]graph.Op{op}); err != nil {
-		return LoggedOp{}, fmt.Errorf("room %s: replay logged op %d: %w", r.id, rec.Seq, err)
-	}
-	r.version = rec.Seq
-	return LoggedOp{Seq: rec.Seq, Op: op, Raw: rec.Op, ClientID: rec.ClientID, CreatedAt: rec.CreatedAt}, nil
-}
-
-// evictIfIdle marks the room evicted if nobody is subscribed and it was not
-// used since cutoff; it reports whether it did.
-func (r *Room) evictIfIdle(cutoff int64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.hub.count() > 0 || r.lastUsed.Load() >= cutoff {
-		return false
-	}
-	r.evicted = true
-	return true
-}
-
-// markDeleted makes every later write and subscription fail with
-// ErrDeleted, and ends the subscriptions with a room_deleted event.
-func (r *Room) markDeleted() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.deleted = true
-	r.hub.close(r.id)
 }
 
 // Join is where a new subscriber starts.
@@ -415,23 +259,22 @@ type Join struct {
 }
 
 // Subscribe registers a subscriber named name (an anonymous name when
-// empty). Registration and the version it starts from are taken under the
-// room's lock, so no committed op falls between what the subscriber reads
-// up to Version and what it receives live.
+// empty), at the version the room last published: no committed op falls
+// between what the subscriber reads up to Version and what it receives
+// live.
 func (r *Room) Subscribe(name string) (Join, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	switch {
-	case r.deleted:
-		return Join{}, ErrDeleted
-	case r.evicted:
-		return Join{}, errEvicted
+	// The sequencer's lock orders this against eviction, which must not
+	// drop a room that just gained a subscriber.
+	r.seq.mu.Lock()
+	defer r.seq.mu.Unlock()
+	if r.seq.gone != nil {
+		return Join{}, r.seq.gone
 	}
-	sub := r.hub.add(name, r.now())
+	sub, version := r.hub.add(name, r.m.opts.Now())
 	if sub == nil {
 		return Join{}, ErrDeleted
 	}
-	return Join{Sub: sub, Version: r.version}, nil
+	return Join{Sub: sub, Version: version}, nil
 }
 
 // Presence lists who is subscribed to the room, oldest first.

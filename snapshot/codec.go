@@ -230,15 +230,24 @@ func decode(data []byte, zdec *zstd.Decoder, limit uint64) (graph.State, int64, 
 	return s, version, err
 }
 
-func decodeGraph(data []byte, zdec *zstd.Decoder, limit uint64) (*graph.Graph, graph.State, int64, error) {
+// Verify checks a snapshot's header and checksum without decoding its
+// payload: what a download of the stored bytes needs to know they are
+// intact. Errors wrap [ErrMalformed].
+func Verify(data []byte) error {
 	if _, _, err := Header(data); err != nil {
+		return err
+	}
+	if want, got := binary.BigEndian.Uint32(data[10:]), crc32.Checksum(data[headerSize:], castagnoli); got != want {
+		return malformed("checksum mismatch (header %08x, payload %08x)", want, got)
+	}
+	return nil
+}
+
+func decodeGraph(data []byte, zdec *zstd.Decoder, limit uint64) (*graph.Graph, graph.State, int64, error) {
+	if err := Verify(data); err != nil {
 		return nil, graph.State{}, 0, err
 	}
-	payload := data[headerSize:]
-	if want, got := binary.BigEndian.Uint32(data[10:]), crc32.Checksum(payload, castagnoli); got != want {
-		return nil, graph.State{}, 0, malformed("checksum mismatch (header %08x, payload %08x)", want, got)
-	}
-	raw, err := zdec.DecodeAll(payload, nil)
+	raw, err := zdec.DecodeAll(data[headerSize:], nil)
 	if err != nil {
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
 			return nil, graph.State{}, 0, malformed("payload decompresses to more than the %d-byte limit", limit)

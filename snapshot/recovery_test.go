@@ -177,16 +177,14 @@ type corruptingStore struct {
 	id string
 }
 
-func (c corruptingStore) LatestSnapshots(ctx context.Context, roomID string, n int) ([]store.Snapshot, error) {
-	snaps, err := c.Store.LatestSnapshots(ctx, roomID, n)
-	for i := range snaps {
-		if snaps[i].ID == c.id {
-			data := append([]byte(nil), snaps[i].Data...)
-			data[len(data)/2] ^= 0xff
-			snaps[i].Data = data
-		}
+func (c corruptingStore) GetSnapshot(ctx context.Context, roomID, id string) (store.Snapshot, error) {
+	s, err := c.Store.GetSnapshot(ctx, roomID, id)
+	if err == nil && s.ID == c.id {
+		data := append([]byte(nil), s.Data...)
+		data[len(data)/2] ^= 0xff
+		s.Data = data
 	}
-	return snaps, err
+	return s, err
 }
 
 // TestOversizeSnapshotIsNotStored: a snapshot over MaxBytes is refused,

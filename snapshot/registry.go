@@ -1,16 +1,17 @@
 package snapshot
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/metrics"
@@ -33,27 +34,42 @@ var (
 	// was not stored and the room keeps its op log.
 	ErrTooLarge = errors.New("snapshot larger than the maximum")
 	// ErrUnchanged: the room did not move since its last snapshot, and the
-	// trigger only snapshots rooms that moved.
+	// trigger only snapshots rooms that moved; or another instance
+	// snapshotted it just now.
 	ErrUnchanged = errors.New("room unchanged since its last snapshot")
 )
 
 // Store is what snapshots need of persistence; *store.Store satisfies it.
 type Store interface {
 	InsertSnapshot(ctx context.Context, n store.NewSnapshot, keep int) (store.SnapshotMeta, int64, error)
+	ClearSnapshots(ctx context.Context, n store.NewSnapshot) (store.SnapshotMeta, int64, error)
 	ListSnapshots(ctx context.Context, roomID string) ([]store.SnapshotMeta, error)
+	SnapshotMetas(ctx context.Context, roomID string, limit int) ([]store.SnapshotMeta, error)
+	LatestSnapshotMeta(ctx context.Context, roomID string) (store.SnapshotMeta, error)
 	GetSnapshot(ctx context.Context, roomID, id string) (store.Snapshot, error)
-	LatestSnapshots(ctx context.Context, roomID string, n int) ([]store.Snapshot, error)
+	GetSnapshotMeta(ctx context.Context, roomID, id string) (store.SnapshotMeta, error)
 	RoomSnapshotStats(ctx context.Context, roomID string) (store.RoomSnapshotStats, error)
 	SnapshotTotals(ctx context.Context) (store.SnapshotTotals, error)
 }
 
+// DefaultCacheBytes bounds what a Registry keeps in memory by default.
+const DefaultCacheBytes = 64 << 20
+
 // Config tunes snapshots (DESIGN.md section 7).
 type Config struct {
 	Interval time.Duration // how often the scheduler looks for changed rooms
-	Keep     int           // snapshots kept per room, in the database and in memory
+	Keep     int           // snapshots kept per room
 	MaxBytes int64         // largest encoded snapshot stored
-	Logger   *slog.Logger
-	Metrics  *metrics.Metrics // nil records nothing
+	// CacheBytes bounds what is kept in memory: the blobs this process
+	// stored for its live rooms, and the events built from stored
+	// snapshots that new subscribers share. Zero means DefaultCacheBytes.
+	CacheBytes int64
+	// Shared says other instances may snapshot the same rooms: the
+	// scheduler then skips a room another instance snapshotted within the
+	// interval.
+	Shared  bool
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics // nil records nothing
 }
 
 // StateBudget is the most a room's graph.SizeBound may reach so that its
@@ -65,18 +81,38 @@ func StateBudget(maxBytes int64) int64 {
 	return maxBytes - 4096 - maxBytes/256
 }
 
-// Registry holds one Manager per room and runs the scheduler. It satisfies
+// Registry takes rooms' snapshots and serves them. It satisfies
 // room.Snapshots: rooms restore from it at load and ask it for snapshots.
+//
+// What it reads from the store is always current (so another instance's
+// snapshots are seen at once): metadata is read for every use, and a blob
+// is read one at a time, from the cache when it is there. The cache is
+// bounded in bytes and holds only what pays: blobs this process just stored
+// for its live rooms, and the events new subscribers start from, each built
+// once (one build at a time per snapshot) outside any lock that writers or
+// subscribers wait on.
 type Registry struct {
 	store Store
 	cfg   Config
 	log   *slog.Logger
 	due   chan *room.Room // rooms that gathered SnapshotEveryOps ops
 
-	mu       sync.Mutex
-	managers map[string]*Manager
+	mu    sync.Mutex
+	rooms map[string]*roomSnaps
+
+	cache *byteLRU
+	build singleflight.Group
 
 	stats Totals
+}
+
+// roomSnaps is what a Registry keeps of one live room.
+type roomSnaps struct {
+	// taking is held for a whole snapshot: never two of one room at once
+	// in this process (the store's one-row-per-version rule covers
+	// several processes).
+	taking     sync.Mutex
+	lastEncode atomic.Int64 // nanoseconds
 }
 
 // Totals counts what the registry did since the process started.
@@ -91,75 +127,57 @@ func NewRegistry(st Store, cfg Config) *Registry {
 	if cfg.Keep <= 0 {
 		cfg.Keep = 10
 	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{store: st, cfg: cfg, log: cfg.Logger, due: make(chan *room.Room, 64), managers: make(map[string]*Manager)}
+	return &Registry{store: st, cfg: cfg, log: cfg.Logger, due: make(chan *room.Room, 64),
+		rooms: make(map[string]*roomSnaps), cache: newByteLRU(cfg.CacheBytes)}
 }
 
-// Manager is one room's snapshots: it takes them one at a time and keeps
-// the newest Keep in memory.
-type Manager struct {
-	roomID string
-
-	// taking is held for a whole snapshot: never two of one room at once.
-	// mu guards the rest and is never held for encoding or storing, so
-	// subscribers starting from the cached snapshot do not wait for one.
-	taking     sync.Mutex
-	mu         sync.Mutex
-	cache      []store.Snapshot
-	cached     bool // cache holds the newest Keep stored snapshots
-	lastEncode time.Duration
-	// event is the newest snapshot's SSE event data, encoded once and
-	// shared by every subscriber that starts from it.
-	event   []byte
-	eventID string
-}
-
-func (reg *Registry) manager(roomID string) *Manager {
+func (reg *Registry) room(roomID string) *roomSnaps {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
-	m, ok := reg.managers[roomID]
+	rs, ok := reg.rooms[roomID]
 	if !ok {
-		m = &Manager{roomID: roomID}
-		reg.managers[roomID] = m
+		rs = &roomSnaps{}
+		reg.rooms[roomID] = rs
 	}
-	return m
+	return rs
 }
 
-// Reread makes the next use of the room's snapshots read them from the
-// store again, for when another instance may have stored newer ones.
-func (reg *Registry) Reread(roomID string) {
-	m := reg.manager(roomID)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cached = false
-}
-
-// Forget drops a room's manager and its cached snapshots, for a room that
-// left memory or was deleted. It satisfies room.Snapshots.
+// Forget drops what is kept of a room that left memory or was deleted. It
+// satisfies room.Snapshots.
 func (reg *Registry) Forget(roomID string) {
 	reg.mu.Lock()
-	defer reg.mu.Unlock()
-	delete(reg.managers, roomID)
+	delete(reg.rooms, roomID)
+	reg.mu.Unlock()
+	reg.cache.dropRoom(roomID)
 }
+
+// CachedBytes returns how many bytes the cache holds.
+func (reg *Registry) CachedBytes() int64 { return reg.cache.bytes() }
 
 // Take snapshots r now. Every trigger but manual and clear returns
-// ErrUnchanged for a room that did not move since its last snapshot. The
-// room's writers wait only while its elements are copied; sorting,
-// encoding and storing happen outside its lock.
+// ErrUnchanged for a room that did not move since its last snapshot. A
+// manual snapshot of a room whose version already has one returns
+// store.ErrSnapshotExists. The room's writers wait only while its elements
+// are copied; sorting, encoding and storing happen outside its lock.
 func (reg *Registry) Take(ctx context.Context, r *room.Room, trigger string) (store.SnapshotMeta, error) {
-	m := reg.manager(r.ID())
-	m.taking.Lock()
-	defer m.taking.Unlock()
-	return reg.take(ctx, m, r, trigger, reg.cfg.Keep)
-}
-
-// take snapshots r keeping keep snapshots; the caller holds m.taking.
-func (reg *Registry) take(ctx context.Context, m *Manager, r *room.Room, trigger string, keep int) (store.SnapshotMeta, error) {
-	if trigger != TriggerManual && trigger != TriggerClear && !r.Changed() {
-		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, 0, 0)
-		return store.SnapshotMeta{}, ErrUnchanged
+	rs := reg.room(r.ID())
+	rs.taking.Lock()
+	defer rs.taking.Unlock()
+	if trigger != TriggerManual && trigger != TriggerClear {
+		if !r.Changed() {
+			reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, 0, 0)
+			return store.SnapshotMeta{}, ErrUnchanged
+		}
+		if reg.cfg.Shared && trigger == TriggerInterval && reg.takenElsewhere(ctx, r) {
+			reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, 0, 0)
+			return store.SnapshotMeta{}, ErrUnchanged
+		}
 	}
 	state, version := r.Capture()
 	start := time.Now()
@@ -178,10 +196,23 @@ func (reg *Registry) take(ctx context.Context, m *Manager, r *room.Room, trigger
 			"size_bytes", len(data), "max_bytes", reg.cfg.MaxBytes, "trigger", trigger)
 		return store.SnapshotMeta{}, fmt.Errorf("snapshot room %s: %d bytes: %w", r.ID(), len(data), ErrTooLarge)
 	}
-	meta, pruned, err := reg.store.InsertSnapshot(ctx, store.NewSnapshot{
-		RoomID: r.ID(), Version: version, ElementCount: int64(len(state.Nodes) + len(state.Edges)),
-		Trigger: trigger, Format: FormatVersion, Data: data,
-	}, keep)
+	n := store.NewSnapshot{RoomID: r.ID(), Version: version, ElementCount: int64(len(state.Nodes) + len(state.Edges)),
+		Trigger: trigger, Format: FormatVersion, Data: data}
+	var (
+		meta   store.SnapshotMeta
+		pruned int64
+	)
+	if trigger == TriggerClear {
+		meta, pruned, err = reg.store.ClearSnapshots(ctx, n)
+	} else {
+		meta, pruned, err = reg.store.InsertSnapshot(ctx, n, reg.cfg.Keep)
+	}
+	if errors.Is(err, store.ErrSnapshotExists) {
+		// This version is stored already, by another instance or before.
+		r.SnapshotStored(version)
+		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, encodeTime, len(data))
+		return store.SnapshotMeta{}, err
+	}
 	if err != nil {
 		reg.stats.Failures.Add(1)
 		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotFailed, encodeTime, len(data))
@@ -189,86 +220,85 @@ func (reg *Registry) take(ctx context.Context, m *Manager, r *room.Room, trigger
 	}
 	reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotStored, encodeTime, len(data))
 	r.SnapshotStored(version)
-	m.mu.Lock()
-	m.lastEncode = encodeTime
-	m.remember(store.Snapshot{SnapshotMeta: meta, Data: data}, keep)
-	m.mu.Unlock()
+	rs.lastEncode.Store(int64(encodeTime))
+	// New subscribers start from this one: keep its bytes at hand.
+	reg.cache.put(blobKey(meta.ID), r.ID(), store.Snapshot{SnapshotMeta: meta, Data: data}, int64(len(data)))
 	reg.stats.Taken.Add(1)
 	reg.log.InfoContext(ctx, "snapshot stored", "room_id", r.ID(), "version", version, "trigger", trigger,
 		"size_bytes", len(data), "elements", meta.ElementCount, "encode", encodeTime, "ops_pruned", pruned)
 	return meta, nil
 }
 
-// remember puts a stored snapshot into the cache in store order; m.mu is
-// held.
-func (m *Manager) remember(s store.Snapshot, keep int) {
-	if !m.cached {
-		return // loaded from the store on first use
-	}
-	for _, c := range m.cache {
-		if c.ID == s.ID {
-			return // the cache was read from the store after the insert
-		}
-	}
-	m.cache = append(m.cache, s)
-	slices.SortStableFunc(m.cache, func(a, b store.Snapshot) int {
-		switch {
-		case a.Version != b.Version:
-			return cmp.Compare(b.Version, a.Version)
-		case !a.CreatedAt.Equal(b.CreatedAt):
-			return b.CreatedAt.Compare(a.CreatedAt)
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
-	if len(m.cache) > keep {
-		m.cache = m.cache[:keep]
-	}
-}
-
-// loadCacheLocked fills the cache from the store.
-func (reg *Registry) loadCacheLocked(ctx context.Context, m *Manager) error {
-	if m.cached {
-		return nil
-	}
-	snaps, err := reg.store.LatestSnapshots(ctx, m.roomID, reg.cfg.Keep)
+// takenElsewhere reports whether the room's newest snapshot in the store
+// already holds its version, or was stored (by another instance) within
+// most of an interval: the room is then left for the next pass.
+func (reg *Registry) takenElsewhere(ctx context.Context, r *room.Room) bool {
+	latest, err := reg.store.LatestSnapshotMeta(ctx, r.ID())
 	if err != nil {
-		return fmt.Errorf("read snapshots of room %s: %w", m.roomID, err)
+		return false
 	}
-	m.cache, m.cached = snaps, true
-	return nil
+	if latest.Version >= r.Version() {
+		r.SnapshotStored(latest.Version)
+		return true
+	}
+	return time.Since(latest.CreatedAt) < reg.cfg.Interval*9/10
 }
 
-// Latest returns the room's newest stored snapshot, from memory when it can;
-// store.ErrSnapshotNotFound when it has none.
-func (reg *Registry) Latest(ctx context.Context, roomID string) (store.Snapshot, error) {
-	m := reg.manager(roomID)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := reg.loadCacheLocked(ctx, m); err != nil {
-		return store.Snapshot{}, err
-	}
-	if len(m.cache) == 0 {
-		return store.Snapshot{}, store.ErrSnapshotNotFound
-	}
-	return m.cache[0], nil
-}
+func blobKey(id string) string  { return "blob:" + id }
+func eventKey(id string) string { return "event:" + id }
 
-// Get returns one of the room's snapshots, from memory when it can.
-func (reg *Registry) Get(ctx context.Context, roomID, id string) (store.Snapshot, error) {
-	m := reg.manager(roomID)
-	m.mu.Lock()
-	if err := reg.loadCacheLocked(ctx, m); err != nil {
-		m.mu.Unlock()
-		return store.Snapshot{}, err
-	}
-	for _, s := range m.cache {
-		if s.ID == id {
-			m.mu.Unlock()
+// blob returns a stored snapshot with its data: from the cache, or read
+// from the store (one blob).
+func (reg *Registry) blob(ctx context.Context, roomID, id string) (store.Snapshot, error) {
+	if v, ok := reg.cache.get(blobKey(id)); ok {
+		if s := v.(store.Snapshot); s.RoomID == roomID {
 			return s, nil
 		}
 	}
-	m.mu.Unlock()
 	return reg.store.GetSnapshot(ctx, roomID, id)
+}
+
+// Latest returns the room's newest stored snapshot whose header and
+// checksum verify (an older one when the newest does not, as a load does);
+// store.ErrSnapshotNotFound when it has none.
+func (reg *Registry) Latest(ctx context.Context, roomID string) (store.Snapshot, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		metas, err := reg.store.SnapshotMetas(ctx, roomID, reg.cfg.Keep)
+		if err != nil {
+			return store.Snapshot{}, fmt.Errorf("read snapshots of room %s: %w", roomID, err)
+		}
+		trimmed := false
+		for _, meta := range metas {
+			s, err := reg.blob(ctx, roomID, meta.ID)
+			if errors.Is(err, store.ErrSnapshotNotFound) {
+				trimmed = true // by a newer one, meanwhile: read again
+				break
+			}
+			if err != nil {
+				return store.Snapshot{}, err
+			}
+			if err := Verify(s.Data); err != nil {
+				reg.log.ErrorContext(ctx, "stored snapshot rejected", "room_id", roomID, "snapshot_id", s.ID,
+					"version", s.Version, "err", err)
+				continue
+			}
+			return s, nil
+		}
+		if !trimmed {
+			break
+		}
+	}
+	return store.Snapshot{}, fmt.Errorf("latest snapshot of room %s: %w", roomID, store.ErrSnapshotNotFound)
+}
+
+// Get returns one of the room's stored snapshots. Whether it is still
+// stored is asked of the store (another instance may have trimmed it); its
+// data comes from the cache when it is there.
+func (reg *Registry) Get(ctx context.Context, roomID, id string) (store.Snapshot, error) {
+	if _, err := reg.store.GetSnapshotMeta(ctx, roomID, id); err != nil {
+		return store.Snapshot{}, err
+	}
+	return reg.blob(ctx, roomID, id)
 }
 
 // List returns the metadata of the room's snapshots, newest first.
@@ -277,50 +307,116 @@ func (reg *Registry) List(ctx context.Context, roomID string) ([]store.SnapshotM
 }
 
 // StartEvent returns the data of the snapshot event a new subscriber starts
-// from: the room's newest stored snapshot (or an empty state at version 0
-// when it has none) and its version. The encoding is shared by every
-// subscriber that starts from the same snapshot.
+// from, and its version: the room's newest stored snapshot that verifies
+// (an older one when it does not, as a load does), or an empty state at
+// version 0 when it has none. The event is built once per snapshot and
+// shared by every subscriber that starts from it.
 func (reg *Registry) StartEvent(ctx context.Context, roomID string) ([]byte, int64, error) {
-	m := reg.manager(roomID)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := reg.loadCacheLocked(ctx, m); err != nil {
-		return nil, 0, err
+	metas, err := reg.store.SnapshotMetas(ctx, roomID, reg.cfg.Keep)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read snapshots of room %s: %w", roomID, err)
 	}
-	if len(m.cache) == 0 {
-		data, err := json.Marshal(room.SnapshotData{State: graph.State{Nodes: []graph.Node{}, Edges: []graph.Edge{}}})
-		return data, 0, err
-	}
-	latest := m.cache[0]
-	if m.eventID != latest.ID {
-		state, version, err := Decode(latest.Data)
-		if err != nil {
-			return nil, 0, fmt.Errorf("decode snapshot %s of room %s: %w", latest.ID, roomID, err)
+	for _, meta := range metas {
+		data, err := reg.snapshotEvent(ctx, meta)
+		if errors.Is(err, ErrMalformed) {
+			continue // logged by snapshotEvent, once
 		}
-		id := latest.ID
-		at := latest.CreatedAt
+		if errors.Is(err, store.ErrSnapshotNotFound) {
+			return reg.StartEvent(ctx, roomID) // trimmed meanwhile
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return data, meta.Version, nil
+	}
+	data, err := json.Marshal(room.SnapshotData{State: graph.State{Nodes: []graph.Node{}, Edges: []graph.Edge{}}})
+	return data, 0, err
+}
+
+// snapshotEvent returns the snapshot event data of one stored snapshot,
+// built at most once at a time, and kept in the cache.
+func (reg *Registry) snapshotEvent(ctx context.Context, meta store.SnapshotMeta) ([]byte, error) {
+	key := eventKey(meta.ID)
+	if v, ok := reg.cache.get(key); ok {
+		if err, bad := v.(error); bad {
+			return nil, err
+		}
+		return v.([]byte), nil
+	}
+	v, err, _ := reg.build.Do(key, func() (any, error) {
+		s, err := reg.blob(context.WithoutCancel(ctx), meta.RoomID, meta.ID)
+		if err != nil {
+			return nil, err
+		}
+		state, version, err := Decode(s.Data)
+		if err == nil && version != s.Version {
+			err = fmt.Errorf("its data is at version %d: %w", version, ErrMalformed)
+		}
+		if err != nil {
+			reg.log.ErrorContext(ctx, "stored snapshot rejected", "room_id", meta.RoomID, "snapshot_id", meta.ID,
+				"version", meta.Version, "err", err)
+			// Remember the rejection, so that reconnecting subscribers do
+			// not decode it again and again.
+			reg.cache.put(key, meta.RoomID, err, 64)
+			return nil, err
+		}
+		at := s.CreatedAt
+		id := s.ID
 		data, err := json.Marshal(room.SnapshotData{SnapshotID: &id, Version: version, CreatedAt: &at,
 			ElementCount: len(state.Nodes) + len(state.Edges), State: state})
 		if err != nil {
-			return nil, 0, fmt.Errorf("encode snapshot event: %w", err)
+			return nil, fmt.Errorf("encode snapshot event: %w", err)
 		}
-		m.event, m.eventID = data, latest.ID
+		reg.cache.put(key, meta.RoomID, data, int64(len(data)))
+		return data, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return m.event, latest.Version, nil
+	return v.([]byte), nil
 }
 
-// Restore returns the room's graph from its newest stored snapshot that
-// decodes and verifies, logging each one rejected; nil when none does. It
-// satisfies room.Snapshots.
-func (reg *Registry) Restore(ctx context.Context, roomID string) (*graph.Graph, int64, error) {
-	m := reg.manager(roomID)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cached = false // the room is loading: read what is stored now
-	if err := reg.loadCacheLocked(ctx, m); err != nil {
-		return nil, 0, err
+// SharedEvent returns the event data cached under key for the room, or
+// builds it with build, once at a time, and caches it: for events as
+// expensive as a reset replayed to every reconnecting subscriber.
+func (reg *Registry) SharedEvent(roomID, key string, build func() ([]byte, error)) ([]byte, error) {
+	key = "shared:" + roomID + ":" + key
+	if v, ok := reg.cache.get(key); ok {
+		return v.([]byte), nil
 	}
-	for i, s := range m.cache {
+	v, err, _ := reg.build.Do(key, func() (any, error) {
+		data, err := build()
+		if err != nil {
+			return nil, err
+		}
+		reg.cache.put(key, roomID, data, int64(len(data)))
+		return data, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}
+
+// ResetEventKey names the event of a logged reset op for SharedEvent.
+func ResetEventKey(seq int64) string { return "reset:" + strconv.FormatInt(seq, 10) }
+
+// Restore returns the room's state from its newest stored snapshot that
+// decodes and verifies, reading one blob at a time and logging each one
+// rejected; ok is false when none does. It satisfies room.Snapshots.
+func (reg *Registry) Restore(ctx context.Context, roomID string) (room.Restored, bool, error) {
+	metas, err := reg.store.SnapshotMetas(ctx, roomID, reg.cfg.Keep)
+	if err != nil {
+		return room.Restored{}, false, fmt.Errorf("read snapshots of room %s: %w", roomID, err)
+	}
+	for _, meta := range metas {
+		s, err := reg.blob(ctx, roomID, meta.ID)
+		if errors.Is(err, store.ErrSnapshotNotFound) {
+			continue // trimmed meanwhile: an older one may do, and the load checks pruning
+		}
+		if err != nil {
+			return room.Restored{}, false, fmt.Errorf("read snapshot %s of room %s: %w", meta.ID, roomID, err)
+		}
 		g, version, err := DecodeGraph(s.Data)
 		if err == nil && version != s.Version {
 			err = fmt.Errorf("its data is at version %d", version)
@@ -330,12 +426,9 @@ func (reg *Registry) Restore(ctx context.Context, roomID string) (*graph.Graph, 
 				"version", s.Version, "err", err)
 			continue
 		}
-		// Rejected snapshots stay out of the cache so nobody serves them.
-		m.cache = m.cache[i:]
-		return g, version, nil
+		return room.Restored{Graph: g, Version: version, SnapshotID: s.ID, CreatedAt: s.CreatedAt}, true, nil
 	}
-	m.cache = nil
-	return nil, 0, nil
+	return room.Restored{}, false, nil
 }
 
 // Due asks the scheduler, without blocking, to snapshot r (trigger
@@ -357,7 +450,7 @@ func (reg *Registry) Evicting(ctx context.Context, r *room.Room) {
 func (reg *Registry) takeLogged(ctx context.Context, r *room.Room, trigger string) {
 	_, err := reg.Take(ctx, r, trigger)
 	switch {
-	case err == nil, errors.Is(err, ErrUnchanged), errors.Is(err, ErrTooLarge):
+	case err == nil, errors.Is(err, ErrUnchanged), errors.Is(err, ErrTooLarge), errors.Is(err, store.ErrSnapshotExists):
 	case errors.Is(err, store.ErrNotFound):
 		// Deleted meanwhile: nothing to keep.
 	default:
@@ -365,16 +458,10 @@ func (reg *Registry) takeLogged(ctx context.Context, r *room.Room, trigger strin
 	}
 }
 
-// Clear deletes the room's snapshots, then takes a fresh one (trigger
-// clear) so that recovery stays possible.
+// Clear deletes the room's snapshots and takes a fresh one (trigger clear),
+// in one transaction, so that recovery stays possible.
 func (reg *Registry) Clear(ctx context.Context, r *room.Room) (store.SnapshotMeta, error) {
-	m := reg.manager(r.ID())
-	m.taking.Lock()
-	defer m.taking.Unlock()
-	// Keeping one in the transaction that inserts the fresh snapshot
-	// deletes all the others with it: a crash can never leave the room
-	// with a pruned log and no snapshot.
-	meta, err := reg.take(ctx, m, r, TriggerClear, 1)
+	meta, err := reg.Take(ctx, r, TriggerClear)
 	if err != nil {
 		return store.SnapshotMeta{}, fmt.Errorf("clear snapshots of room %s: %w", r.ID(), err)
 	}
@@ -393,10 +480,14 @@ func (reg *Registry) Stats(ctx context.Context, roomID string) (RoomStats, error
 	if err != nil {
 		return RoomStats{}, fmt.Errorf("snapshot stats of room %s: %w", roomID, err)
 	}
-	m := reg.manager(roomID)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return RoomStats{RoomSnapshotStats: st, LastEncode: m.lastEncode}, nil
+	out := RoomStats{RoomSnapshotStats: st}
+	reg.mu.Lock()
+	rs, ok := reg.rooms[roomID]
+	reg.mu.Unlock()
+	if ok {
+		out.LastEncode = time.Duration(rs.lastEncode.Load())
+	}
+	return out, nil
 }
 
 // Totals returns the process's counters.

@@ -26,7 +26,7 @@ func BenchmarkAppendOps(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {
-					res, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: version, Ops: ops, ClientID: "bench", ElementCount: version})
+					res, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: version, ElementCount: version, Writes: []store.AppendWrite{{Ops: ops, ClientID: "bench"}}})
 					if err != nil {
 						b.Fatal(err)
 					}

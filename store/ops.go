@@ -10,24 +10,34 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
-// Append is a batch of ops to commit to a room's log.
+// Append is a group of writes to commit to a room's log in one transaction:
+// the room's sequencer gathers the requests that arrived while its previous
+// commit was in flight and commits them together.
 type Append struct {
 	RoomID string
 	// ExpectedVersion is the version the caller's in-memory state is at; the
-	// ops get seqs ExpectedVersion+1 … ExpectedVersion+len(Ops).
+	// ops get seqs ExpectedVersion+1 … ExpectedVersion+(all ops), in the
+	// order of Writes.
 	ExpectedVersion int64
-	// Ops are validated, encoded ops, stored byte for byte.
-	Ops      []json.RawMessage
-	ClientID string
-	// IdempotencyKey, when not "", records the result under this key.
-	IdempotencyKey string
-	// ElementCount is the room's element count after these ops.
+	Writes          []AppendWrite
+	// ElementCount is the room's element count after the whole group.
 	ElementCount int64
 }
 
-// AppendResult is the outcome of an AppendOps.
+// AppendWrite is one request's ops within a group.
+type AppendWrite struct {
+	// Ops are validated, encoded ops, stored byte for byte.
+	Ops      []json.RawMessage
+	ClientID string
+	// IdempotencyKey, when not "", records this write's own result (the
+	// version after its last op, and its op count) under the key.
+	IdempotencyKey string
+}
+
+// AppendResult is the outcome of a commit, or of one write in it.
 type AppendResult struct {
 	Version int64 // the room's version after the ops
 	Applied int   // how many ops were appended
@@ -36,19 +46,18 @@ type AppendResult struct {
 	CreatedAt time.Time
 }
 
-// opsPerInsert bounds the rows of one INSERT, far below both dialects' limits
-// on bound parameters (5 per row).
-const opsPerInsert = 200
-
-// AppendOps commits a batch to the room's log in one transaction, with the
-// room row locked: all of it or nothing. It returns
+// AppendOps commits a group of writes to the room's log in one transaction:
+// all of it or nothing. It returns
 //   - ErrNotFound when the room does not exist;
-//   - ErrIdempotencyKeyUsed when a.IdempotencyKey was used on the room within
-//     the last 24 h (checked before the version: the key is the definitive
-//     answer to a retry);
-//   - *VersionMismatchError when the room is not at a.ExpectedVersion.
+//   - *VersionMismatchError when the room is not at a.ExpectedVersion
+//     (nothing is checked or written then, idempotency keys included);
+//   - ErrIdempotencyKeyUsed when one of the writes' keys was used on the room
+//     within the last 24 h. The caller looks keys up first (IdempotentResults)
+//     after it reached ExpectedVersion; since every write that records a key
+//     also moves the version, this only happens when the two raced.
 //
-// A nil error means the batch is committed (durable).
+// A nil error means the group is committed (durable). On PostgreSQL the
+// commit is one prepared statement, one round trip.
 func (s *Store) AppendOps(ctx context.Context, a Append) (AppendResult, error) {
 	res, err := s.appendOps(ctx, a)
 	if err != nil {
@@ -57,99 +66,192 @@ func (s *Store) AppendOps(ctx context.Context, a Append) (AppendResult, error) {
 	return res, nil
 }
 
+// groupRows flattens a group into the columns of its op and key rows.
+type groupRows struct {
+	ops, clientIDs []string
+	keys           []string
+	keyVersions    []int64
+	keyApplied     []int64
+}
+
+func flatten(a Append) (groupRows, int, error) {
+	var g groupRows
+	n := 0
+	for _, w := range a.Writes {
+		n += len(w.Ops)
+	}
+	if n == 0 {
+		return g, 0, errors.New("no ops")
+	}
+	g.ops, g.clientIDs = make([]string, 0, n), make([]string, 0, n)
+	version := a.ExpectedVersion
+	for wi, w := range a.Writes {
+		if len(w.Ops) == 0 {
+			return g, 0, fmt.Errorf("write %d has no ops", wi)
+		}
+		for i, op := range w.Ops {
+			if len(op) == 0 {
+				return g, 0, fmt.Errorf("write %d: op %d is empty", wi, i)
+			}
+			// Bound as a string: text on both sides, stored byte for byte.
+			g.ops = append(g.ops, string(op))
+			g.clientIDs = append(g.clientIDs, w.ClientID)
+		}
+		version += int64(len(w.Ops))
+		if w.IdempotencyKey != "" {
+			g.keys = append(g.keys, w.IdempotencyKey)
+			g.keyVersions = append(g.keyVersions, version)
+			g.keyApplied = append(g.keyApplied, int64(len(w.Ops)))
+		}
+	}
+	return g, n, nil
+}
+
 func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 	id, ok := canonicalID(a.RoomID)
 	if !ok {
 		return AppendResult{}, ErrNotFound
 	}
-	if len(a.Ops) == 0 {
-		return AppendResult{}, errors.New("no ops")
-	}
-	for i, op := range a.Ops {
-		if len(op) == 0 {
-			return AppendResult{}, fmt.Errorf("op %d is empty", i)
-		}
+	rows, n, err := flatten(a)
+	if err != nil {
+		return AppendResult{}, err
 	}
 	now := s.clock()
-	res := AppendResult{Version: a.ExpectedVersion + int64(len(a.Ops)), Applied: len(a.Ops),
-		CreatedAt: now.UTC().Truncate(time.Microsecond)}
-	err := s.transact(ctx, func(tx *sqlx.Tx) error {
-		current, err := s.lockRoom(ctx, tx, id)
-		if err != nil {
-			return err
+	res := AppendResult{Version: a.ExpectedVersion + int64(n), Applied: n, CreatedAt: now}
+	if s.dialect == dialectPostgres {
+		err = s.appendPostgres(ctx, id, a, rows, res)
+		if isUniqueViolation(err) && len(rows.keys) > 0 {
+			// A key of the group is still recorded: expired (the statement
+			// does not replace those), or used by a racing writer.
+			err = s.transact(ctx, func(tx *sqlx.Tx) error {
+				if err := s.clearExpiredKeys(ctx, tx, id, rows.keys, now); err != nil {
+					return err
+				}
+				return s.appendPostgres(ctx, id, a, rows, res, tx)
+			})
 		}
-		if a.IdempotencyKey != "" {
-			if err := s.insertIdempotencyKey(ctx, tx, id, a.IdempotencyKey, res, now); err != nil {
-				return err
+	} else {
+		err = s.transact(ctx, func(tx *sqlx.Tx) error {
+			if len(rows.keys) > 0 {
+				if err := s.clearExpiredKeys(ctx, tx, id, rows.keys, now); err != nil {
+					return err
+				}
 			}
-		}
-		if current != a.ExpectedVersion {
-			return &VersionMismatchError{Current: current}
-		}
-		if err := s.insertOps(ctx, tx, id, a.ExpectedVersion+1, a.Ops, a.ClientID, now); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, tx.Rebind(
-			`UPDATE rooms SET version = ?, element_count = ?, updated_at = ? WHERE id = ?`),
-			res.Version, a.ElementCount, s.timeArg(now), id)
-		if err != nil {
-			return fmt.Errorf("update room: %w", err)
-		}
-		return nil
-	})
+			return s.appendSQLite(ctx, tx, id, a, rows, res)
+		})
+	}
+	if isUniqueViolation(err) {
+		return AppendResult{}, ErrIdempotencyKeyUsed
+	}
 	if err != nil {
 		return AppendResult{}, err
 	}
 	return res, nil
 }
 
-// lockRoom returns the room's version, with the row locked until the end of
-// the transaction. SQLite needs no row lock: the transaction began IMMEDIATE,
-// holding the database's write lock.
-//
-// On PostgreSQL the lock is FOR NO KEY UPDATE: it excludes other AppendOps
-// (and InsertSnapshot's trimming) on the room, but not the FOR KEY SHARE
-// lock that inserting a snapshot row takes through its foreign key, so a
-// snapshot being written does not hold up the room's writers.
-func (s *Store) lockRoom(ctx context.Context, e sqlx.ExtContext, id string) (int64, error) {
-	query := `SELECT version FROM rooms WHERE id = ?`
-	if s.dialect == dialectPostgres {
-		query += ` FOR NO KEY UPDATE`
+// appendPostgresQuery commits a group in one statement: the room row is
+// updated only at the expected version (which locks it until the commit), and
+// the ops and keys are inserted only when it was. The last column reads the
+// version as of the statement's start, to tell a missing room (NULL) from a
+// moved one.
+const appendPostgresQuery = `
+WITH r AS (
+  UPDATE rooms SET version = $3, element_count = $4, updated_at = $5
+   WHERE id = $1 AND version = $2
+  RETURNING id
+), o AS (
+  INSERT INTO ops (room_id, seq, op, client_id, created_at)
+  SELECT r.id, $2 + t.n, t.op, t.client_id, $5
+    FROM r, unnest($6::text[], $7::text[]) WITH ORDINALITY AS t(op, client_id, n)
+), k AS (
+  INSERT INTO idempotency_keys (room_id, key, version, applied, created_at)
+  SELECT r.id, t.key, t.version, t.applied, $5
+    FROM r, unnest($8::text[], $9::bigint[], $10::integer[]) AS t(key, version, applied)
+)
+SELECT EXISTS (SELECT 1 FROM r), (SELECT version FROM rooms WHERE id = $1)`
+
+// appendPostgres runs appendPostgresQuery, prepared once per connection,
+// through tx when one is given.
+func (s *Store) appendPostgres(ctx context.Context, id string, a Append, g groupRows, res AppendResult, tx ...*sqlx.Tx) error {
+	stmt := s.appendStmt
+	if len(tx) > 0 {
+		stmt = tx[0].StmtxContext(ctx, stmt)
 	}
-	var version int64
-	err := e.QueryRowxContext(ctx, e.Rebind(query), id).Scan(&version)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, ErrNotFound
+	var (
+		applied bool
+		current sql.NullInt64
+	)
+	err := stmt.QueryRowxContext(ctx, id, a.ExpectedVersion, res.Version, a.ElementCount, res.CreatedAt,
+		pq.Array(g.ops), pq.Array(g.clientIDs), pq.Array(g.keys), pq.Array(g.keyVersions), pq.Array(g.keyApplied),
+	).Scan(&applied, &current)
+	switch {
+	case err != nil:
+		return fmt.Errorf("commit: %w", err)
+	case applied:
+		return nil
+	case !current.Valid:
+		return ErrNotFound
+	default:
+		// current may still read ExpectedVersion: the writer that moved the
+		// room committed after this statement's snapshot was taken.
+		return &VersionMismatchError{Current: current.Int64}
 	}
-	if err != nil {
-		return 0, fmt.Errorf("lock room: %w", err)
-	}
-	return version, nil
 }
 
-// insertIdempotencyKey records res under key, replacing an expired record of
-// the same key.
-func (s *Store) insertIdempotencyKey(ctx context.Context, e sqlx.ExtContext, id, key string, res AppendResult, now time.Time) error {
-	_, err := e.ExecContext(ctx, e.Rebind(
-		`DELETE FROM idempotency_keys WHERE room_id = ? AND key = ? AND created_at <= ?`),
-		id, key, s.timeArg(now.Add(-idempotencyTTL)))
+// appendSQLite commits a group inside tx, which holds SQLite's write lock.
+func (s *Store) appendSQLite(ctx context.Context, tx *sqlx.Tx, id string, a Append, g groupRows, res AppendResult) error {
+	upd, err := tx.ExecContext(ctx, `UPDATE rooms SET version = ?, element_count = ?, updated_at = ? WHERE id = ? AND version = ?`,
+		res.Version, a.ElementCount, s.timeArg(res.CreatedAt), id, a.ExpectedVersion)
 	if err != nil {
-		return fmt.Errorf("delete expired idempotency key: %w", err)
+		return fmt.Errorf("update room: %w", err)
 	}
-	_, err = e.ExecContext(ctx, e.Rebind(
-		`INSERT INTO idempotency_keys (room_id, key, version, applied, created_at) VALUES (?, ?, ?, ?, ?)`),
-		id, key, res.Version, res.Applied, s.timeArg(now))
-	if isUniqueViolation(err) {
-		return ErrIdempotencyKeyUsed
+	if n, err := upd.RowsAffected(); err != nil {
+		return fmt.Errorf("update room: %w", err)
+	} else if n == 0 {
+		var current int64
+		err := tx.QueryRowxContext(ctx, `SELECT version FROM rooms WHERE id = ?`, id).Scan(&current)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read room: %w", err)
+		}
+		return &VersionMismatchError{Current: current}
 	}
-	if err != nil {
-		return fmt.Errorf("insert idempotency key: %w", err)
+	if err := s.insertOps(ctx, tx, id, a.ExpectedVersion+1, g.ops, g.clientIDs, res.CreatedAt); err != nil {
+		return err
+	}
+	for i, key := range g.keys {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO idempotency_keys (room_id, key, version, applied, created_at) VALUES (?, ?, ?, ?, ?)`,
+			id, key, g.keyVersions[i], g.keyApplied[i], s.timeArg(res.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("insert idempotency key: %w", err)
+		}
 	}
 	return nil
 }
 
+// clearExpiredKeys deletes the room's records of keys that expired, so that
+// the keys can be used again.
+func (s *Store) clearExpiredKeys(ctx context.Context, e sqlx.ExtContext, id string, keys []string, now time.Time) error {
+	query, args, err := sqlx.In(`DELETE FROM idempotency_keys WHERE room_id = ? AND created_at <= ? AND key IN (?)`,
+		id, s.timeArg(now.Add(-idempotencyTTL)), keys)
+	if err != nil {
+		return fmt.Errorf("delete expired idempotency keys: %w", err)
+	}
+	if _, err := e.ExecContext(ctx, e.Rebind(query), args...); err != nil {
+		return fmt.Errorf("delete expired idempotency keys: %w", err)
+	}
+	return nil
+}
+
+// opsPerInsert bounds the rows of one SQLite INSERT, far below its limit on
+// bound parameters (5 per row).
+const opsPerInsert = 200
+
 // insertOps inserts ops with consecutive seqs from firstSeq.
-func (s *Store) insertOps(ctx context.Context, e sqlx.ExtContext, id string, firstSeq int64, ops []json.RawMessage, clientID string, now time.Time) error {
+func (s *Store) insertOps(ctx context.Context, e sqlx.ExtContext, id string, firstSeq int64, ops, clientIDs []string, now time.Time) error {
 	createdAt := s.timeArg(now)
 	for start := 0; start < len(ops); start += opsPerInsert {
 		end := min(start+opsPerInsert, len(ops))
@@ -161,8 +263,7 @@ func (s *Store) insertOps(ctx context.Context, e sqlx.ExtContext, id string, fir
 				b.WriteString(", ")
 			}
 			b.WriteString("(?, ?, ?, ?, ?)")
-			// Bound as a string: text on both sides, stored byte for byte.
-			args = append(args, id, firstSeq+int64(i), string(ops[i]), clientID, createdAt)
+			args = append(args, id, firstSeq+int64(i), ops[i], clientIDs[i], createdAt)
 		}
 		if _, err := e.ExecContext(ctx, e.Rebind(b.String()), args...); err != nil {
 			return fmt.Errorf("insert ops: %w", err)
@@ -175,20 +276,57 @@ func (s *Store) insertOps(ctx context.Context, e sqlx.ExtContext, id string, fir
 // the last 24 h; ok is false when there is none (including for an unknown
 // room).
 func (s *Store) IdempotentResult(ctx context.Context, roomID, key string) (res AppendResult, ok bool, err error) {
-	id, valid := canonicalID(roomID)
-	if !valid || key == "" {
-		return AppendResult{}, false, nil
-	}
-	err = s.db.QueryRowContext(ctx, s.db.Rebind(
-		`SELECT version, applied FROM idempotency_keys WHERE room_id = ? AND key = ? AND created_at > ?`),
-		id, key, s.timeArg(s.clock().Add(-idempotencyTTL))).Scan(&res.Version, &res.Applied)
-	if errors.Is(err, sql.ErrNoRows) {
-		return AppendResult{}, false, nil
-	}
+	found, err := s.IdempotentResults(ctx, roomID, []string{key})
 	if err != nil {
-		return AppendResult{}, false, fmt.Errorf("read idempotency key of room %s: %w", roomID, err)
+		return AppendResult{}, false, err
 	}
-	return res, true, nil
+	res, ok = found[key]
+	return res, ok, nil
+}
+
+// IdempotentResults returns the stored results of those of keys that were
+// used on the room within the last 24 h, in one query.
+func (s *Store) IdempotentResults(ctx context.Context, roomID string, keys []string) (map[string]AppendResult, error) {
+	found := make(map[string]AppendResult)
+	id, valid := canonicalID(roomID)
+	keys = nonEmpty(keys)
+	if !valid || len(keys) == 0 {
+		return found, nil
+	}
+	query, args, err := sqlx.In(`SELECT key, version, applied FROM idempotency_keys WHERE room_id = ? AND created_at > ? AND key IN (?)`,
+		id, s.timeArg(s.clock().Add(-idempotencyTTL)), keys)
+	if err != nil {
+		return nil, fmt.Errorf("read idempotency keys of room %s: %w", roomID, err)
+	}
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read idempotency keys of room %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			key string
+			res AppendResult
+		)
+		if err := rows.Scan(&key, &res.Version, &res.Applied); err != nil {
+			return nil, fmt.Errorf("read idempotency keys of room %s: %w", roomID, err)
+		}
+		found[key] = res
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read idempotency keys of room %s: %w", roomID, err)
+	}
+	return found, nil
+}
+
+func nonEmpty(keys []string) []string {
+	out := keys[:0:0]
+	for _, k := range keys {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // PruneIdempotencyKeys deletes the keys older than 24 h, which answer
@@ -207,7 +345,9 @@ func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
 }
 
 // OpsSince returns the room's ops with seq > since, ascending, at most limit
-// of them (limit <= 0: all). An unknown room has no ops.
+// of them (limit <= 0: all). An unknown room has no ops. Ops at or below the
+// room's pruned_through may still be returned while their rows await
+// deletion; callers compare with RoomVersion's prunedThrough.
 func (s *Store) OpsSince(ctx context.Context, roomID string, since int64, limit int) ([]OpRecord, error) {
 	ops := []OpRecord{}
 	id, ok := canonicalID(roomID)
@@ -240,4 +380,63 @@ func (s *Store) OpsSince(ctx context.Context, roomID string, since int64, limit 
 		return nil, fmt.Errorf("read ops of room %s: %w", roomID, err)
 	}
 	return ops, nil
+}
+
+// RoomVersion returns the room's version and pruned_through as the database
+// has them now: what a read on any instance must reflect. ErrNotFound when the
+// room does not exist.
+func (s *Store) RoomVersion(ctx context.Context, roomID string) (version, prunedThrough int64, err error) {
+	id, ok := canonicalID(roomID)
+	if !ok {
+		return 0, 0, fmt.Errorf("read version of room %s: %w", roomID, ErrNotFound)
+	}
+	err = s.versionStmt.QueryRowxContext(ctx, id).Scan(&version, &prunedThrough)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, fmt.Errorf("read version of room %s: %w", roomID, ErrNotFound)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read version of room %s: %w", roomID, err)
+	}
+	return version, prunedThrough, nil
+}
+
+// RoomVersions returns the versions of those of ids that exist, in one
+// query: an instance polls the rooms it holds with it.
+func (s *Store) RoomVersions(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	keys := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if k, ok := canonicalID(id); ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	query, args := `SELECT id, version FROM rooms WHERE id = ANY($1::uuid[])`, []any{pq.Array(keys)}
+	if s.dialect == dialectSQLite {
+		var err error
+		if query, args, err = sqlx.In(`SELECT id, version FROM rooms WHERE id IN (?)`, keys); err != nil {
+			return nil, fmt.Errorf("read room versions: %w", err)
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read room versions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id      string
+			version int64
+		)
+		if err := rows.Scan(&id, &version); err != nil {
+			return nil, fmt.Errorf("read room versions: %w", err)
+		}
+		out[id] = version
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read room versions: %w", err)
+	}
+	return out, nil
 }

@@ -59,9 +59,26 @@ type SnapshotTotals struct {
 
 const snapshotMetaColumns = `id, room_id, version, created_at, size_bytes, element_count, "trigger", format`
 
-// snapshotOrder is newest first; id breaks ties so that the order, and so
-// which snapshots are kept, is always the same.
-const snapshotOrder = `ORDER BY version DESC, created_at DESC, id`
+// snapshotOrder is newest first; versions are unique per room.
+const snapshotOrder = `ORDER BY version DESC`
+
+// ErrSnapshotExists: the room already has a snapshot at that version (taken
+// by this or another instance), or one being stored there; nothing was
+// stored.
+var ErrSnapshotExists = errors.New("a snapshot at this version exists")
+
+// SnapshotChunkBytes is the size of the pieces a snapshot is stored in: each
+// piece is written by a transaction of its own, so that storing a large
+// snapshot never holds SQLite's write lock, or flushes PostgreSQL's WAL ahead
+// of a writer's commit, for more than one piece.
+const SnapshotChunkBytes = 128 << 10
+
+// staleClaim is how long a snapshot row that was never completed (its
+// instance died while storing the pieces) holds its version.
+const staleClaim = 10 * time.Minute
+
+// opsPerPrune bounds the op rows one pruning transaction deletes.
+const opsPerPrune = 5000
 
 func scanSnapshotMeta(row scanner, extra ...any) (SnapshotMeta, error) {
 	var m SnapshotMeta
@@ -70,22 +87,26 @@ func scanSnapshotMeta(row scanner, extra ...any) (SnapshotMeta, error) {
 	return m, err
 }
 
-// InsertSnapshot stores a snapshot and, in the same transaction:
+// InsertSnapshot stores a snapshot and then:
 //   - deletes the room's snapshots beyond the newest keep (keep < 1 counts as
-//     1), ordered by version DESC, created_at DESC, id; the new snapshot
-//     itself is deleted when keep newer ones exist;
-//   - prunes the op log: deletes the ops with seq <= the version of the
-//     oldest snapshot still kept, and raises rooms.pruned_through to that
-//     version (it never lowers it).
+//     1), newest by version; the new snapshot itself is deleted when keep
+//     newer ones exist;
+//   - prunes the op log: raises rooms.pruned_through to the version of the
+//     oldest snapshot still kept (it never lowers it), and deletes the ops at
+//     or below it.
 //
 // So nothing a kept snapshot needs (the ops after its version) is pruned by
-// it. It returns the new snapshot's meta and how many ops were pruned;
-// ErrNotFound when the room does not exist (it may have been deleted
-// meanwhile), and an error when n.Version is negative or beyond the room's
-// version in the database.
+// it. The snapshot counts as stored (listed, read, restored from) only once
+// it is complete, in the one transaction that also trims and raises
+// pruned_through; a larger one is written in SnapshotChunkBytes pieces before
+// that, each in a short transaction. Pruned op rows are deleted afterwards in
+// batches; nothing reads ops at or below pruned_through.
 //
-// On PostgreSQL the data is written without blocking the room's AppendOps;
-// only the trimming and pruning that follow take the room's row lock.
+// It returns the new snapshot's meta and how many op rows were deleted;
+// ErrSnapshotExists when the room has a snapshot at n.Version already (or one
+// is being stored there); ErrNotFound when the room does not exist (it may
+// have been deleted meanwhile); an error when n.Version is negative or beyond
+// the room's version in the database.
 func (s *Store) InsertSnapshot(ctx context.Context, n NewSnapshot, keep int) (SnapshotMeta, int64, error) {
 	meta, pruned, err := s.insertSnapshot(ctx, n, keep)
 	if err != nil {
@@ -103,79 +124,204 @@ func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (Sn
 		return SnapshotMeta{}, 0, fmt.Errorf("negative version %d", n.Version)
 	}
 	keep = max(keep, 1)
-	data := n.Data
-	if data == nil {
-		data = []byte{} // NOT NULL: an empty snapshot is empty, not missing
-	}
+	chunks := splitChunks(n.Data)
 	now := s.clock()
 	meta := SnapshotMeta{
 		ID:           uuid.NewString(),
 		RoomID:       roomID,
 		Version:      n.Version,
 		CreatedAt:    now,
-		SizeBytes:    int64(len(data)),
+		SizeBytes:    int64(len(n.Data)),
 		ElementCount: n.ElementCount,
 		Trigger:      n.Trigger,
 		Format:       n.Format,
 	}
-	var pruned int64
-	err := s.transact(ctx, func(tx *sqlx.Tx) error {
-		// The room must exist, and stay until the commit: FOR KEY SHARE
-		// excludes DeleteRoom but not AppendOps.
-		if _, _, err := s.readRoomForSnapshot(ctx, tx, roomID, "FOR KEY SHARE"); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, tx.Rebind(
-			`INSERT INTO snapshots (`+snapshotMetaColumns+`, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			meta.ID, meta.RoomID, meta.Version, s.timeArg(now), meta.SizeBytes, meta.ElementCount, meta.Trigger, meta.Format, data)
-		if err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
 
-		// Trimming and pruning take turns with AppendOps and other
-		// InsertSnapshots on the room.
-		version, prunedThrough, err := s.readRoomForSnapshot(ctx, tx, roomID, "FOR NO KEY UPDATE")
+	// Claim the version with the first piece. The room must exist, and
+	// stay until the commit: on PostgreSQL the foreign key takes FOR KEY
+	// SHARE, which excludes DeleteRoom but not the room's writers.
+	err := s.transact(ctx, func(tx *sqlx.Tx) error {
+		version, _, err := s.readRoomForSnapshot(ctx, tx, roomID, "FOR KEY SHARE")
 		if err != nil {
 			return err
 		}
 		if n.Version > version {
 			return fmt.Errorf("snapshot version %d is beyond the room's version %d", n.Version, version)
 		}
-		_, err = tx.ExecContext(ctx, tx.Rebind(
-			`DELETE FROM snapshots WHERE room_id = ? AND id NOT IN (SELECT id FROM snapshots WHERE room_id = ? `+snapshotOrder+` LIMIT ?)`),
-			roomID, roomID, keep)
+		_, err = tx.ExecContext(ctx, tx.Rebind(`DELETE FROM snapshots WHERE room_id = ? AND NOT complete AND created_at < ?`),
+			roomID, s.timeArg(now.Add(-staleClaim)))
 		if err != nil {
-			return fmt.Errorf("delete old snapshots: %w", err)
-		}
-
-		var oldestKept sql.NullInt64 // never NULL: keep >= 1
-		if err := tx.QueryRowxContext(ctx, tx.Rebind(
-			`SELECT min(version) FROM snapshots WHERE room_id = ?`), roomID).Scan(&oldestKept); err != nil {
-			return fmt.Errorf("read oldest kept snapshot: %w", err)
-		}
-		oldest := oldestKept.Int64
-		if !oldestKept.Valid || oldest <= prunedThrough {
-			return nil // everything up to oldest is gone already
-		}
-		res, err := tx.ExecContext(ctx, tx.Rebind(
-			`DELETE FROM ops WHERE room_id = ? AND seq <= ?`), roomID, oldest)
-		if err != nil {
-			return fmt.Errorf("prune ops: %w", err)
-		}
-		if pruned, err = res.RowsAffected(); err != nil {
-			return fmt.Errorf("prune ops: %w", err)
+			return fmt.Errorf("delete stale claims: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, tx.Rebind(
-			`UPDATE rooms SET pruned_through = ? WHERE id = ?`), oldest, roomID)
+			`INSERT INTO snapshots (`+snapshotMetaColumns+`, data, chunks, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			meta.ID, meta.RoomID, meta.Version, s.timeArg(now), meta.SizeBytes, meta.ElementCount, meta.Trigger, meta.Format,
+			chunks[0], len(chunks), len(chunks) == 1)
+		if isUniqueViolation(err) {
+			return ErrSnapshotExists
+		}
 		if err != nil {
-			return fmt.Errorf("update pruned_through: %w", err)
+			return fmt.Errorf("insert: %w", err)
+		}
+		if len(chunks) == 1 {
+			return s.completeSnapshot(ctx, tx, roomID, meta.ID, keep)
 		}
 		return nil
 	})
 	if err != nil {
 		return SnapshotMeta{}, 0, err
 	}
+	if len(chunks) > 1 {
+		if err := s.storeChunks(ctx, roomID, meta.ID, chunks, keep); err != nil {
+			// Leave no half-stored claim on the version behind.
+			_, _ = s.db.ExecContext(context.WithoutCancel(ctx), s.db.Rebind(`DELETE FROM snapshots WHERE id = ? AND NOT complete`), meta.ID)
+			return SnapshotMeta{}, 0, err
+		}
+	}
+	// The snapshot is stored and pruned_through raised: should deleting the
+	// rows fail, the next snapshot of the room deletes them.
+	pruned, _ := s.deletePrunedOps(ctx, roomID)
 	return meta, pruned, nil
+}
+
+// ClearSnapshots replaces all of the room's snapshots with n, in one
+// transaction: a crash can never leave the room with a pruned log and no
+// snapshot. pruned_through is raised to n.Version and the ops at or below it
+// are deleted. Unlike InsertSnapshot it writes the whole snapshot in that one
+// transaction; clearing is a rare act of an owner.
+func (s *Store) ClearSnapshots(ctx context.Context, n NewSnapshot) (SnapshotMeta, int64, error) {
+	roomID, ok := canonicalID(n.RoomID)
+	if !ok {
+		return SnapshotMeta{}, 0, fmt.Errorf("clear snapshots of room %s: %w", n.RoomID, ErrNotFound)
+	}
+	chunks := splitChunks(n.Data)
+	now := s.clock()
+	meta := SnapshotMeta{ID: uuid.NewString(), RoomID: roomID, Version: n.Version, CreatedAt: now,
+		SizeBytes: int64(len(n.Data)), ElementCount: n.ElementCount, Trigger: n.Trigger, Format: n.Format}
+	err := s.transact(ctx, func(tx *sqlx.Tx) error {
+		version, _, err := s.readRoomForSnapshot(ctx, tx, roomID, "FOR NO KEY UPDATE")
+		if err != nil {
+			return err
+		}
+		if n.Version < 0 || n.Version > version {
+			return fmt.Errorf("snapshot version %d is not within the room's versions 0..%d", n.Version, version)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM snapshots WHERE room_id = ?`), roomID); err != nil {
+			return fmt.Errorf("delete snapshots: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, tx.Rebind(
+			`INSERT INTO snapshots (`+snapshotMetaColumns+`, data, chunks, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			meta.ID, meta.RoomID, meta.Version, s.timeArg(now), meta.SizeBytes, meta.ElementCount, meta.Trigger, meta.Format,
+			chunks[0], len(chunks), true)
+		if err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		for i := 1; i < len(chunks); i++ {
+			_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO snapshot_chunks (snapshot_id, idx, data) VALUES (?, ?, ?)`), meta.ID, i, chunks[i])
+			if err != nil {
+				return fmt.Errorf("insert piece %d of %d: %w", i+1, len(chunks), err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE rooms SET pruned_through = ? WHERE id = ? AND pruned_through < ?`),
+			n.Version, roomID, n.Version)
+		if err != nil {
+			return fmt.Errorf("update pruned_through: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return SnapshotMeta{}, 0, fmt.Errorf("clear snapshots of room %s: %w", n.RoomID, err)
+	}
+	pruned, _ := s.deletePrunedOps(ctx, roomID)
+	return meta, pruned, nil
+}
+
+// splitChunks cuts data into pieces of at most SnapshotChunkBytes; there is
+// always at least one, possibly empty (an empty snapshot is empty, not
+// missing).
+func splitChunks(data []byte) [][]byte {
+	if len(data) == 0 {
+		return [][]byte{{}}
+	}
+	var chunks [][]byte
+	for len(data) > 0 {
+		n := min(len(data), SnapshotChunkBytes)
+		chunks = append(chunks, data[:n])
+		data = data[n:]
+	}
+	return chunks
+}
+
+// storeChunks writes the pieces after the first, each in its own
+// transaction, then completes the snapshot.
+func (s *Store) storeChunks(ctx context.Context, roomID, id string, chunks [][]byte, keep int) error {
+	for i := 1; i < len(chunks); i++ {
+		_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO snapshot_chunks (snapshot_id, idx, data) VALUES (?, ?, ?)`),
+			id, i, chunks[i])
+		if err != nil {
+			return fmt.Errorf("insert piece %d of %d: %w", i+1, len(chunks), err)
+		}
+	}
+	return s.transact(ctx, func(tx *sqlx.Tx) error {
+		return s.completeSnapshot(ctx, tx, roomID, id, keep)
+	})
+}
+
+// completeSnapshot marks the snapshot stored, deletes the snapshots beyond
+// the newest keep and raises pruned_through to the oldest kept one. It takes
+// turns with the room's writers (the room row is locked) for a few small
+// statements.
+func (s *Store) completeSnapshot(ctx context.Context, tx *sqlx.Tx, roomID, id string, keep int) error {
+	_, prunedThrough, err := s.readRoomForSnapshot(ctx, tx, roomID, "FOR NO KEY UPDATE")
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE snapshots SET complete = ? WHERE id = ?`), true, id); err != nil {
+		return fmt.Errorf("complete: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, tx.Rebind(
+		`DELETE FROM snapshots WHERE room_id = ? AND complete AND id NOT IN
+		   (SELECT id FROM snapshots WHERE room_id = ? AND complete `+snapshotOrder+` LIMIT ?)`),
+		roomID, roomID, keep)
+	if err != nil {
+		return fmt.Errorf("delete old snapshots: %w", err)
+	}
+	var oldestKept sql.NullInt64 // never NULL: this one is complete, and keep >= 1
+	if err := tx.QueryRowxContext(ctx, tx.Rebind(
+		`SELECT min(version) FROM snapshots WHERE room_id = ? AND complete`), roomID).Scan(&oldestKept); err != nil {
+		return fmt.Errorf("read oldest kept snapshot: %w", err)
+	}
+	if !oldestKept.Valid || oldestKept.Int64 <= prunedThrough {
+		return nil // everything up to it is pruned already
+	}
+	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE rooms SET pruned_through = ? WHERE id = ?`), oldestKept.Int64, roomID)
+	if err != nil {
+		return fmt.Errorf("update pruned_through: %w", err)
+	}
+	return nil
+}
+
+// deletePrunedOps deletes the room's op rows at or below pruned_through, a
+// batch per transaction, and returns how many it deleted.
+func (s *Store) deletePrunedOps(ctx context.Context, roomID string) (int64, error) {
+	var total int64
+	for {
+		res, err := s.db.ExecContext(ctx, s.db.Rebind(
+			`DELETE FROM ops WHERE room_id = ? AND seq IN
+			   (SELECT seq FROM ops WHERE room_id = ? AND seq <= (SELECT pruned_through FROM rooms WHERE id = ?) ORDER BY seq LIMIT ?)`),
+			roomID, roomID, roomID, opsPerPrune)
+		if err != nil {
+			return total, fmt.Errorf("prune ops of room %s: %w", roomID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("prune ops of room %s: %w", roomID, err)
+		}
+		total += n
+		if n < opsPerPrune {
+			return total, nil
+		}
+	}
 }
 
 // readRoomForSnapshot returns the room's version and pruned_through, with the
@@ -196,17 +342,28 @@ func (s *Store) readRoomForSnapshot(ctx context.Context, tx *sqlx.Tx, id, lockMo
 	return version, prunedThrough, nil
 }
 
-// ListSnapshots returns the room's snapshots without data, newest first
-// (version DESC, created_at DESC, id): an empty, non-nil slice for a room
-// with none, or an unknown room (the caller checks the room exists).
+// ListSnapshots returns the room's stored snapshots without data, newest
+// first: an empty, non-nil slice for a room with none, or an unknown room
+// (the caller checks the room exists).
 func (s *Store) ListSnapshots(ctx context.Context, roomID string) ([]SnapshotMeta, error) {
+	return s.SnapshotMetas(ctx, roomID, 0)
+}
+
+// SnapshotMetas returns up to limit (0: all) of the room's stored snapshots
+// without data, newest first.
+func (s *Store) SnapshotMetas(ctx context.Context, roomID string, limit int) ([]SnapshotMeta, error) {
 	metas := []SnapshotMeta{}
 	id, ok := canonicalID(roomID)
 	if !ok {
 		return metas, nil
 	}
-	rows, err := s.db.QueryContext(ctx, s.db.Rebind(
-		`SELECT `+snapshotMetaColumns+` FROM snapshots WHERE room_id = ? `+snapshotOrder), id)
+	query := `SELECT ` + snapshotMetaColumns + ` FROM snapshots WHERE room_id = ? AND complete ` + snapshotOrder
+	args := []any{id}
+	if limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots of room %s: %w", roomID, err)
 	}
@@ -224,54 +381,99 @@ func (s *Store) ListSnapshots(ctx context.Context, roomID string) ([]SnapshotMet
 	return metas, nil
 }
 
-// GetSnapshot returns the room's snapshot id with its data, or
-// ErrSnapshotNotFound when the room has no snapshot with that id (including
-// another room's snapshot, an unknown room, and an id that is no UUID).
+// LatestSnapshotMeta returns the meta of the room's newest stored snapshot,
+// or ErrSnapshotNotFound when it has none.
+func (s *Store) LatestSnapshotMeta(ctx context.Context, roomID string) (SnapshotMeta, error) {
+	metas, err := s.SnapshotMetas(ctx, roomID, 1)
+	if err != nil {
+		return SnapshotMeta{}, err
+	}
+	if len(metas) == 0 {
+		return SnapshotMeta{}, fmt.Errorf("latest snapshot of room %s: %w", roomID, ErrSnapshotNotFound)
+	}
+	return metas[0], nil
+}
+
+// GetSnapshotMeta returns the meta of the room's stored snapshot id, or
+// ErrSnapshotNotFound, as GetSnapshot does but without reading its data.
+func (s *Store) GetSnapshotMeta(ctx context.Context, roomID, id string) (SnapshotMeta, error) {
+	rid, okRoom := canonicalID(roomID)
+	sid, okID := canonicalID(id)
+	if !okRoom || !okID {
+		return SnapshotMeta{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, ErrSnapshotNotFound)
+	}
+	m, err := scanSnapshotMeta(s.db.QueryRowContext(ctx, s.db.Rebind(
+		`SELECT `+snapshotMetaColumns+` FROM snapshots WHERE id = ? AND room_id = ? AND complete`), sid, rid))
+	if errors.Is(err, sql.ErrNoRows) {
+		return SnapshotMeta{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, ErrSnapshotNotFound)
+	}
+	if err != nil {
+		return SnapshotMeta{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, err)
+	}
+	return m, nil
+}
+
+// GetSnapshot returns the room's stored snapshot id with its data, or
+// ErrSnapshotNotFound when the room has no stored snapshot with that id
+// (including another room's snapshot, an unknown room, and an id that is no
+// UUID).
 func (s *Store) GetSnapshot(ctx context.Context, roomID, id string) (Snapshot, error) {
 	rid, okRoom := canonicalID(roomID)
 	sid, okID := canonicalID(id)
 	if !okRoom || !okID {
 		return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, ErrSnapshotNotFound)
 	}
-	var data []byte
+	var (
+		data   []byte
+		chunks int
+	)
 	m, err := scanSnapshotMeta(s.db.QueryRowContext(ctx, s.db.Rebind(
-		`SELECT `+snapshotMetaColumns+`, data FROM snapshots WHERE id = ? AND room_id = ?`), sid, rid), &data)
+		`SELECT `+snapshotMetaColumns+`, data, chunks FROM snapshots WHERE id = ? AND room_id = ? AND complete`), sid, rid), &data, &chunks)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, ErrSnapshotNotFound)
 	}
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, err)
 	}
+	if chunks > 1 {
+		if data, err = s.readChunks(ctx, sid, data, chunks, m.SizeBytes); err != nil {
+			return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, err)
+		}
+	}
 	return Snapshot{SnapshotMeta: m, Data: nonNil(data)}, nil
 }
 
-// LatestSnapshots returns up to n of the room's newest snapshots with their
-// data, newest first (for loading a room, falling back to older ones when
-// the newest does not verify). Empty, non-nil, when there are none or n < 1.
-func (s *Store) LatestSnapshots(ctx context.Context, roomID string, n int) ([]Snapshot, error) {
-	snaps := []Snapshot{}
-	id, ok := canonicalID(roomID)
-	if !ok || n < 1 {
-		return snaps, nil
-	}
-	rows, err := s.db.QueryContext(ctx, s.db.Rebind(
-		`SELECT `+snapshotMetaColumns+`, data FROM snapshots WHERE room_id = ? `+snapshotOrder+` LIMIT ?`), id, n)
+// readChunks appends the pieces after the first to first.
+func (s *Store) readChunks(ctx context.Context, id string, first []byte, chunks int, size int64) ([]byte, error) {
+	data := make([]byte, 0, size)
+	data = append(data, first...)
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT idx, data FROM snapshot_chunks WHERE snapshot_id = ? ORDER BY idx`), id)
 	if err != nil {
-		return nil, fmt.Errorf("read latest snapshots of room %s: %w", roomID, err)
+		return nil, fmt.Errorf("read pieces: %w", err)
 	}
 	defer rows.Close()
+	next := 1
 	for rows.Next() {
-		var data []byte // database/sql copies into a *[]byte
-		m, err := scanSnapshotMeta(rows, &data)
-		if err != nil {
-			return nil, fmt.Errorf("read latest snapshots of room %s: %w", roomID, err)
+		var (
+			idx   int
+			piece sql.RawBytes
+		)
+		if err := rows.Scan(&idx, &piece); err != nil {
+			return nil, fmt.Errorf("read pieces: %w", err)
 		}
-		snaps = append(snaps, Snapshot{SnapshotMeta: m, Data: nonNil(data)})
+		if idx != next {
+			return nil, fmt.Errorf("piece %d missing", next)
+		}
+		data = append(data, piece...)
+		next++
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read latest snapshots of room %s: %w", roomID, err)
+		return nil, fmt.Errorf("read pieces: %w", err)
 	}
-	return snaps, nil
+	if next != chunks {
+		return nil, fmt.Errorf("%d of %d pieces stored", next, chunks)
+	}
+	return data, nil
 }
 
 // DeleteSnapshots deletes all of the room's snapshots and returns how many.
@@ -306,7 +508,7 @@ func (s *Store) RoomSnapshotStats(ctx context.Context, roomID string) (RoomSnaps
 	var count, total int64
 	m, err := scanSnapshotMeta(s.db.QueryRowContext(ctx, s.db.Rebind(
 		`SELECT `+snapshotMetaColumns+`, count(*) OVER (), CAST(sum(size_bytes) OVER () AS BIGINT)
-		 FROM snapshots WHERE room_id = ? `+snapshotOrder+` LIMIT 1`), id), &count, &total)
+		 FROM snapshots WHERE room_id = ? AND complete `+snapshotOrder+` LIMIT 1`), id), &count, &total)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, nil
 	}
@@ -320,7 +522,7 @@ func (s *Store) RoomSnapshotStats(ctx context.Context, roomID string) (RoomSnaps
 func (s *Store) SnapshotTotals(ctx context.Context) (SnapshotTotals, error) {
 	var t SnapshotTotals
 	err := s.db.QueryRowContext(ctx,
-		`SELECT count(DISTINCT room_id), count(*), CAST(coalesce(sum(size_bytes), 0) AS BIGINT) FROM snapshots`).
+		`SELECT count(DISTINCT room_id), count(*), CAST(coalesce(sum(size_bytes), 0) AS BIGINT) FROM snapshots WHERE complete`).
 		Scan(&t.Rooms, &t.Snapshots, &t.Bytes)
 	if err != nil {
 		return SnapshotTotals{}, fmt.Errorf("read snapshot totals: %w", err)

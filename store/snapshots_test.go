@@ -67,18 +67,21 @@ func TestSnapshots(t *testing.T) {
 
 		room := mustCreateRoom(t, s, "r")
 		other := mustCreateRoom(t, s, "other")
-		mustAppend(t, s, store.Append{RoomID: room.ID, Ops: makeOps("a", 30), ElementCount: 30})
-		mustAppend(t, s, store.Append{RoomID: other.ID, Ops: makeOps("o", 5)})
+		mustAppend(t, s, store.Append{RoomID: room.ID, ElementCount: 30, Writes: []store.AppendWrite{{Ops: makeOps("a", 30)}}})
+		mustAppend(t, s, store.Append{RoomID: other.ID, Writes: []store.AppendWrite{{Ops: makeOps("o", 5)}}})
 
 		if got, err := s.ListSnapshots(ctx, room.ID); err != nil || got == nil || len(got) != 0 {
 			t.Fatalf("ListSnapshots with none = %#v, %v; want an empty slice", got, err)
 		}
-		if got, err := s.LatestSnapshots(ctx, room.ID, 3); err != nil || got == nil || len(got) != 0 {
-			t.Fatalf("LatestSnapshots with none = %#v, %v; want an empty slice", got, err)
+		if got, err := s.SnapshotMetas(ctx, room.ID, 3); err != nil || got == nil || len(got) != 0 {
+			t.Fatalf("SnapshotMetas with none = %#v, %v; want an empty slice", got, err)
+		}
+		if _, err := s.LatestSnapshotMeta(ctx, room.ID); !errors.Is(err, store.ErrSnapshotNotFound) {
+			t.Fatalf("LatestSnapshotMeta with none: %v, want ErrSnapshotNotFound", err)
 		}
 
-		// Inserted out of order; two at version 20, the later one is newer. The
-		// one at version 0 keeps the whole log.
+		// Inserted out of order; the one at version 0 keeps the whole log;
+		// the 5 MB one is stored in pieces.
 		allBytes := make([]byte, 512)
 		for i := range allBytes {
 			allBytes[i] = byte(i)
@@ -88,7 +91,6 @@ func TestSnapshots(t *testing.T) {
 			{Version: 20, ElementCount: 20, Trigger: "interval", Format: 1, Data: []byte("twenty-a")},
 			{Version: 10, ElementCount: 10, Trigger: "manual", Format: 1, Data: allBytes},
 			{Version: 30, ElementCount: 30, Trigger: "threshold", Format: 2, Data: randomBytes(t, 5<<20)},
-			{Version: 20, ElementCount: 21, Trigger: "idle", Format: 1, Data: []byte("twenty-b")},
 		}
 		byID := map[string]store.NewSnapshot{}
 		metaByID := map[string]store.SnapshotMeta{}
@@ -108,6 +110,12 @@ func TestSnapshots(t *testing.T) {
 			}
 			byID[m.ID], metaByID[m.ID] = n, m
 		}
+		// One snapshot per version: a second one at 20 is refused and
+		// changes nothing.
+		tick()
+		if _, _, err := s.InsertSnapshot(ctx, store.NewSnapshot{RoomID: room.ID, Version: 20, ElementCount: 21, Trigger: "idle", Format: 1, Data: []byte("twenty-b")}, 100); !errors.Is(err, store.ErrSnapshotExists) {
+			t.Fatalf("second snapshot at version 20: %v, want ErrSnapshotExists", err)
+		}
 		tick()
 		otherMeta, _ := mustInsertSnapshot(t, s, store.NewSnapshot{RoomID: other.ID, Version: 5, Trigger: "manual", Format: 1, Data: []byte("other")}, 10)
 
@@ -115,11 +123,11 @@ func TestSnapshots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := versions(list), "30,20,20,10,0"; got != want {
+		if got, want := versions(list), "30,20,10,0"; got != want {
 			t.Fatalf("ListSnapshots versions = %s, want %s", got, want)
 		}
-		if list[1].Trigger != "idle" || list[2].Trigger != "interval" {
-			t.Errorf("same version: %q before %q, want the newer (idle) first", list[1].Trigger, list[2].Trigger)
+		if list[1].Trigger != "interval" {
+			t.Errorf("snapshot at 20 has trigger %q, want the first one's (interval)", list[1].Trigger)
 		}
 		for _, m := range list {
 			if want := metaByID[m.ID]; m != want {
@@ -157,21 +165,22 @@ func TestSnapshots(t *testing.T) {
 			}
 		}
 
-		for n, want := range map[int]string{0: "", -1: "", 1: "30", 2: "30,20", 5: "30,20,20,10,0", 9: "30,20,20,10,0"} {
-			snaps, err := s.LatestSnapshots(ctx, room.ID, n)
-			if err != nil || snaps == nil {
-				t.Fatalf("LatestSnapshots(%d) = %v, %v", n, snaps, err)
+		for n, want := range map[int]string{0: "30,20,10,0", -1: "30,20,10,0", 1: "30", 2: "30,20", 9: "30,20,10,0"} {
+			metas, err := s.SnapshotMetas(ctx, room.ID, n)
+			if err != nil || metas == nil {
+				t.Fatalf("SnapshotMetas(%d) = %v, %v", n, metas, err)
 			}
-			metas := make([]store.SnapshotMeta, len(snaps))
-			for i, snap := range snaps {
-				metas[i] = snap.SnapshotMeta
-				if snap.SnapshotMeta != list[i] || !bytes.Equal(snap.Data, byID[snap.ID].Data) {
-					t.Errorf("LatestSnapshots(%d)[%d] = %+v (%d bytes), want %+v", n, i, snap.SnapshotMeta, len(snap.Data), list[i])
+			for i, m := range metas {
+				if m != list[i] {
+					t.Errorf("SnapshotMetas(%d)[%d] = %+v, want %+v", n, i, m, list[i])
 				}
 			}
 			if got := versions(metas); got != want {
-				t.Errorf("LatestSnapshots(%d) versions = %s, want %s", n, got, want)
+				t.Errorf("SnapshotMetas(%d) versions = %s, want %s", n, got, want)
 			}
+		}
+		if latest, err := s.LatestSnapshotMeta(ctx, room.ID); err != nil || latest != list[0] {
+			t.Errorf("LatestSnapshotMeta = %+v, %v; want %+v", latest, err, list[0])
 		}
 		if got, err := s.ListSnapshots(ctx, "nope"); err != nil || got == nil || len(got) != 0 {
 			t.Errorf("ListSnapshots(invalid id) = %v, %v; want an empty slice", got, err)
@@ -186,8 +195,8 @@ func TestInsertSnapshotKeepsAndPrunes(t *testing.T) {
 		s := mustOpen(t, cfg)
 		room := mustCreateRoom(t, s, "r")
 		other := mustCreateRoom(t, s, "other")
-		mustAppend(t, s, store.Append{RoomID: room.ID, Ops: makeOps("a", 50)})
-		mustAppend(t, s, store.Append{RoomID: other.ID, Ops: makeOps("o", 50)})
+		mustAppend(t, s, store.Append{RoomID: room.ID, Writes: []store.AppendWrite{{Ops: makeOps("a", 50)}}})
+		mustAppend(t, s, store.Append{RoomID: other.ID, Writes: []store.AppendWrite{{Ops: makeOps("o", 50)}}})
 		mustInsertSnapshot(t, s, store.NewSnapshot{RoomID: other.ID, Version: 0, Trigger: "manual", Data: []byte("o")}, 3)
 
 		// keep = 3: versions 10..50; wantPruned is what each insert prunes.
@@ -237,7 +246,7 @@ func TestInsertSnapshotKeepsAndPrunes(t *testing.T) {
 		}
 
 		// Appending after pruning continues from the room's version.
-		if res := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 50, Ops: makeOps("b", 5)}); res.Version != 55 {
+		if res := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 50, Writes: []store.AppendWrite{{Ops: makeOps("b", 5)}}}); res.Version != 55 {
 			t.Errorf("append after pruning: version %d, want 55", res.Version)
 		}
 		checkLog(30, 55)
@@ -319,8 +328,8 @@ func TestSnapshotStatsAndDelete(t *testing.T) {
 		a := mustCreateRoom(t, s, "a")
 		b := mustCreateRoom(t, s, "b")
 		c := mustCreateRoom(t, s, "c") // never has snapshots
-		mustAppend(t, s, store.Append{RoomID: a.ID, Ops: makeOps("a", 10)})
-		mustAppend(t, s, store.Append{RoomID: b.ID, Ops: makeOps("b", 10)})
+		mustAppend(t, s, store.Append{RoomID: a.ID, Writes: []store.AppendWrite{{Ops: makeOps("a", 10)}}})
+		mustAppend(t, s, store.Append{RoomID: b.ID, Writes: []store.AppendWrite{{Ops: makeOps("b", 10)}}})
 
 		st, err := s.RoomSnapshotStats(ctx, a.ID)
 		if err != nil || st != (store.RoomSnapshotStats{}) {
@@ -428,7 +437,7 @@ func TestSnapshotsConcurrentWithAppends(t *testing.T) {
 							errs <- err
 							return
 						}
-						_, err = s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: r.Version, Ops: makeOps(fmt.Sprint(r.Version), 3)})
+						_, err = s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: r.Version, Writes: []store.AppendWrite{{Ops: makeOps(fmt.Sprint(r.Version), 3)}}})
 						var mismatch *store.VersionMismatchError
 						if errors.As(err, &mismatch) {
 							continue
@@ -448,7 +457,8 @@ func TestSnapshotsConcurrentWithAppends(t *testing.T) {
 						errs <- err
 						return
 					}
-					if _, _, err := s.InsertSnapshot(ctx, store.NewSnapshot{RoomID: room.ID, Version: r.Version, Trigger: "interval", Data: make([]byte, 1000)}, keep); err != nil {
+					_, _, err = s.InsertSnapshot(ctx, store.NewSnapshot{RoomID: room.ID, Version: r.Version, Trigger: "interval", Data: make([]byte, 1000)}, keep)
+					if err != nil && !errors.Is(err, store.ErrSnapshotExists) { // the other one took this version
 						errs <- err
 						return
 					}

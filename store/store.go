@@ -116,6 +116,11 @@ type Store struct {
 	schemaVersion int64
 	// now is the clock; tests replace it.
 	now func() time.Time
+
+	// Statements of the hot paths, prepared once (per connection, by
+	// database/sql), so that each costs one round trip.
+	appendStmt  *sqlx.Stmt // PostgreSQL only: a whole group commit
+	versionStmt *sqlx.Stmt
 }
 
 // Open connects to the database chosen by cfg, checks it answers, applies the
@@ -134,7 +139,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	if err := s.prepare(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	return s, nil
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	var err error
+	if s.dialect == dialectPostgres {
+		if s.appendStmt, err = s.db.PreparexContext(ctx, appendPostgresQuery); err != nil {
+			return fmt.Errorf("prepare the group commit: %w", err)
+		}
+	}
+	if s.versionStmt, err = s.db.PreparexContext(ctx, s.db.Rebind(`SELECT version, pruned_through FROM rooms WHERE id = ?`)); err != nil {
+		return fmt.Errorf("prepare the version read: %w", err)
+	}
+	return nil
 }
 
 func connect(cfg Config) (*Store, error) {
@@ -278,8 +300,16 @@ func (s *Store) checkSchema(ctx context.Context) error {
 // Dialect is "postgres" or "sqlite".
 func (s *Store) Dialect() string { return s.dialect }
 
-// Close closes the database connections.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the prepared statements and the database connections.
+func (s *Store) Close() error {
+	var errs []error
+	for _, stmt := range []*sqlx.Stmt{s.appendStmt, s.versionStmt} {
+		if stmt != nil {
+			errs = append(errs, stmt.Close())
+		}
+	}
+	return errors.Join(append(errs, s.db.Close())...)
+}
 
 // Ready reports whether the database answers and its schema is at the version
 // this binary expects (for /readyz).

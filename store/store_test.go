@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +17,20 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/liveshare/liveshare/migrations"
 	"github.com/liveshare/liveshare/store"
 	"github.com/liveshare/liveshare/store/storetest"
 )
+
+// migrationFiles lists the embedded migrations, oldest first.
+func migrationFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := fs.Glob(migrations.SQLite, "*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("embedded migrations: %v, %v", files, err)
+	}
+	return files
+}
 
 // mustOpen opens a store on cfg and closes it when the test ends.
 func mustOpen(t *testing.T, cfg store.Config) *store.Store {
@@ -224,8 +237,8 @@ func TestDeleteRoomCascades(t *testing.T) {
 		s := mustOpen(t, cfg)
 		keep := mustCreateRoom(t, s, "keep")
 		gone := mustCreateRoom(t, s, "gone")
-		mustAppend(t, s, store.Append{RoomID: keep.ID, Ops: makeOps("k", 3), IdempotencyKey: "k1"})
-		mustAppend(t, s, store.Append{RoomID: gone.ID, Ops: makeOps("g", 4), IdempotencyKey: "k1"})
+		mustAppend(t, s, store.Append{RoomID: keep.ID, Writes: []store.AppendWrite{{Ops: makeOps("k", 3), IdempotencyKey: "k1"}}})
+		mustAppend(t, s, store.Append{RoomID: gone.ID, Writes: []store.AppendWrite{{Ops: makeOps("g", 4), IdempotencyKey: "k1"}}})
 
 		if err := s.DeleteRoom(ctx, gone.ID); err != nil {
 			t.Fatalf("DeleteRoom: %v", err)
@@ -269,7 +282,7 @@ func TestAppendOps(t *testing.T) {
 		first := makeOps("a", 3)
 		// Bytes are stored exactly as given, key order and spacing included.
 		first[1] = json.RawMessage(`{ "op":"remove_node",  "id":"x" }`)
-		res := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 0, Ops: first, ClientID: "alice", ElementCount: 2})
+		res := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 0, ElementCount: 2, Writes: []store.AppendWrite{{Ops: first, ClientID: "alice"}}})
 		if res.Version != 3 || res.Applied != 3 {
 			t.Errorf("first append = %+v, want version 3, 3 applied", res)
 		}
@@ -277,7 +290,7 @@ func TestAppendOps(t *testing.T) {
 		if logged, err := s.OpsSince(ctx, room.ID, 0, 1); err != nil || !logged[0].CreatedAt.Equal(res.CreatedAt) {
 			t.Errorf("append answered created_at %v, the log has %v (%v)", res.CreatedAt, logged, err)
 		}
-		res = mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 3, Ops: makeOps("b", 2), ClientID: "bob", ElementCount: 4})
+		res = mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 3, ElementCount: 4, Writes: []store.AppendWrite{{Ops: makeOps("b", 2), ClientID: "bob"}}})
 		if res.Version != 5 || res.Applied != 2 {
 			t.Errorf("second append = %+v, want version 5, 2 applied", res)
 		}
@@ -314,7 +327,7 @@ func TestAppendOps(t *testing.T) {
 		}
 
 		// A batch larger than one INSERT statement.
-		res = mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 5, Ops: makeOps("c", 1000)})
+		res = mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 5, Writes: []store.AppendWrite{{Ops: makeOps("c", 1000)}}})
 		if res.Version != 1005 || res.Applied != 1000 {
 			t.Errorf("1000-op append = %+v", res)
 		}
@@ -335,14 +348,14 @@ func TestAppendOpsVersionMismatch(t *testing.T) {
 		ctx := context.Background()
 		s := mustOpen(t, cfg)
 		room := mustCreateRoom(t, s, "r")
-		mustAppend(t, s, store.Append{RoomID: room.ID, Ops: makeOps("a", 2), ElementCount: 2})
+		mustAppend(t, s, store.Append{RoomID: room.ID, ElementCount: 2, Writes: []store.AppendWrite{{Ops: makeOps("a", 2)}}})
 		before, err := s.GetRoom(ctx, room.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 
 		for _, expected := range []int64{0, 1, 3} {
-			_, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: expected, Ops: makeOps("b", 1), ElementCount: 9, IdempotencyKey: "k"})
+			_, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: expected, ElementCount: 9, Writes: []store.AppendWrite{{Ops: makeOps("b", 1), IdempotencyKey: "k"}}})
 			var mismatch *store.VersionMismatchError
 			if !errors.As(err, &mismatch) {
 				t.Fatalf("AppendOps(expected %d) error = %v, want *VersionMismatchError", expected, err)
@@ -374,7 +387,7 @@ func TestAppendOpsUnknownRoom(t *testing.T) {
 		ctx := context.Background()
 		s := mustOpen(t, cfg)
 		for _, id := range []string{uuid.NewString(), "nope"} {
-			_, err := s.AppendOps(ctx, store.Append{RoomID: id, Ops: makeOps("a", 1), IdempotencyKey: "k"})
+			_, err := s.AppendOps(ctx, store.Append{RoomID: id, Writes: []store.AppendWrite{{Ops: makeOps("a", 1), IdempotencyKey: "k"}}})
 			if !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("AppendOps(%q) error = %v, want ErrNotFound", id, err)
 			}
@@ -403,21 +416,23 @@ func TestIdempotencyKeys(t *testing.T) {
 		if _, ok, err := s.IdempotentResult(ctx, room.ID, "key-1"); ok || err != nil {
 			t.Fatalf("IdempotentResult of unused key = %v, %v", ok, err)
 		}
-		first := mustAppend(t, s, store.Append{RoomID: room.ID, Ops: makeOps("a", 3), IdempotencyKey: "key-1"})
+		first := mustAppend(t, s, store.Append{RoomID: room.ID, Writes: []store.AppendWrite{{Ops: makeOps("a", 3), IdempotencyKey: "key-1"}}})
 		got, ok, err := s.IdempotentResult(ctx, room.ID, "key-1")
 		if err != nil || !ok || got.Version != first.Version || got.Applied != first.Applied {
 			t.Fatalf("IdempotentResult = %+v, %v, %v; want %+v", got, ok, err, first)
 		}
 
 		// The same key again, at the right version: refused, nothing appended.
-		_, err = s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: 3, Ops: makeOps("b", 1), IdempotencyKey: "key-1"})
+		_, err = s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: 3, Writes: []store.AppendWrite{{Ops: makeOps("b", 1), IdempotencyKey: "key-1"}}})
 		if !errors.Is(err, store.ErrIdempotencyKeyUsed) {
 			t.Fatalf("reused key error = %v, want ErrIdempotencyKeyUsed", err)
 		}
-		// Also at a stale version: the key answers first.
-		_, err = s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: 0, Ops: makeOps("b", 1), IdempotencyKey: "key-1"})
-		if !errors.Is(err, store.ErrIdempotencyKeyUsed) {
-			t.Fatalf("reused key at stale version error = %v, want ErrIdempotencyKeyUsed", err)
+		// At a stale version nothing is checked but the version: the caller
+		// looks keys up once it caught up.
+		_, err = s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: 0, Writes: []store.AppendWrite{{Ops: makeOps("b", 1), IdempotencyKey: "key-1"}}})
+		var mismatch *store.VersionMismatchError
+		if !errors.As(err, &mismatch) {
+			t.Fatalf("reused key at stale version error = %v, want *VersionMismatchError", err)
 		}
 		if r, _ := s.GetRoom(ctx, room.ID); r.Version != 3 {
 			t.Errorf("version after reused key = %d, want 3", r.Version)
@@ -430,14 +445,14 @@ func TestIdempotencyKeys(t *testing.T) {
 		if _, ok, _ := s.IdempotentResult(ctx, other.ID, "key-1"); ok {
 			t.Error("key of one room found on another")
 		}
-		mustAppend(t, s, store.Append{RoomID: other.ID, Ops: makeOps("o", 1), IdempotencyKey: "key-1"})
+		mustAppend(t, s, store.Append{RoomID: other.ID, Writes: []store.AppendWrite{{Ops: makeOps("o", 1), IdempotencyKey: "key-1"}}})
 
 		// After 24 h the key is forgotten and may be used again.
 		advance(24*time.Hour + time.Second)
 		if _, ok, err := s.IdempotentResult(ctx, room.ID, "key-1"); ok || err != nil {
 			t.Errorf("IdempotentResult after 24 h = %v, %v; want none", ok, err)
 		}
-		again := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 3, Ops: makeOps("c", 2), IdempotencyKey: "key-1"})
+		again := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 3, Writes: []store.AppendWrite{{Ops: makeOps("c", 2), IdempotencyKey: "key-1"}}})
 		if got, ok, _ := s.IdempotentResult(ctx, room.ID, "key-1"); !ok || got.Version != again.Version || got.Applied != again.Applied {
 			t.Errorf("IdempotentResult of reused expired key = %+v, %v; want %+v", got, ok, again)
 		}
@@ -475,7 +490,7 @@ func TestAppendOpsConcurrent(t *testing.T) {
 					op := json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))
 					version := int64(0)
 					for {
-						_, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: version, Ops: []json.RawMessage{op}, ClientID: fmt.Sprint(w)})
+						_, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: version, Writes: []store.AppendWrite{{Ops: []json.RawMessage{op}, ClientID: fmt.Sprint(w)}}})
 						var mismatch *store.VersionMismatchError
 						if errors.As(err, &mismatch) {
 							r, err := s.GetRoom(ctx, room.ID)
@@ -541,7 +556,7 @@ func TestOpsSince(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
 		s := mustOpen(t, cfg)
 		room := mustCreateRoom(t, s, "r")
-		mustAppend(t, s, store.Append{RoomID: room.ID, Ops: makeOps("a", 10)})
+		mustAppend(t, s, store.Append{RoomID: room.ID, Writes: []store.AppendWrite{{Ops: makeOps("a", 10)}}})
 
 		tests := []struct {
 			since     int64
@@ -584,7 +599,7 @@ func TestMigrationsTwiceIsNoOp(t *testing.T) {
 			t.Fatal(err)
 		}
 		room := mustCreateRoom(t, s1, "survives")
-		mustAppend(t, s1, store.Append{RoomID: room.ID, Ops: makeOps("a", 2)})
+		mustAppend(t, s1, store.Append{RoomID: room.ID, Writes: []store.AppendWrite{{Ops: makeOps("a", 2)}}})
 		if err := s1.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -601,8 +616,8 @@ func TestMigrationsTwiceIsNoOp(t *testing.T) {
 		if err := rawDB(t, cfg).QueryRowContext(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&applied); err != nil {
 			t.Fatal(err)
 		}
-		if applied != 2 {
-			t.Errorf("goose_db_version has %d applied migrations, want 2", applied)
+		if want := len(migrationFiles(t)); applied != want {
+			t.Errorf("goose_db_version has %d applied migrations, want %d", applied, want)
 		}
 	})
 }
@@ -633,7 +648,9 @@ func TestNewerSchemaRefused(t *testing.T) {
 		if err == nil {
 			t.Fatal("Open on a newer schema succeeded")
 		}
-		if want := "database schema version 7 is newer than this binary knows (2): upgrade LiveShare"; !strings.Contains(err.Error(), want) {
+		files := migrationFiles(t)
+		newest, _ := strconv.Atoi(strings.SplitN(files[len(files)-1], "_", 2)[0])
+		if want := fmt.Sprintf("database schema version 7 is newer than this binary knows (%d): upgrade LiveShare", newest); !strings.Contains(err.Error(), want) {
 			t.Errorf("Open error = %q, want it to say %q", err, want)
 		}
 	})
@@ -658,7 +675,7 @@ func TestTimestampsUTC(t *testing.T) {
 
 		before := time.Now().Add(-time.Second)
 		room := mustCreateRoom(t, s, "t")
-		mustAppend(t, s, store.Append{RoomID: room.ID, Ops: makeOps("a", 1)})
+		mustAppend(t, s, store.Append{RoomID: room.ID, Writes: []store.AppendWrite{{Ops: makeOps("a", 1)}}})
 		after := time.Now().Add(time.Second)
 
 		got, err := s.GetRoom(ctx, room.ID)
@@ -689,6 +706,74 @@ func TestTimestampsUTC(t *testing.T) {
 		}
 		if !got.CreatedAt.Equal(room.CreatedAt) || got.CreatedAt != room.CreatedAt {
 			t.Errorf("created_at read back as %v, created as %v", got.CreatedAt, room.CreatedAt)
+		}
+	})
+}
+
+// A group of writes is one commit: consecutive seqs in the order of the
+// writes, each write's client id on its ops, each key recording its own
+// write's result.
+func TestAppendGroup(t *testing.T) {
+	t.Parallel()
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		s := mustOpen(t, cfg)
+		room := mustCreateRoom(t, s, "r")
+		mustAppend(t, s, store.Append{RoomID: room.ID, Writes: []store.AppendWrite{{Ops: makeOps("a", 2)}}})
+
+		res := mustAppend(t, s, store.Append{RoomID: room.ID, ExpectedVersion: 2, ElementCount: 7, Writes: []store.AppendWrite{
+			{Ops: makeOps("b", 3), ClientID: "bob", IdempotencyKey: "kb"},
+			{Ops: makeOps("c", 1), ClientID: "carol"},
+			{Ops: makeOps("d", 2), ClientID: "dan", IdempotencyKey: "kd"},
+		}})
+		if res.Version != 8 || res.Applied != 6 {
+			t.Fatalf("group = %+v, want version 8, 6 applied", res)
+		}
+		ops := mustOpsSince(t, s, room.ID, 2, 0)
+		wantClients := []string{"bob", "bob", "bob", "carol", "dan", "dan"}
+		for i, op := range ops {
+			if op.Seq != int64(3+i) || op.ClientID != wantClients[i] || !op.CreatedAt.Equal(res.CreatedAt) {
+				t.Errorf("op %d = seq %d, client %q, at %v; want %d, %q, %v", i, op.Seq, op.ClientID, op.CreatedAt, 3+i, wantClients[i], res.CreatedAt)
+			}
+		}
+		got, err := s.IdempotentResults(ctx, room.ID, []string{"kb", "kd", "unused", ""})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got["kb"].Version != 5 || got["kb"].Applied != 3 || got["kd"].Version != 8 || got["kd"].Applied != 2 {
+			t.Errorf("IdempotentResults = %+v; want kb at 5 (3 ops), kd at 8 (2 ops)", got)
+		}
+		if v, pruned, err := s.RoomVersion(ctx, room.ID); err != nil || v != 8 || pruned != 0 {
+			t.Errorf("RoomVersion = %d, %d, %v; want 8, 0", v, pruned, err)
+		}
+		if r := mustGetRoom(t, s, room.ID); r.ElementCount != 7 {
+			t.Errorf("element_count = %d, want 7", r.ElementCount)
+		}
+
+		// A group with a key still in use is refused whole.
+		_, err = s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: 8, Writes: []store.AppendWrite{
+			{Ops: makeOps("e", 1)}, {Ops: makeOps("f", 1), IdempotencyKey: "kd"},
+		}})
+		if !errors.Is(err, store.ErrIdempotencyKeyUsed) {
+			t.Fatalf("group reusing a live key: %v, want ErrIdempotencyKeyUsed", err)
+		}
+		if v, _, _ := s.RoomVersion(ctx, room.ID); v != 8 {
+			t.Errorf("version after a refused group = %d, want 8", v)
+		}
+		// A write without ops is a caller's bug.
+		if _, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: 8, Writes: []store.AppendWrite{{Ops: makeOps("g", 1)}, {}}}); err == nil {
+			t.Error("a group with an empty write succeeded")
+		}
+
+		for _, id := range []string{uuid.NewString(), "nope"} {
+			if _, _, err := s.RoomVersion(ctx, id); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("RoomVersion(%q) error = %v, want ErrNotFound", id, err)
+			}
+		}
+		other := mustCreateRoom(t, s, "other")
+		versions, err := s.RoomVersions(ctx, []string{room.ID, other.ID, uuid.NewString(), "nope"})
+		if err != nil || len(versions) != 2 || versions[room.ID] != 8 || versions[other.ID] != 0 {
+			t.Errorf("RoomVersions = %v, %v; want the two rooms at 8 and 0", versions, err)
 		}
 	})
 }

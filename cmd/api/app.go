@@ -62,14 +62,17 @@ func (a *App) Run(ctx context.Context) error {
 	// Rooms and snapshots log a request's lines with its context: this
 	// logger adds the request id to them.
 	ctxLog := slog.New(handlers.LogHandler(a.log.Handler()))
+	// On PostgreSQL other instances may share the database: reads check it
+	// and snapshots are taken once per version across instances.
+	shared := st.Dialect() == "postgres"
 	snaps := snapshot.NewRegistry(st, snapshot.Config{
 		Interval: a.cfg.SnapshotInterval, Keep: a.cfg.SnapshotKeep, MaxBytes: a.cfg.SnapshotMaxBytes, Logger: ctxLog,
-		Metrics: mets,
+		Metrics: mets, Shared: shared,
 	})
 	rooms := room.NewManager(st, room.Options{
 		IdleTimeout: a.cfg.RoomIdleTimeout, QueueSize: a.cfg.SSEQueue, Logger: ctxLog,
 		Snapshots: snaps, SnapshotEveryOps: a.cfg.SnapshotEveryOps,
-		StateBudget: snapshot.StateBudget(a.cfg.SnapshotMaxBytes), Metrics: mets,
+		StateBudget: snapshot.StateBudget(a.cfg.SnapshotMaxBytes), Metrics: mets, Shared: shared,
 	})
 	mets.WatchRooms(rooms)
 	streamsDone := make(chan struct{})
@@ -148,6 +151,7 @@ func (a *App) Run(ctx context.Context) error {
 	finalCtx, cancelFinal := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancelFinal()
 	snaps.SnapshotChanged(finalCtx, rooms, snapshot.TriggerShutdown)
+	rooms.Close()
 	a.log.Info("stopped")
 	return nil
 }
