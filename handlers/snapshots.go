@@ -158,10 +158,13 @@ func (a *API) createSnapshot(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, store.ErrSnapshotExists) {
 		// The room did not change since a snapshot of its version was
 		// stored: answer that one rather than store a copy.
+		// Writers may have moved the room on since: any stored snapshot at
+		// that version or later answers the request.
 		status = http.StatusOK
+		version := meta.Version
 		meta, err = a.store.LatestSnapshotMeta(r.Context(), rm.ID())
-		if err == nil && meta.Version != rm.Version() {
-			err = fmt.Errorf("the snapshot at version %d is still being stored: %w", rm.Version(), room.ErrUnavailable)
+		if err == nil && meta.Version < version {
+			err = fmt.Errorf("the snapshot at version %d is still being stored: %w", version, room.ErrUnavailable)
 		}
 	}
 	if err != nil {

@@ -163,7 +163,7 @@ func (reg *Registry) CachedBytes() int64 { return reg.cache.bytes() }
 // Take snapshots r now. Every trigger but manual and clear returns
 // ErrUnchanged for a room that did not move since its last snapshot. A
 // manual snapshot of a room whose version already has one returns
-// store.ErrSnapshotExists. The room's writers wait only while its elements
+// store.ErrSnapshotExists with a meta holding only that version. The room's writers wait only while its elements
 // are copied; sorting, encoding and storing happen outside its lock.
 func (reg *Registry) Take(ctx context.Context, r *room.Room, trigger string) (store.SnapshotMeta, error) {
 	rs := reg.room(r.ID())
@@ -211,7 +211,7 @@ func (reg *Registry) Take(ctx context.Context, r *room.Room, trigger string) (st
 		// This version is stored already, by another instance or before.
 		r.SnapshotStored(version)
 		reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, encodeTime, len(data))
-		return store.SnapshotMeta{}, err
+		return store.SnapshotMeta{RoomID: r.ID(), Version: version}, err
 	}
 	if err != nil {
 		reg.stats.Failures.Add(1)

@@ -60,7 +60,7 @@ func TestScenarios(t *testing.T) {
 				}
 			}
 			if !strings.HasSuffix(lines[2], " 0 |") && tc.name != "recovery" {
-				t.Errorf("errors in the run:\n%s", out.String())
+				t.Errorf("errors in the run:\n%s\nlog:\n%s", out.String(), log.String())
 			}
 		})
 	}
