@@ -82,7 +82,15 @@ func (a *API) getPresence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	users := []room.User{}
-	if live, ok := a.rooms.Loaded(id); ok {
+	if a.cluster != nil {
+		// Every instance's subscribers, as the database has them now.
+		all, err := a.cluster.Presence(r.Context(), id)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		users = append(users, all...)
+	} else if live, ok := a.rooms.Loaded(id); ok {
 		users = live.Presence()
 	}
 	writeJSON(w, r, http.StatusOK, presenceResponse{Users: users})

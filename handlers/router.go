@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/liveshare/liveshare/cluster"
 	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/snapshot"
@@ -21,7 +22,10 @@ type Config struct {
 	Store     *store.Store
 	Rooms     *room.Manager
 	Snapshots *snapshot.Registry
-	Logger    *slog.Logger
+	// Cluster is this instance's part in several on one PostgreSQL
+	// database; nil on the embedded database.
+	Cluster *cluster.Cluster
+	Logger  *slog.Logger
 	// MaxBodyBytes limits every request body; larger ones get 413.
 	MaxBodyBytes int64
 	// RequestTimeout bounds REST requests (never the event streams).
@@ -41,6 +45,7 @@ type API struct {
 	store     *store.Store
 	rooms     *room.Manager
 	snapshots *snapshot.Registry
+	cluster   *cluster.Cluster
 	maxBody   int64
 	streams   *streams
 }
@@ -57,7 +62,7 @@ func New(cfg Config) http.Handler {
 		cfg.RequestTimeout = 30 * time.Second
 	}
 	cfg.Streams.Metrics = cfg.Metrics
-	a := &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, maxBody: cfg.MaxBodyBytes,
+	a := &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes,
 		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots)}
 
 	r := chi.NewRouter()

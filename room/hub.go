@@ -128,8 +128,10 @@ func (s *Subscription) end(reason string) {
 // one: a subscriber whose queue is full is cut off (it resumes with
 // Last-Event-ID) and counted.
 type hub struct {
+	roomID    string
 	queueSize int
 	metrics   *metrics.Metrics
+	sink      PresenceSink // nil: presence stays in this process
 
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
@@ -145,10 +147,19 @@ type hub struct {
 	presenceCh     chan struct{}
 	joined, left   *User
 	presenceCached []byte
+	// remote are the room's subscribers through other instances.
+	remote []User
 }
 
-func newHub(queueSize int, m *metrics.Metrics) *hub {
-	return &hub{queueSize: queueSize, metrics: m, subs: make(map[*Subscription]struct{}),
+// PresenceSink learns who joins and leaves a room through this instance,
+// so that other instances can list them; cluster.Cluster is one.
+type PresenceSink interface {
+	Joined(roomID string, u User)
+	Left(roomID string, u User)
+}
+
+func newHub(roomID string, queueSize int, m *metrics.Metrics, sink PresenceSink) *hub {
+	return &hub{roomID: roomID, queueSize: queueSize, metrics: m, sink: sink, subs: make(map[*Subscription]struct{}),
 		presenceCh: make(chan struct{})}
 }
 
@@ -172,6 +183,9 @@ func (h *hub) add(name string, now time.Time) (*Subscription, int64) {
 	}
 	h.subs[s] = struct{}{}
 	h.presenceLocked(&s.User, nil)
+	if h.sink != nil {
+		h.sink.Joined(h.roomID, s.User)
+	}
 	return s, h.version
 }
 
@@ -189,6 +203,9 @@ func (h *hub) removeLocked(s *Subscription, reason string) {
 	delete(h.subs, s)
 	s.end(reason)
 	h.presenceLocked(nil, &s.User)
+	if h.sink != nil {
+		h.sink.Left(h.roomID, s.User)
+	}
 }
 
 // users lists who is subscribed, oldest first.
@@ -198,24 +215,71 @@ func (h *hub) users() []User {
 	return h.usersLocked()
 }
 
-func (h *hub) usersLocked() []User {
+// local lists the subscribers through this instance.
+func (h *hub) local() []User {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	users := make([]User, 0, len(h.subs))
 	for s := range h.subs {
 		users = append(users, s.User)
 	}
+	return users
+}
+
+func (h *hub) usersLocked() []User {
+	users := make([]User, 0, len(h.subs)+len(h.remote))
+	for s := range h.subs {
+		users = append(users, s.User)
+	}
+	users = append(users, h.remote...)
+	SortUsers(users)
+	return users
+}
+
+// SortUsers sorts users oldest first (by id among equals), the order
+// presence lists them in.
+func SortUsers(users []User) {
 	slices.SortFunc(users, func(a, b User) int {
 		if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})
-	return users
 }
 
+// count returns how many subscribers the room has through this instance.
 func (h *hub) count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.subs)
+}
+
+// setRemote replaces the room's subscribers through other instances and
+// wakes the streams when they changed, naming one who joined or left.
+func (h *hub) setRemote(users []User) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := make(map[string]User, len(h.remote))
+	for _, u := range h.remote {
+		old[u.ID] = u
+	}
+	var joined, left *User
+	changed := len(users) != len(h.remote)
+	for i := range users {
+		if _, ok := old[users[i].ID]; !ok {
+			joined, changed = &users[i], true
+		}
+		delete(old, users[i].ID)
+	}
+	for _, u := range old {
+		left = &u
+		break
+	}
+	if !changed {
+		return
+	}
+	h.remote = users
+	h.presenceLocked(joined, left)
 }
 
 // MaxPresenceUsers bounds the users a presence event lists (the oldest
@@ -391,5 +455,8 @@ func (h *hub) close(roomID string) {
 		}
 		delete(h.subs, s)
 		s.end("room_deleted")
+		if h.sink != nil {
+			h.sink.Left(h.roomID, s.User)
+		}
 	}
 }

@@ -56,12 +56,24 @@ type Options struct {
 	// room's sequencer (a group commit with its catch-ups). Zero means the
 	// defaults.
 	LoadTimeout, CommitTimeout time.Duration
-	Logger                     *slog.Logger
+	// Events learns of every commit and deletion, to tell other instances;
+	// Presence of every join and leave. Nil for a process that shares its
+	// database with none.
+	Events   Events
+	Presence PresenceSink
+	Logger   *slog.Logger
 	// Metrics records commits, room loads and slow subscribers; nil
 	// records nothing.
 	Metrics *metrics.Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Events learns what other instances must hear of: every commit (the
+// room's new version) and deletion. Its methods must not block.
+type Events interface {
+	Committed(roomID string, version int64)
+	Deleted(roomID string)
 }
 
 // Manager holds the live rooms of this process, loading each on first use.
@@ -370,7 +382,7 @@ func (m *Manager) load(ctx context.Context, id string) (*Room, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Room{id: id, m: m, hub: newHub(m.opts.QueueSize, m.opts.Metrics), g: st.g, version: st.version,
+	r := &Room{id: id, m: m, hub: newHub(id, m.opts.QueueSize, m.opts.Metrics, m.opts.Presence), g: st.g, version: st.version,
 		snapVersion: st.snapshot.Version}
 	r.hub.version = st.version
 	if !st.firstOpAt.IsZero() {
@@ -409,6 +421,9 @@ func (m *Manager) Forget(id string) {
 	if m.opts.Snapshots != nil {
 		m.opts.Snapshots.Forget(id)
 	}
+	if m.opts.Events != nil {
+		m.opts.Events.Deleted(id)
+	}
 }
 
 // forgetDeleted forgets r, found deleted by another instance.
@@ -429,6 +444,23 @@ func (m *Manager) RoomDeleted(id string) {
 	if r, ok := m.Loaded(id); ok {
 		m.forgetDeleted(r)
 	}
+}
+
+// SetRemotePresence replaces the room's subscribers through other
+// instances, if the room is in memory.
+func (m *Manager) SetRemotePresence(id string, users []User) {
+	if r, ok := m.Loaded(id); ok {
+		r.hub.setRemote(users)
+	}
+}
+
+// LocalPresence lists the room's subscribers through this instance (none
+// when it is not in memory).
+func (m *Manager) LocalPresence(id string) []User {
+	if r, ok := m.Loaded(id); ok {
+		return r.hub.local()
+	}
+	return nil
 }
 
 // Loaded returns the room if it is in memory, without loading it.
@@ -477,7 +509,7 @@ func (m *Manager) EvictIdle(ctx context.Context) int {
 	cutoff := m.opts.Now().Add(-m.opts.IdleTimeout).UnixNano()
 	n := 0
 	for _, r := range m.Live() {
-		if r.lastUsed.Load() >= cutoff || r.Subscribers() > 0 {
+		if r.lastUsed.Load() >= cutoff || r.LocalSubscribers() > 0 {
 			continue
 		}
 		if m.opts.Snapshots != nil && r.Changed() {

@@ -280,5 +280,14 @@ func (r *Room) Subscribe(name string) (Join, error) {
 // Presence lists who is subscribed to the room, oldest first.
 func (r *Room) Presence() []User { return r.hub.users() }
 
-// Subscribers returns how many subscribers the room has.
-func (r *Room) Subscribers() int { return r.hub.count() }
+// Subscribers returns how many subscribers the room has, through every
+// instance.
+func (r *Room) Subscribers() int {
+	r.hub.mu.Lock()
+	defer r.hub.mu.Unlock()
+	return len(r.hub.subs) + len(r.hub.remote)
+}
+
+// LocalSubscribers returns how many subscribers the room has through this
+// instance.
+func (r *Room) LocalSubscribers() int { return r.hub.count() }

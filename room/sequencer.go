@@ -503,6 +503,9 @@ func (r *Room) applyCommitted(p *plan, at time.Time) {
 	r.markDirtyLocked(r.m.opts.Now())
 	r.mu.Unlock()
 	r.hub.publish(b)
+	if ev := r.m.opts.Events; ev != nil {
+		ev.Committed(r.id, p.to)
+	}
 	r.checkDue()
 }
 

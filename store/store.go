@@ -121,6 +121,10 @@ type Store struct {
 	// database/sql), so that each costs one round trip.
 	appendStmt  *sqlx.Stmt // PostgreSQL only: a whole group commit
 	versionStmt *sqlx.Stmt
+
+	// url and channel are PostgreSQL's: the database URL, for the
+	// listening connection, and the notification channel.
+	url, channel string
 }
 
 // Open connects to the database chosen by cfg, checks it answers, applies the
@@ -149,6 +153,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) prepare(ctx context.Context) error {
 	var err error
 	if s.dialect == dialectPostgres {
+		if err := s.readChannel(ctx); err != nil {
+			return err
+		}
 		if s.appendStmt, err = s.db.PreparexContext(ctx, appendPostgresQuery); err != nil {
 			return fmt.Errorf("prepare the group commit: %w", err)
 		}
@@ -180,7 +187,7 @@ func connect(cfg Config) (*Store, error) {
 		db.SetMaxIdleConns(10)
 		db.SetConnMaxIdleTime(5 * time.Minute)
 		db.SetConnMaxLifetime(time.Hour)
-		s.db, s.dialect = db, dialectPostgres
+		s.db, s.dialect, s.url = db, dialectPostgres, cfg.DatabaseURL
 	default:
 		return nil, errors.New("unsupported database URL: want postgres:// or postgresql://, or empty for the embedded database")
 	}

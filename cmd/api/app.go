@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/liveshare/liveshare/cluster"
 	"github.com/liveshare/liveshare/handlers"
 	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
@@ -43,6 +44,13 @@ func NewApp(cfg Config, logOut io.Writer) *App {
 // streams, stops accepting, lets requests finish within the shutdown timeout,
 // stops the background goroutines and closes the database.
 func (a *App) Run(ctx context.Context) error {
+	if a.cfg.DatabaseURL == "" {
+		release, err := store.LockDataDir(a.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	st, err := store.Open(ctx, store.Config{DatabaseURL: a.cfg.DatabaseURL, DataDir: a.cfg.DataDir})
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
@@ -65,19 +73,24 @@ func (a *App) Run(ctx context.Context) error {
 	// On PostgreSQL other instances may share the database: reads check it
 	// and snapshots are taken once per version across instances.
 	shared := st.Dialect() == "postgres"
+	var clu *cluster.Cluster
+	roomOpts := room.Options{}
+	if shared {
+		clu = cluster.New(st, cluster.Config{PollInterval: a.cfg.PollInterval, Logger: a.log})
+		roomOpts.Events, roomOpts.Presence = clu, clu
+	}
 	snaps := snapshot.NewRegistry(st, snapshot.Config{
 		Interval: a.cfg.SnapshotInterval, Keep: a.cfg.SnapshotKeep, MaxBytes: a.cfg.SnapshotMaxBytes, Logger: ctxLog,
 		Metrics: mets, Shared: shared,
 	})
-	rooms := room.NewManager(st, room.Options{
-		IdleTimeout: a.cfg.RoomIdleTimeout, QueueSize: a.cfg.SSEQueue, Logger: ctxLog,
-		Snapshots: snaps, SnapshotEveryOps: a.cfg.SnapshotEveryOps,
-		StateBudget: snapshot.StateBudget(a.cfg.SnapshotMaxBytes), Metrics: mets, Shared: shared,
-	})
+	roomOpts.IdleTimeout, roomOpts.QueueSize, roomOpts.Logger = a.cfg.RoomIdleTimeout, a.cfg.SSEQueue, ctxLog
+	roomOpts.Snapshots, roomOpts.SnapshotEveryOps = snaps, a.cfg.SnapshotEveryOps
+	roomOpts.StateBudget, roomOpts.Metrics, roomOpts.Shared = snapshot.StateBudget(a.cfg.SnapshotMaxBytes), mets, shared
+	rooms := room.NewManager(st, roomOpts)
 	mets.WatchRooms(rooms)
 	streamsDone := make(chan struct{})
 	api := handlers.New(handlers.Config{
-		Store: st, Rooms: rooms, Snapshots: snaps, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes, Metrics: mets,
+		Store: st, Rooms: rooms, Snapshots: snaps, Cluster: clu, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes, Metrics: mets,
 		App: web.App(http.HandlerFunc(handlers.NotFound)),
 		Streams: handlers.StreamConfig{
 			Heartbeat: a.cfg.SSEHeartbeat, WriteTimeout: a.cfg.SSEWriteTimeout, Done: streamsDone,
@@ -111,6 +124,13 @@ func (a *App) Run(ctx context.Context) error {
 	bg.Go(func() { rooms.Run(bgCtx) })
 	bg.Go(func() { snaps.Run(bgCtx, rooms) })
 	bg.Go(func() { a.pruneIdempotencyKeys(bgCtx, st) })
+	if clu != nil {
+		if err := a.runCluster(bgCtx, clu, rooms, &bg); err != nil {
+			stopBackground()
+			bg.Wait()
+			return err
+		}
+	}
 	defer func() {
 		stopBackground()
 		bg.Wait()
@@ -154,6 +174,19 @@ func (a *App) Run(ctx context.Context) error {
 	rooms.Close()
 	a.log.Info("stopped")
 	return nil
+}
+
+// runCluster starts this instance's part in the cluster on bg; it fails
+// when the instance cannot register or listen.
+func (a *App) runCluster(ctx context.Context, clu *cluster.Cluster, rooms *room.Manager, bg *sync.WaitGroup) error {
+	started := make(chan error, 1)
+	bg.Go(func() {
+		err := clu.Run(ctx, rooms, func() { started <- nil })
+		if err != nil {
+			started <- err
+		}
+	})
+	return <-started
 }
 
 // pruneIdempotencyKeys deletes expired idempotency keys every hour until ctx

@@ -30,6 +30,7 @@ type Config struct {
 	SSEWriteTimeout  time.Duration
 	SSEQueue         int
 	PprofAddr        string // empty: no pprof listener
+	PollInterval     time.Duration
 }
 
 // setting is one configuration value: its env var, flag and default.
@@ -105,6 +106,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 			c.SSEQueue = int(v)
 			return err
 		}},
+		{"LIVESHARE_POLL_INTERVAL", "poll-interval", "2s", "on PostgreSQL, how often the rooms held for subscribers are compared with the database, beside notifications (Go duration)", durationIn(&c.PollInterval, 10*time.Millisecond)},
 		{"LIVESHARE_PPROF_ADDR", "pprof-addr", "", "serve net/http/pprof on this separate host:port; empty is off", func(s string) error {
 			if s != "" && !strings.Contains(s, ":") {
 				return errors.New("must be host:port, or empty for none")
