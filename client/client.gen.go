@@ -75,6 +75,7 @@ const (
 	ProblemCodeSnapshotNotFound   ProblemCode = "snapshot_not_found"
 	ProblemCodeSnapshotTooLarge   ProblemCode = "snapshot_too_large"
 	ProblemCodeTooManyOps         ProblemCode = "too_many_ops"
+	ProblemCodeUnavailable        ProblemCode = "unavailable"
 )
 
 // Valid indicates whether the value is a known member of the ProblemCode enum.
@@ -123,6 +124,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeSnapshotTooLarge:
 		return true
 	case ProblemCodeTooManyOps:
+		return true
+	case ProblemCodeUnavailable:
 		return true
 	default:
 		return false
@@ -523,7 +526,7 @@ type Room struct {
 	Id   UUID   `json:"id"`
 	Name string `json:"name"`
 
-	// Subscribers subscribers of its event stream on this instance
+	// Subscribers subscribers of its event stream
 	Subscribers int       `json:"subscribers"`
 	UpdatedAt   Timestamp `json:"updated_at"`
 
@@ -828,30 +831,6 @@ type RoomNotFound struct {
 	Type string `json:"type"`
 }
 
-// RoomUnrecoverable defines model for RoomUnrecoverable.
-type RoomUnrecoverable struct {
-	Code interface{} `json:"code"`
-
-	// CurrentVersion the room's version, for `conflict`
-	CurrentVersion *Version `json:"current_version,omitempty"`
-
-	// Detail what went wrong
-	Detail *string `json:"detail,omitempty"`
-
-	// OpIndex the index of the op that failed, for `invalid_op`
-	OpIndex *int `json:"op_index,omitempty"`
-
-	// RequestId the request's id
-	RequestId *string `json:"request_id,omitempty"`
-	Status    int     `json:"status"`
-
-	// Title the HTTP status text
-	Title string `json:"title"`
-
-	// Type `https://liveshare.dev/problems/` followed by the code
-	Type string `json:"type"`
-}
-
 // Snapshot defines model for Snapshot.
 type Snapshot = SnapshotWithState
 
@@ -905,6 +884,30 @@ type SnapshotOrRoomNotFound struct {
 
 // SnapshotTooLarge defines model for SnapshotTooLarge.
 type SnapshotTooLarge struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
+// Unavailable defines model for Unavailable.
+type Unavailable struct {
 	Code interface{} `json:"code"`
 
 	// CurrentVersion the room's version, for `conflict`
@@ -1736,7 +1739,7 @@ type ClientInterface interface {
 	// Corresponds with POST /rooms/{room}/ops (the `PostOps` operationId).
 	PostOps(ctx context.Context, room RoomID, params *PostOpsParams, body PostOpsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetPresence Who is subscribed to the room's events now (on this instance)
+	// GetPresence Who is subscribed to the room's events now, on every instance
 	//
 	// Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 	GetPresence(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2114,7 +2117,7 @@ func (c *Client) PostOps(ctx context.Context, room RoomID, params *PostOpsParams
 	return c.Client.Do(req)
 }
 
-// GetPresence Who is subscribed to the room's events now (on this instance)
+// GetPresence Who is subscribed to the room's events now, on every instance
 //
 // Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 func (c *Client) GetPresence(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3507,7 +3510,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /rooms/{room}/ops (the `PostOps` operationId).
 	PostOpsWithResponse(ctx context.Context, room RoomID, params *PostOpsParams, body PostOpsJSONRequestBody, reqEditors ...RequestEditorFn) (*PostOpsResponse, error)
 
-	// GetPresenceWithResponse Who is subscribed to the room's events now (on this instance)
+	// GetPresenceWithResponse Who is subscribed to the room's events now, on every instance
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4433,6 +4436,7 @@ type StreamEventsResponse500Headers struct {
 
 // StreamEventsResponse503Headers the declared response headers of an HTTP 503 response for StreamEvents
 type StreamEventsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -4467,7 +4471,7 @@ type StreamEventsResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *StreamEventsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -4517,7 +4521,7 @@ func (r StreamEventsResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r StreamEventsResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r StreamEventsResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -4579,6 +4583,7 @@ type GetGraphResponse500Headers struct {
 
 // GetGraphResponse503Headers the declared response headers of an HTTP 503 response for GetGraph
 type GetGraphResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -4594,7 +4599,7 @@ type GetGraphResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetGraphResponse200Headers
 	// Headers304 the parsed response headers for an HTTP 304 response
@@ -4630,7 +4635,7 @@ func (r GetGraphResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r GetGraphResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r GetGraphResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -4889,6 +4894,7 @@ type PostOpsResponse500Headers struct {
 
 // PostOpsResponse503Headers the declared response headers of an HTTP 503 response for PostOps
 type PostOpsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -4994,7 +5000,7 @@ type PostOpsResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *PostOpsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -5133,7 +5139,7 @@ func (r PostOpsResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r PostOpsResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r PostOpsResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -5283,6 +5289,7 @@ type ClearSnapshotsResponse500Headers struct {
 
 // ClearSnapshotsResponse503Headers the declared response headers of an HTTP 503 response for ClearSnapshots
 type ClearSnapshotsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -5298,7 +5305,7 @@ type ClearSnapshotsResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *ClearSnapshotsResponse204Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -5334,7 +5341,7 @@ func (r ClearSnapshotsResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r ClearSnapshotsResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r ClearSnapshotsResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -5457,6 +5464,12 @@ func (r ListSnapshotsResponse) ContentType() string {
 	return ""
 }
 
+// CreateSnapshotResponse200Headers the declared response headers of an HTTP 200 response for CreateSnapshot
+type CreateSnapshotResponse200Headers struct {
+	Location   string
+	XRequestId string
+}
+
 // CreateSnapshotResponse201Headers the declared response headers of an HTTP 201 response for CreateSnapshot
 type CreateSnapshotResponse201Headers struct {
 	Location   string
@@ -5485,12 +5498,15 @@ type CreateSnapshotResponse500Headers struct {
 
 // CreateSnapshotResponse503Headers the declared response headers of an HTTP 503 response for CreateSnapshot
 type CreateSnapshotResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
 type CreateSnapshotResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SnapshotMeta
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *SnapshotMeta
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
@@ -5502,7 +5518,9 @@ type CreateSnapshotResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CreateSnapshotResponse200Headers
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateSnapshotResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -5515,6 +5533,11 @@ type CreateSnapshotResponse struct {
 	Headers500 *CreateSnapshotResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *CreateSnapshotResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateSnapshotResponse) GetJSON200() *SnapshotMeta {
+	return r.JSON200
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5543,7 +5566,7 @@ func (r CreateSnapshotResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r CreateSnapshotResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r CreateSnapshotResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -5931,6 +5954,7 @@ type RestoreSnapshotResponse500Headers struct {
 
 // RestoreSnapshotResponse503Headers the declared response headers of an HTTP 503 response for RestoreSnapshot
 type RestoreSnapshotResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -5992,7 +6016,7 @@ type RestoreSnapshotResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *RestoreSnapshotResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -6082,7 +6106,7 @@ func (r RestoreSnapshotResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r RestoreSnapshotResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r RestoreSnapshotResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -6456,7 +6480,7 @@ func (c *ClientWithResponses) PostOpsWithResponse(ctx context.Context, room Room
 	return ParsePostOpsResponse(rsp)
 }
 
-// GetPresenceWithResponse Who is subscribed to the room's events now (on this instance)
+// GetPresenceWithResponse Who is subscribed to the room's events now, on every instance
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7321,7 +7345,7 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -7386,6 +7410,13 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers StreamEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -7445,7 +7476,7 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -7520,6 +7551,13 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetGraphResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -7830,7 +7868,7 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -7918,6 +7956,13 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers PostOpsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -8067,7 +8112,7 @@ func ParseClearSnapshotsResponse(rsp *http.Response) (*ClearSnapshotsResponse, e
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8128,6 +8173,13 @@ func ParseClearSnapshotsResponse(rsp *http.Response) (*ClearSnapshotsResponse, e
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ClearSnapshotsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -8245,6 +8297,13 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SnapshotMeta
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
 		var dest SnapshotMeta
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8281,7 +8340,7 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8290,6 +8349,23 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers CreateSnapshotResponse200Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 201:
 		var headers CreateSnapshotResponse201Headers
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
@@ -8349,6 +8425,13 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers CreateSnapshotResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -8867,7 +8950,7 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8945,6 +9028,13 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers RestoreSnapshotResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -482,6 +482,10 @@ func TestContractAPI(t *testing.T) {
 		if loc := a.Header.Get("Location"); loc != base+"/snapshots/"+snapID {
 			t.Errorf("Location %q, want %s/snapshots/%s", loc, base, snapID)
 		}
+		// Nothing changed since: the same snapshot again, no new one.
+		if again := c.do(u, "POST", base+"/snapshots", "").expect(t, 200, ""); again.str(t, "id") != snapID {
+			t.Errorf("a snapshot of an unchanged room answered %s, want the existing %s", again.str(t, "id"), snapID)
+		}
 		c.do(u, "GET", base+"/snapshots", "").expect(t, 200, "")
 		c.do(u, "GET", base+"/snapshots/stats", "").expect(t, 200, "")
 		latest := c.do(u, "GET", base+"/snapshots/latest", "").expect(t, 200, "")
