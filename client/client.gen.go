@@ -278,12 +278,12 @@ type CreateRoomRequest struct {
 	Name *string `json:"name,omitempty"`
 }
 
-// Data free properties, a JSON object of at most 64 KiB encoded
+// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 type Data = map[string]interface{}
 
 // Edge defines model for Edge.
 type Edge struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data Data `json:"data"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -310,7 +310,7 @@ type Edge struct {
 
 // EdgeInput a new edge; source and target must be existing nodes
 type EdgeInput struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data *Data `json:"data,omitempty"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -372,7 +372,7 @@ type LoggedOpBody struct {
 
 // Node defines model for Node.
 type Node struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data Data `json:"data"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -391,7 +391,7 @@ type Node struct {
 
 // NodeInput a new node; kind and label default to "", x and y to 0, data to {}
 type NodeInput struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data *Data `json:"data,omitempty"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges

@@ -1,10 +1,13 @@
 package handlers
 
 import (
+	"strings"
+
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/go-json-experiment/json/jsontext"
 	"io"
 	"net/http"
 )
@@ -27,6 +30,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any,
 		}
 		return newProblem(http.StatusBadRequest, "invalid_json", "request body is empty: a JSON object is required")
 	}
+	if err := checkIJSON(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -39,6 +45,63 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any,
 		return newProblem(http.StatusBadRequest, "invalid_json", "request body has data after its JSON value")
 	}
 	return nil
+}
+
+// checkIJSON holds a body to I-JSON (RFC 7493), the same for both
+// databases: valid UTF-8, escapes that decode to valid code points (no lone
+// surrogates), unique member names in every object, and no NUL in any
+// string (PostgreSQL cannot store it in text; SQLite would). encoding/json
+// alone would replace bad UTF-8 with U+FFFD and let the last duplicate win,
+// so what is stored would not be what was sent.
+func checkIJSON(body []byte) error {
+	if !jsontext.Value(body).IsValid() {
+		dec := jsontext.NewDecoder(bytes.NewReader(body))
+		if _, err := dec.ReadValue(); err != nil {
+			return describeIJSON(err)
+		}
+		// One valid value and more after it: decodeJSON words that.
+		return nil
+	}
+	// The common case has no escaped NUL at all; only then look closer
+	// (a `\\u0000` is text, not a NUL).
+	if !bytes.Contains(body, []byte(`\u0000`)) {
+		return nil
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	for {
+		kind := dec.PeekKind()
+		if kind == 0 {
+			return nil
+		}
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return describeIJSON(err)
+		}
+		if kind == '"' && strings.IndexByte(tok.String(), 0) >= 0 {
+			return problemf(http.StatusBadRequest, "invalid_json", "a string at %q holds a NUL character (\\u0000), which is not allowed", where(dec))
+		}
+	}
+}
+
+// describeIJSON words a jsontext error with where it happened.
+func describeIJSON(err error) error {
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) {
+		at := string(syn.JSONPointer)
+		if at == "" {
+			at = "/"
+		}
+		return problemf(http.StatusBadRequest, "invalid_json", "malformed JSON at %q (byte %d): %v", at, syn.ByteOffset, syn.Err)
+	}
+	return problemf(http.StatusBadRequest, "invalid_json", "malformed JSON: %v", err)
+}
+
+// where is the JSON Pointer of the value dec just read.
+func where(dec *jsontext.Decoder) string {
+	if p := string(dec.StackPointer()); p != "" {
+		return p
+	}
+	return "/"
 }
 
 // describeJSONError words a decoding error for a client.
