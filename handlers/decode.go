@@ -1,26 +1,43 @@
 package handlers
 
 import (
-	"strings"
-
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/go-json-experiment/json/jsontext"
 	"io"
 	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // decodeJSON reads r's body, at most maxBytes, into dst: exactly one JSON
 // value, no unknown fields. An empty body is allowed when allowEmpty is set
 // and leaves dst untouched. Errors are *Problem values naming what is wrong.
-func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any, allowEmpty bool) error {
+//
+// The body must arrive within timeout: a client trickling it in would
+// otherwise hold a connection and a decoder until the request's deadline.
+func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, timeout time.Duration, dst any, allowEmpty bool) error {
+	rc := http.NewResponseController(w)
+	// Where the writer cannot set deadlines (tests' recorders), the
+	// server's own timeouts still apply.
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	if deadlineSet {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return problemf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", maxBytes)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The rest of the body may still come: do not read it.
+			w.Header().Set("Connection", "close")
+			return problemf(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive within %s", timeout)
 		}
 		return problemf(http.StatusBadRequest, "invalid_json", "reading request body: %v", err)
 	}

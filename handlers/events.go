@@ -139,6 +139,18 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d characters", maxPresenceName))
 		return
 	}
+	if r.Method == http.MethodHead {
+		// The headers a stream would start with, and no stream.
+		if _, _, err := s.store.RoomVersion(r.Context(), roomIDFrom(r)); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	rm, join, err := s.rooms.Subscribe(r.Context(), roomIDFrom(r), name)
 	if err != nil {
 		writeError(w, r, err)

@@ -81,7 +81,7 @@ func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req postOpsRequest
-	if err := decodeJSON(w, r, a.maxBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, a.maxBody, a.bodyTimeout, &req, false); err != nil {
 		writeError(w, r, err)
 		return
 	}
