@@ -1,0 +1,432 @@
+package room_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/store"
+	"github.com/liveshare/liveshare/store/storetest"
+)
+
+// groupCounter is the room.Store the grouped rooms commit through: the real
+// store, counting the commits that carried more than one request, so that
+// the property below is known to have exercised group commit. When hold is
+// set, the next commit waits until it is closed: requests fired meanwhile
+// queue up behind it and form one group.
+type groupCounter struct {
+	*store.Store
+	multi atomic.Int64
+
+	mu   sync.Mutex
+	hold chan struct{}
+}
+
+func (c *groupCounter) AppendOps(ctx context.Context, a store.Append) (store.AppendResult, error) {
+	c.mu.Lock()
+	hold := c.hold
+	c.hold = nil
+	c.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	res, err := c.Store.AppendOps(ctx, a)
+	if err == nil && len(a.Writes) > 1 {
+		c.multi.Add(1)
+	}
+	return res, err
+}
+
+// holdNext makes the next commit wait for release, and returns a func
+// that closes it.
+func (c *groupCounter) holdNext() (release func()) {
+	ch := make(chan struct{})
+	c.mu.Lock()
+	c.hold = ch
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.hold = nil
+			c.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// A small id pool makes duplicate adds, updates of missing nodes, edges to
+// missing nodes and cascades common, so that many requests are refused.
+var (
+	propNodes = []string{"a", "b", "c", "d", "e"}
+	propEdges = []string{"e1", "e2", "e3"}
+	propKeys  = []string{"k0", "k1", "k2", "k3"}
+)
+
+// genPropOp draws an op that is valid or not depending on the state it
+// meets, which the concurrency of the test decides; fresh is an id no other
+// op uses, for the adds that are always valid.
+func genPropOp(t *rapid.T, fresh string) graph.Op {
+	node := func() string { return rapid.SampledFrom(propNodes).Draw(t, "node") }
+	switch rapid.IntRange(0, 12).Draw(t, "opkind") {
+	case 0, 1, 2, 3:
+		return graph.Op{Kind: graph.OpAddNode, Node: &graph.Node{ID: fresh, Kind: "table"}}
+	case 4, 5:
+		return graph.Op{Kind: graph.OpAddNode, Node: &graph.Node{ID: node(), Kind: "table", X: float64(rapid.IntRange(0, 9).Draw(t, "x"))}}
+	case 6, 7:
+		return graph.Op{Kind: graph.OpUpdateNode, ID: node(), Patch: json.RawMessage(fmt.Sprintf(`{"x":%d,"label":"l"}`, rapid.IntRange(0, 9).Draw(t, "x")))}
+	case 8:
+		return graph.Op{Kind: graph.OpRemoveNode, ID: node()}
+	case 9, 10:
+		return graph.Op{Kind: graph.OpAddEdge, Edge: &graph.Edge{ID: rapid.SampledFrom(propEdges).Draw(t, "edge"), Source: node(), Target: node()}}
+	case 11:
+		return graph.Op{Kind: graph.OpRemoveEdge, ID: rapid.SampledFrom(propEdges).Draw(t, "edge")}
+	default:
+		// Invalid whatever the state: an id outside the allowed alphabet.
+		return graph.Op{Kind: graph.OpAddNode, Node: &graph.Node{ID: "bad id"}}
+	}
+}
+
+// propRequest is one write of the property test and the answer it got.
+type propRequest struct {
+	round, index int
+	w            room.Write
+	res          room.WriteResult
+	err          error
+}
+
+func (q *propRequest) String() string {
+	base := "none"
+	if q.w.BaseVersion != nil {
+		base = fmt.Sprint(*q.w.BaseVersion)
+	}
+	ops, _ := json.Marshal(q.w.Ops)
+	return fmt.Sprintf("request %d.%d (key %q, base %s, %d ops %s)", q.round, q.index, q.w.IdempotencyKey, base, len(q.w.Ops), ops)
+}
+
+// answerOf describes an answer by what a client can tell of it: the result,
+// or the error's kind and its details.
+func answerOf(res room.WriteResult, err error) string {
+	var (
+		opErr    *graph.OpError
+		conflict *room.ConflictError
+	)
+	switch {
+	case err == nil:
+		return fmt.Sprintf("ok version %d applied %d replayed %v", res.Version, res.Applied, res.Replayed)
+	case errors.As(err, &opErr):
+		return "invalid: " + opErr.Error()
+	case errors.As(err, &conflict):
+		return fmt.Sprintf("conflict: current %d", conflict.Current)
+	default:
+		return "error: " + err.Error()
+	}
+}
+
+// sequentialModel is what applying requests one by one must do, computed
+// without a room: the state, the version, and the results recorded under
+// idempotency keys.
+type sequentialModel struct {
+	g       *graph.Graph
+	version int64
+	keys    map[string]room.WriteResult
+}
+
+// answer is the answer a request gets when it is applied alone at the
+// model's state, in the order a room decides: a used key answers its first
+// result, then base_version, then the ops.
+func (m *sequentialModel) answer(w room.Write) string {
+	if res, ok := m.keys[w.IdempotencyKey]; ok && w.IdempotencyKey != "" {
+		res.Replayed = true
+		return answerOf(res, nil)
+	}
+	if w.BaseVersion != nil && *w.BaseVersion != m.version {
+		return answerOf(room.WriteResult{}, &room.ConflictError{Current: m.version})
+	}
+	if err := m.g.Check(w.Ops); err != nil {
+		return answerOf(room.WriteResult{}, err)
+	}
+	return answerOf(room.WriteResult{Version: m.version + int64(len(w.Ops)), Applied: len(w.Ops)}, nil)
+}
+
+// accept applies an accepted request to the model.
+func (m *sequentialModel) accept(t *rapid.T, q *propRequest) {
+	if err := m.g.Apply(q.w.Ops); err != nil {
+		t.Fatalf("model: %v refused on replay: %v", q, err)
+	}
+	m.version += int64(len(q.w.Ops))
+	if k := q.w.IdempotencyKey; k != "" {
+		m.keys[k] = room.WriteResult{Version: m.version, Applied: len(q.w.Ops)}
+	}
+}
+
+// TestPropGroupsEqualSequentialApplication is the property of issue 12's
+// group commit, against a real Manager over a real store in both dialects:
+// requests fired together (valid, invalid, with conflicting base versions,
+// with idempotency keys used twice within a group and across groups, of
+// mixed sizes) and committed in groups leave the same op log, the same state
+// and the same answer per request as the same requests applied one by one,
+// in commit order, to a fresh room.
+//
+// Commit order is observable for the accepted requests only (their
+// versions). A refused or replayed request changed nothing, so where it
+// stood in the order changes no other answer: the property holds iff each
+// of them, applied alone at SOME point of its round among the accepted
+// requests, gets the answer it got. The replay finds such a point for each
+// (real time bounds it to its round: the rounds run one after the other),
+// applies it there to the fresh room, and compares.
+func TestPropGroupsEqualSequentialApplication(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		st := openStore(t, cfg)
+		counter := &groupCounter{Store: st}
+		var checks, requests, refused, replayed int
+		rapid.Check(t, func(rt *rapid.T) {
+			checks++
+			grouped := room.NewManager(counter, room.Options{})
+			defer grouped.Close()
+			sequential := room.NewManager(st, room.Options{})
+			defer sequential.Close()
+			var groupedID, sequentialID string
+			for _, id := range []*string{&groupedID, &sequentialID} {
+				rm, err := st.CreateRoom(ctx, "prop")
+				if err != nil {
+					rt.Fatal(err)
+				}
+				*id = rm.ID
+			}
+
+			// Fire the rounds: each round's requests are released together,
+			// so that the sequencer takes them in groups.
+			var rounds [][]*propRequest
+			var keyed []*propRequest
+			for r := range rapid.IntRange(1, 4).Draw(rt, "rounds") {
+				start, err := grouped.Get(ctx, groupedID)
+				if err != nil {
+					rt.Fatal(err)
+				}
+				startVersion := start.Version()
+				var round []*propRequest
+				for i := range rapid.IntRange(1, 10).Draw(rt, "requests") {
+					q := &propRequest{round: r, index: i}
+					if len(keyed) > 0 && rapid.IntRange(0, 5).Draw(rt, "retry") == 0 {
+						// A client retrying an earlier request of this or an
+						// earlier round, key and body alike.
+						q.w = keyed[rapid.IntRange(0, len(keyed)-1).Draw(rt, "retried")].w
+					} else {
+						n := 1
+						switch rapid.IntRange(0, 5).Draw(rt, "size") {
+						case 0:
+							n = rapid.IntRange(5, 20).Draw(rt, "large")
+						case 1, 2:
+							n = rapid.IntRange(2, 4).Draw(rt, "small")
+						}
+						// Half the requests are valid whatever the state
+						// (but for their base version and key): fresh nodes
+						// and updates of them.
+						careful := rapid.Bool().Draw(rt, "careful")
+						for j := range n {
+							fresh := fmt.Sprintf("n%d_%d_%d", r, i, j)
+							switch {
+							case !careful:
+								q.w.Ops = append(q.w.Ops, genPropOp(rt, fresh))
+							case j > 0 && rapid.IntRange(0, 2).Draw(rt, "touch") == 0:
+								q.w.Ops = append(q.w.Ops, graph.Op{Kind: graph.OpUpdateNode, ID: fmt.Sprintf("n%d_%d_0", r, i), Patch: json.RawMessage(fmt.Sprintf(`{"y":%d}`, j))})
+							default:
+								q.w.Ops = append(q.w.Ops, graph.Op{Kind: graph.OpAddNode, Node: &graph.Node{ID: fresh, Kind: "view"}})
+							}
+						}
+						q.w.ClientID = fmt.Sprintf("c%d.%d", r, i)
+						if rapid.IntRange(0, 4).Draw(rt, "withbase") == 0 {
+							b := startVersion + int64(rapid.IntRange(-1, 4).Draw(rt, "base"))
+							q.w.BaseVersion = &b
+						}
+						if rapid.IntRange(0, 2).Draw(rt, "withkey") == 0 {
+							q.w.IdempotencyKey = rapid.SampledFrom(propKeys).Draw(rt, "key")
+						}
+					}
+					if q.w.IdempotencyKey != "" {
+						keyed = append(keyed, q)
+					}
+					round = append(round, q)
+				}
+				requests += len(round)
+				// Either the requests meet the sequencer as they come, or
+				// the round's first commit waits until every request of the
+				// round was sent, so that the rest queue behind it.
+				hold := rapid.Bool().Draw(rt, "hold")
+				var releaseCommit func()
+				if hold {
+					releaseCommit = counter.holdNext()
+				}
+				release := make(chan struct{})
+				var wg, sent sync.WaitGroup
+				sent.Add(len(round))
+				for _, q := range round {
+					wg.Go(func() {
+						<-release
+						sent.Done()
+						q.res, q.err = grouped.Apply(ctx, groupedID, q.w)
+					})
+				}
+				close(release)
+				if hold {
+					sent.Wait()
+					// Sent is not yet queued: let the senders run on. How
+					// many queue in time decides only how groups form.
+					for range 10 {
+						runtime.Gosched()
+					}
+					releaseCommit()
+				}
+				wg.Wait()
+				for _, q := range round {
+					if a := answerOf(q.res, q.err); strings.HasPrefix(a, "error: ") {
+						rt.Fatalf("%v: unexpected %s", q, a)
+					}
+				}
+				rounds = append(rounds, round)
+			}
+
+			// The accepted requests' versions must tile 1..version: that is
+			// the commit order.
+			g, err := grouped.Get(ctx, groupedID)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			groupedState, groupedVersion := g.State()
+			var next int64 = 1
+			accepted := make([][]*propRequest, len(rounds))
+			for r, round := range rounds {
+				for _, q := range round {
+					if q.err == nil && !q.res.Replayed {
+						accepted[r] = append(accepted[r], q)
+					}
+				}
+				slices.SortFunc(accepted[r], func(a, b *propRequest) int { return int(a.res.Version - b.res.Version) })
+				for _, q := range accepted[r] {
+					if first := q.res.Version - int64(q.res.Applied) + 1; first != next || q.res.Applied != len(q.w.Ops) {
+						rt.Fatalf("%v answered version %d applied %d: its ops would start at seq %d, want %d", q, q.res.Version, q.res.Applied, first, next)
+					}
+					next = q.res.Version + 1
+				}
+			}
+			if groupedVersion != next-1 {
+				rt.Fatalf("room at version %d, the accepted requests end at %d", groupedVersion, next-1)
+			}
+
+			// Apply the same requests one by one to a fresh room, in commit
+			// order, each refused or replayed one where it gets its answer.
+			model := &sequentialModel{g: graph.New(), keys: make(map[string]room.WriteResult)}
+			apply := func(q *propRequest) {
+				res, err := sequential.Apply(ctx, sequentialID, q.w)
+				if got, want := answerOf(res, err), answerOf(q.res, q.err); got != want {
+					rt.Fatalf("%v: one by one it answers %q, in a group it answered %q", q, got, want)
+				}
+			}
+			for r, round := range rounds {
+				var pending []*propRequest
+				for _, q := range round {
+					if q.err != nil || q.res.Replayed {
+						pending = append(pending, q)
+					}
+					if q.err != nil {
+						refused++
+					}
+					if q.res.Replayed {
+						replayed++
+					}
+				}
+				tried := make(map[*propRequest][]string)
+				place := func() {
+					pending = slices.DeleteFunc(pending, func(q *propRequest) bool {
+						a := model.answer(q.w)
+						if a != answerOf(q.res, q.err) {
+							tried[q] = append(tried[q], fmt.Sprintf("at version %d: %s", model.version, a))
+							return false
+						}
+						apply(q)
+						return true
+					})
+				}
+				for _, q := range accepted[r] {
+					place()
+					if got, want := model.answer(q.w), answerOf(q.res, q.err); got != want {
+						rt.Fatalf("%v: accepted in a group (%s), but one by one at version %d it gets %q", q, want, model.version, got)
+					}
+					apply(q)
+					model.accept(rt, q)
+				}
+				place()
+				for _, q := range pending {
+					rt.Fatalf("%v answered %q in a group, which no point of its round gives: %v",
+						q, answerOf(q.res, q.err), tried[q])
+				}
+			}
+
+			// Same log, same state, same version; and the log alone
+			// reproduces the state.
+			groupedLog, err := st.OpsSince(ctx, groupedID, 0, 0)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			sequentialLog, err := st.OpsSince(ctx, sequentialID, 0, 0)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			if len(groupedLog) != len(sequentialLog) || int64(len(groupedLog)) != groupedVersion {
+				rt.Fatalf("grouped log has %d ops, one by one %d, version %d", len(groupedLog), len(sequentialLog), groupedVersion)
+			}
+			for i, op := range groupedLog {
+				s := sequentialLog[i]
+				if op.Seq != int64(i+1) || op.Seq != s.Seq || !bytes.Equal(op.Op, s.Op) || op.ClientID != s.ClientID {
+					rt.Fatalf("log differs at %d: grouped seq %d %s (%s), one by one seq %d %s (%s)",
+						i, op.Seq, op.Op, op.ClientID, s.Seq, s.Op, s.ClientID)
+				}
+			}
+			s, err := sequential.Get(ctx, sequentialID)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			sequentialState, sequentialVersion := s.State()
+			if sequentialVersion != groupedVersion || model.version != groupedVersion {
+				rt.Fatalf("versions: grouped %d, one by one %d, model %d", groupedVersion, sequentialVersion, model.version)
+			}
+			if !groupedState.Equal(sequentialState) || !groupedState.Equal(model.g.State()) {
+				rt.Fatalf("states differ:\ngrouped     %+v\none by one  %+v\nmodel       %+v", groupedState, sequentialState, model.g.State())
+			}
+			reloaded := room.NewManager(st, room.Options{})
+			defer reloaded.Close()
+			rl, err := reloaded.Get(ctx, groupedID)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			if state, version := rl.State(); version != groupedVersion || !state.Equal(groupedState) {
+				rt.Fatalf("the grouped room loaded from its log is at version %d with %+v, live it was at %d with %+v",
+					version, state, groupedVersion, groupedState)
+			}
+		})
+		if t.Failed() {
+			return
+		}
+		// Without groups of several requests the property says nothing
+		// about group commit.
+		multi := counter.multi.Load()
+		t.Logf("%d checks, %d requests: %d refused, %d replayed; %d commits carried several requests", checks, requests, refused, replayed, multi)
+		if multi == 0 {
+			t.Fatal("no commit carried more than one request: the requests never formed a group")
+		}
+	})
+}
