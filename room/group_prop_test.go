@@ -122,6 +122,7 @@ func answerOf(res room.WriteResult, err error) string {
 	var (
 		opErr    *graph.OpError
 		conflict *room.ConflictError
+		tooLarge *room.TooLargeError
 	)
 	switch {
 	case err == nil:
@@ -130,6 +131,8 @@ func answerOf(res room.WriteResult, err error) string {
 		return "invalid: " + opErr.Error()
 	case errors.As(err, &conflict):
 		return fmt.Sprintf("conflict: current %d", conflict.Current)
+	case errors.As(err, &tooLarge):
+		return fmt.Sprintf("too large: size %d budget %d", tooLarge.Size, tooLarge.Budget)
 	default:
 		return "error: " + err.Error()
 	}
@@ -137,16 +140,18 @@ func answerOf(res room.WriteResult, err error) string {
 
 // sequentialModel is what applying requests one by one must do, computed
 // without a room: the state, the version, and the results recorded under
-// idempotency keys.
+// idempotency keys, for a room with that state budget (0: none).
 type sequentialModel struct {
 	g       *graph.Graph
 	version int64
 	keys    map[string]room.WriteResult
+	budget  int64
 }
 
 // answer is the answer a request gets when it is applied alone at the
 // model's state, in the order a room decides: a used key answers its first
-// result, then base_version, then the ops.
+// result, then base_version, then the ops, then the budget (a room may
+// shrink past it, never grow).
 func (m *sequentialModel) answer(w room.Write) string {
 	if res, ok := m.keys[w.IdempotencyKey]; ok && w.IdempotencyKey != "" {
 		res.Replayed = true
@@ -155,8 +160,15 @@ func (m *sequentialModel) answer(w room.Write) string {
 	if w.BaseVersion != nil && *w.BaseVersion != m.version {
 		return answerOf(room.WriteResult{}, &room.ConflictError{Current: m.version})
 	}
-	if err := m.g.Check(w.Ops); err != nil {
+	before := m.g.SizeBound()
+	undo, err := m.g.ApplyUndoable(w.Ops)
+	if err != nil {
 		return answerOf(room.WriteResult{}, err)
+	}
+	size := m.g.SizeBound()
+	undo()
+	if m.budget > 0 && size > m.budget && size > before {
+		return answerOf(room.WriteResult{}, &room.TooLargeError{Size: size, Budget: m.budget})
 	}
 	return answerOf(room.WriteResult{Version: m.version + int64(len(w.Ops)), Applied: len(w.Ops)}, nil)
 }
@@ -192,15 +204,22 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 		ctx := context.Background()
 		st := openStore(t, cfg)
 		counter := &groupCounter{Store: st}
-		var checks, requests, refused, replayed int
+		var checks, requests, refused, replayed, tooLarge int
 		rapid.Check(t, func(rt *rapid.T) {
 			checks++
 			// On PostgreSQL the room may also run as one of several
 			// instances, which confirms refusals against the database.
 			shared := cfg.DatabaseURL != "" && rapid.Bool().Draw(rt, "shared")
-			grouped := room.NewManager(counter, room.Options{Shared: shared})
+			// Half the rooms have a state budget that the requests reach
+			// (a node takes about 80 bytes): refusals past it, and removes
+			// that shrink the room, happen in groups too.
+			var budget int64
+			if rapid.Bool().Draw(rt, "withbudget") {
+				budget = int64(rapid.IntRange(300, 4000).Draw(rt, "budget"))
+			}
+			grouped := room.NewManager(counter, room.Options{Shared: shared, StateBudget: budget})
 			defer grouped.Close()
-			sequential := room.NewManager(st, room.Options{})
+			sequential := room.NewManager(st, room.Options{StateBudget: budget})
 			defer sequential.Close()
 			var groupedID, sequentialID string
 			for _, id := range []*string{&groupedID, &sequentialID} {
@@ -332,7 +351,7 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 
 			// Apply the same requests one by one to a fresh room, in commit
 			// order, each refused or replayed one where it gets its answer.
-			model := &sequentialModel{g: graph.New(), keys: make(map[string]room.WriteResult)}
+			model := &sequentialModel{g: graph.New(), keys: make(map[string]room.WriteResult), budget: budget}
 			apply := func(q *propRequest) {
 				res, err := sequential.Apply(ctx, sequentialID, q.w)
 				if got, want := answerOf(res, err), answerOf(q.res, q.err); got != want {
@@ -347,6 +366,10 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 					}
 					if q.err != nil {
 						refused++
+					}
+					var tl *room.TooLargeError
+					if errors.As(q.err, &tl) {
+						tooLarge++
 					}
 					if q.res.Replayed {
 						replayed++
@@ -427,7 +450,8 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 		// Without groups of several requests the property says nothing
 		// about group commit.
 		multi := counter.multi.Load()
-		t.Logf("%d checks, %d requests: %d refused, %d replayed; %d commits carried several requests", checks, requests, refused, replayed, multi)
+		t.Logf("%d checks, %d requests: %d refused (%d over budget), %d replayed; %d commits carried several requests",
+			checks, requests, refused, tooLarge, replayed, multi)
 		if multi == 0 {
 			t.Fatal("no commit carried more than one request: the requests never formed a group")
 		}
