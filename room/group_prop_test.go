@@ -102,6 +102,7 @@ func genPropOp(t *rapid.T, fresh string) graph.Op {
 // propRequest is one write of the property test and the answer it got.
 type propRequest struct {
 	round, index int
+	instance     int // of the grouped rooms' instances, the one it is sent to
 	w            room.Write
 	res          room.WriteResult
 	err          error
@@ -113,7 +114,7 @@ func (q *propRequest) String() string {
 		base = fmt.Sprint(*q.w.BaseVersion)
 	}
 	ops, _ := json.Marshal(q.w.Ops)
-	return fmt.Sprintf("request %d.%d (key %q, base %s, %d ops %s)", q.round, q.index, q.w.IdempotencyKey, base, len(q.w.Ops), ops)
+	return fmt.Sprintf("request %d.%d to instance %d (key %q, base %s, %d ops %s)", q.round, q.index, q.instance, q.w.IdempotencyKey, base, len(q.w.Ops), ops)
 }
 
 // answerOf describes an answer by what a client can tell of it: the result,
@@ -208,7 +209,8 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 		rapid.Check(t, func(rt *rapid.T) {
 			checks++
 			// On PostgreSQL the room may also run as one of several
-			// instances, which confirms refusals against the database.
+			// instances, which confirms refusals against the database, and
+			// then the requests may be spread over two instances.
 			shared := cfg.DatabaseURL != "" && rapid.Bool().Draw(rt, "shared")
 			// Half the rooms have a state budget that the requests reach
 			// (a node takes about 80 bytes): refusals past it, and removes
@@ -217,8 +219,14 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 			if rapid.Bool().Draw(rt, "withbudget") {
 				budget = int64(rapid.IntRange(300, 4000).Draw(rt, "budget"))
 			}
-			grouped := room.NewManager(counter, room.Options{Shared: shared, StateBudget: budget})
-			defer grouped.Close()
+			instances := []*room.Manager{room.NewManager(counter, room.Options{Shared: shared, StateBudget: budget})}
+			if shared && rapid.Bool().Draw(rt, "twoinstances") {
+				instances = append(instances, room.NewManager(counter, room.Options{Shared: true, StateBudget: budget}))
+			}
+			for _, m := range instances {
+				defer m.Close()
+			}
+			grouped := instances[0]
 			sequential := room.NewManager(st, room.Options{StateBudget: budget})
 			defer sequential.Close()
 			var groupedID, sequentialID string
@@ -235,14 +243,13 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 			var rounds [][]*propRequest
 			var keyed []*propRequest
 			for r := range rapid.IntRange(1, 4).Draw(rt, "rounds") {
-				start, err := grouped.Get(ctx, groupedID)
+				startVersion, _, err := st.RoomVersion(ctx, groupedID)
 				if err != nil {
 					rt.Fatal(err)
 				}
-				startVersion := start.Version()
 				var round []*propRequest
 				for i := range rapid.IntRange(1, 10).Draw(rt, "requests") {
-					q := &propRequest{round: r, index: i}
+					q := &propRequest{round: r, index: i, instance: rapid.IntRange(0, len(instances)-1).Draw(rt, "instance")}
 					if len(keyed) > 0 && rapid.IntRange(0, 5).Draw(rt, "retry") == 0 {
 						// A client retrying an earlier request of this or an
 						// earlier round, key and body alike.
@@ -272,7 +279,7 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 						}
 						q.w.ClientID = fmt.Sprintf("c%d.%d", r, i)
 						if rapid.IntRange(0, 4).Draw(rt, "withbase") == 0 {
-							b := startVersion + int64(rapid.IntRange(-1, 4).Draw(rt, "base"))
+							b := max(0, startVersion+int64(rapid.IntRange(-1, 4).Draw(rt, "base")))
 							q.w.BaseVersion = &b
 						}
 						if rapid.IntRange(0, 2).Draw(rt, "withkey") == 0 {
@@ -300,7 +307,7 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 					wg.Go(func() {
 						<-release
 						sent.Done()
-						q.res, q.err = grouped.Apply(ctx, groupedID, q.w)
+						q.res, q.err = instances[q.instance].Apply(ctx, groupedID, q.w)
 					})
 				}
 				close(release)
@@ -324,7 +331,7 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 
 			// The accepted requests' versions must tile 1..version: that is
 			// the commit order.
-			g, err := grouped.Get(ctx, groupedID)
+			g, err := grouped.Fresh(ctx, groupedID)
 			if err != nil {
 				rt.Fatal(err)
 			}
