@@ -351,6 +351,7 @@ func TestKillDuringMixedGroups(t *testing.T) {
 		}
 
 		var acked, refused, unanswered, unansweredLogged int
+		var inFlight []string // kind and size of each unanswered request
 		for _, q := range reqs {
 			_, inLog := last[q.name]
 			var ok []mixedAnswer
@@ -386,13 +387,14 @@ func TestKillDuringMixedGroups(t *testing.T) {
 				}
 			default:
 				unanswered++
+				inFlight = append(inFlight, fmt.Sprintf("%s/%d", q.kind, len(q.body["ops"].([]map[string]any))))
 				if inLog {
 					unansweredLogged++
 				}
 			}
 		}
-		t.Logf("%d requests before SIGKILL: %d acknowledged, %d refused, %d unanswered (%d of them committed); %d ops in the log, %d commits of several requests",
-			len(reqs), acked, refused, unanswered, unansweredLogged, len(ops), groups)
+		t.Logf("%d requests before SIGKILL: %d acknowledged, %d refused, %d unanswered %v (%d of them committed); %d ops in the log, %d commits of several requests",
+			len(reqs), acked, refused, unanswered, inFlight, unansweredLogged, len(ops), groups)
 		if groups == 0 {
 			t.Error("no commit in the log holds ops of several requests: no group formed")
 		}
