@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -185,13 +186,52 @@ func (m *sequentialModel) accept(t *rapid.T, q *propRequest) {
 	}
 }
 
+// publishedOps drains what sub has queued and returns the ops of its ops
+// events, in the order received.
+func publishedOps(t *rapid.T, sub *room.Subscription) []store.OpRecord {
+	var out []store.OpRecord
+	for {
+		select {
+		case m, ok := <-sub.C:
+			if !ok {
+				t.Fatalf("subscription ended: %s", sub.Reason())
+			}
+			if m.Event != room.EventOps {
+				continue
+			}
+			var ev struct {
+				Ops []struct {
+					Seq      int64           `json:"seq"`
+					Op       json.RawMessage `json:"op"`
+					ClientID string          `json:"client_id"`
+				} `json:"ops"`
+			}
+			if err := json.Unmarshal(m.Data, &ev); err != nil {
+				t.Fatalf("ops event %s: %v", m.Data, err)
+			}
+			for _, op := range ev.Ops {
+				out = append(out, store.OpRecord{Seq: op.Seq, Op: op.Op, ClientID: op.ClientID})
+			}
+		default:
+			return out
+		}
+	}
+}
+
+// jsonEqual reports whether a and b are the same JSON value (PostgreSQL
+// may store an op in another spelling).
+func jsonEqual(a, b []byte) bool {
+	var va, vb any
+	return json.Unmarshal(a, &va) == nil && json.Unmarshal(b, &vb) == nil && reflect.DeepEqual(va, vb)
+}
+
 // TestPropGroupsEqualSequentialApplication is the property of issue 12's
 // group commit, against a real Manager over a real store in both dialects:
 // requests fired together (valid, invalid, with conflicting base versions,
 // with idempotency keys used twice within a group and across groups, of
 // mixed sizes) and committed in groups leave the same op log, the same state
 // and the same answer per request as the same requests applied one by one,
-// in commit order, to a fresh room.
+// in commit order, to a fresh room; and subscribers see exactly that log.
 //
 // Commit order is observable for the accepted requests only (their
 // versions). A refused or replayed request changed nothing, so where it
@@ -219,9 +259,10 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 			if rapid.Bool().Draw(rt, "withbudget") {
 				budget = int64(rapid.IntRange(300, 4000).Draw(rt, "budget"))
 			}
-			instances := []*room.Manager{room.NewManager(counter, room.Options{Shared: shared, StateBudget: budget})}
+			opts := room.Options{Shared: shared, StateBudget: budget, QueueSize: 4096}
+			instances := []*room.Manager{room.NewManager(counter, opts)}
 			if shared && rapid.Bool().Draw(rt, "twoinstances") {
-				instances = append(instances, room.NewManager(counter, room.Options{Shared: true, StateBudget: budget}))
+				instances = append(instances, room.NewManager(counter, opts))
 			}
 			for _, m := range instances {
 				defer m.Close()
@@ -236,6 +277,17 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 					rt.Fatal(err)
 				}
 				*id = rm.ID
+			}
+
+			// A subscriber on every instance, from version 0: it must see
+			// the log, each op once, in order, and nothing refused.
+			watchers := make([]*room.Subscription, len(instances))
+			for i, m := range instances {
+				_, join, err := m.Subscribe(ctx, groupedID, "watcher")
+				if err != nil || join.Version != 0 {
+					rt.Fatalf("subscribe on instance %d: at version %d, %v", i, join.Version, err)
+				}
+				watchers[i] = join.Sub
 			}
 
 			// Fire the rounds: each round's requests are released together,
@@ -427,6 +479,28 @@ func TestPropGroupsEqualSequentialApplication(t *testing.T) {
 				if op.Seq != int64(i+1) || op.Seq != s.Seq || !bytes.Equal(op.Op, s.Op) || op.ClientID != s.ClientID {
 					rt.Fatalf("log differs at %d: grouped seq %d %s (%s), one by one seq %d %s (%s)",
 						i, op.Seq, op.Op, op.ClientID, s.Seq, s.Op, s.ClientID)
+				}
+			}
+			for i, m := range instances {
+				// Caught up with what the other instance committed.
+				if _, err := m.Fresh(ctx, groupedID); err != nil {
+					rt.Fatal(err)
+				}
+				got := publishedOps(rt, watchers[i])
+				if len(got) != len(groupedLog) {
+					seqs := make([]int64, len(got))
+					for j, op := range got {
+						seqs[j] = op.Seq
+					}
+					rt.Fatalf("instance %d of %d (shared %v) published %d ops, the log holds %d; published seqs %v",
+						i, len(instances), shared, len(got), len(groupedLog), seqs)
+				}
+				for j, op := range got {
+					l := groupedLog[j]
+					if op.Seq != l.Seq || !jsonEqual(op.Op, l.Op) || op.ClientID != l.ClientID {
+						rt.Fatalf("instance %d published seq %d %s (%s) where the log holds seq %d %s (%s)",
+							i, op.Seq, op.Op, op.ClientID, l.Seq, l.Op, l.ClientID)
+					}
 				}
 			}
 			s, err := sequential.Get(ctx, sequentialID)
