@@ -528,14 +528,18 @@ func (r *Room) catchUp(ctx context.Context, target int64) error {
 			if target <= from {
 				return nil
 			}
-			// Nothing logged after our version, yet the room is past it:
-			// the ops up to its version are pruned.
-			version, _, err := st.RoomVersion(ctx, r.id)
+			// Nothing logged after our version, yet the room may be past
+			// it: the ops after it are pruned, or another instance
+			// committed them after the log was read.
+			version, prunedThrough, err := st.RoomVersion(ctx, r.id)
 			if err != nil {
 				return r.storeFailure("read the room's version", err)
 			}
-			if version > from {
+			if prunedThrough > from {
 				return r.reload(ctx)
+			}
+			if version > from {
+				continue
 			}
 			return nil
 		}
