@@ -140,7 +140,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := a.store.Ready(ctx); err != nil {
 		loggerFrom(ctx).Warn("not ready", "err", err)
-		writeProblem(w, r, newProblem(http.StatusServiceUnavailable, "not_ready", "database is not reachable or not migrated"))
+		writeProblem(w, r, newProblem(http.StatusServiceUnavailable, "not_ready", "the database is not reachable, not migrated, or cannot take writes"))
 		return
 	}
 	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})

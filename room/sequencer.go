@@ -467,13 +467,14 @@ func refusesAny(p *plan) bool {
 }
 
 // storeFailure wraps a store error of the sequencer: a room the database no
-// longer has is deleted here too; a deadline is unavailability.
+// longer has is deleted here too; a deadline or a database that cannot
+// serve for now is unavailability.
 func (r *Room) storeFailure(what string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
 		r.m.forgetDeleted(r)
 		return fmt.Errorf("room %s: %w", r.id, ErrDeleted)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || store.IsUnavailable(err) {
 		err = unavailable(err)
 	}
 	return fmt.Errorf("room %s: %s: %w", r.id, what, err)
