@@ -234,7 +234,7 @@ func TestPostgresOutageIs503(t *testing.T) {
 	waitFor(t, 15*time.Second, "503 while the database is away", func() bool { return w.count(503) >= 5 })
 	waitFor(t, 15*time.Second, "/readyz 503 while the database is away", func() bool { return srv.readyStatus() == http.StatusServiceUnavailable })
 	// Every route that needs the database says 503, never 500.
-	room, ghostSnap := "/rooms/" + rm.ID, "/snapshots/00000000-0000-4000-8000-000000000001"
+	room, ghostSnap := "/rooms/"+rm.ID, "/snapshots/00000000-0000-4000-8000-000000000001"
 	for _, req := range [][3]string{
 		{"GET", "/rooms", ""}, {"POST", "/rooms", `{"name":"x"}`}, {"GET", room, ""}, {"DELETE", room, ""},
 		{"GET", room + "/graph", ""}, {"GET", room + "/ops", ""}, {"POST", room + "/ops", `{"ops":[{"op":"add_node","node":{"id":"z"}}]}`},
