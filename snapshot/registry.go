@@ -55,6 +55,10 @@ type Store interface {
 // DefaultCacheBytes bounds what a Registry keeps in memory by default.
 const DefaultCacheBytes = 64 << 20
 
+// DefaultTakeTimeout bounds by default each snapshot a Registry takes on its
+// own.
+const DefaultTakeTimeout = 30 * time.Second
+
 // Config tunes snapshots (DESIGN.md section 7).
 type Config struct {
 	Interval time.Duration // how often the scheduler looks for changed rooms
@@ -64,6 +68,11 @@ type Config struct {
 	// stored for its live rooms, and the events built from stored
 	// snapshots that new subscribers share. Zero means DefaultCacheBytes.
 	CacheBytes int64
+	// TakeTimeout bounds each snapshot taken on the registry's own
+	// initiative (interval, threshold, idle, shutdown), so that a room whose
+	// database calls hang holds up neither the scheduler's other rooms nor
+	// the eviction of others. Zero means DefaultTakeTimeout.
+	TakeTimeout time.Duration
 	// Shared says other instances may snapshot the same rooms: the
 	// scheduler then skips a room another instance snapshotted within the
 	// interval.
@@ -129,6 +138,9 @@ func NewRegistry(st Store, cfg Config) *Registry {
 	}
 	if cfg.CacheBytes <= 0 {
 		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.TakeTimeout <= 0 {
+		cfg.TakeTimeout = DefaultTakeTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -448,6 +460,8 @@ func (reg *Registry) Evicting(ctx context.Context, r *room.Room) {
 }
 
 func (reg *Registry) takeLogged(ctx context.Context, r *room.Room, trigger string) {
+	ctx, cancel := context.WithTimeout(ctx, reg.cfg.TakeTimeout)
+	defer cancel()
 	_, err := reg.Take(ctx, r, trigger)
 	switch {
 	case err == nil, errors.Is(err, ErrUnchanged), errors.Is(err, ErrTooLarge), errors.Is(err, store.ErrSnapshotExists):
