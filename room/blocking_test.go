@@ -2,18 +2,13 @@ package room_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	_ "github.com/lib/pq"  // "postgres": a second session that holds a lock
-	_ "modernc.org/sqlite" // "sqlite": a second connection that holds the write lock
 
 	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/room"
@@ -23,67 +18,9 @@ import (
 )
 
 // Tests of a database that stops answering for one room (issue 19): the
-// locks are real, taken by a session of their own on the test's database,
-// as another instance's hung transaction or a stuck backup would hold them.
-
-// lockSession is a database session of the test's own, holding a lock in an
-// open transaction until release (idempotent; also run at cleanup).
-type lockSession struct {
-	release func()
-}
-
-// openLockSession begins a transaction on a connection of its own and runs
-// stmts in it; the transaction stays open, holding their locks, until
-// release rolls it back.
-func openLockSession(t *testing.T, cfg store.Config, stmts ...string) *lockSession {
-	t.Helper()
-	driver, dsn, begin := "postgres", cfg.DatabaseURL, "BEGIN"
-	if cfg.DatabaseURL == "" {
-		// IMMEDIATE takes SQLite's write lock at once: the one lock
-		// every writer of the database needs.
-		driver, dsn, begin = "sqlite", filepath.Join(cfg.DataDir, "liveshare.db"), "BEGIN IMMEDIATE"
-	}
-	db, err := sql.Open(driver, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	for _, q := range append([]string{begin}, stmts...) {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			conn.Close()
-			db.Close()
-			t.Fatalf("lock session: %s: %v", q, err)
-		}
-	}
-	var once sync.Once
-	s := &lockSession{release: func() {
-		once.Do(func() {
-			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
-			conn.Close()
-			db.Close()
-		})
-	}}
-	t.Cleanup(s.release)
-	return s
-}
-
-// holdCommitLock holds what a commit to roomID must wait for: on PostgreSQL
-// the room's row, locked as AppendOps locks it (FOR NO KEY UPDATE), so only
-// that room's commits wait; on SQLite the database's write lock, which
-// every commit of every room needs.
-func holdCommitLock(t *testing.T, cfg store.Config, roomID string) *lockSession {
-	t.Helper()
-	if cfg.DatabaseURL == "" {
-		return openLockSession(t, cfg)
-	}
-	return openLockSession(t, cfg, fmt.Sprintf(`SELECT 1 FROM rooms WHERE id = '%s' FOR NO KEY UPDATE`, roomID))
-}
+// locks are real, held by a session of the test's own on the test's
+// database (storetest.HoldLocks), as another instance's hung transaction or
+// a maintenance job would hold them.
 
 // within runs fn and fails the test unless it returns within d. A call
 // that does not return is left to the lock's release at cleanup.
@@ -140,7 +77,7 @@ func TestStalledCommitStaysInItsRoom(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lock := holdCommitLock(t, cfg, stalled)
+		release := storetest.HoldCommitLock(t, cfg, stalled)
 
 		const writers = 3
 		var wg sync.WaitGroup
@@ -215,7 +152,7 @@ func TestStalledCommitStaysInItsRoom(t *testing.T) {
 		}
 
 		// Once the database answers again, the room takes writes.
-		lock.release()
+		release()
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		res, err := m.Apply(wctx, stalled, room.Write{Ops: []graph.Op{addNode("after")}})
@@ -259,19 +196,19 @@ func TestDeleteWhileLoadHangs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var rooms room.Store = st
-		var lock *lockSession
+		var release func()
 		if cfg.DatabaseURL != "" {
 			// Whoever holds this (a migration, a VACUUM FULL) makes every
 			// read of the op log wait.
-			lock = openLockSession(t, cfg, `LOCK TABLE ops IN ACCESS EXCLUSIVE MODE`)
+			release = storetest.HoldLocks(t, cfg, `LOCK TABLE ops IN ACCESS EXCLUSIVE MODE`)
 		} else {
 			rooms = stallingReads{Store: st, roomID: hung}
 		}
 		const loadTimeout = 4 * time.Second
 		m := room.NewManager(rooms, room.Options{LoadTimeout: loadTimeout})
 		t.Cleanup(func() {
-			if lock != nil {
-				lock.release()
+			if release != nil {
+				release()
 			}
 			m.Close()
 		})
@@ -299,8 +236,8 @@ func TestDeleteWhileLoadHangs(t *testing.T) {
 			}
 		})
 
-		if lock != nil {
-			lock.release()
+		if release != nil {
+			release()
 			r, err := m.Get(ctx, hung)
 			if err != nil || r.Version() != 1 {
 				t.Fatalf("load once the lock is gone: %v", err)
