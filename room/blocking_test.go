@@ -245,3 +245,34 @@ func TestDeleteWhileLoadHangs(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitTimeoutIsUnavailable: a commit cut short by the sequencer's own
+// deadline (CommitTimeout), while its writer still waits, answers that
+// writer ErrUnavailable (503), whatever the driver says of the
+// cancellation; nothing was applied.
+func TestCommitTimeoutIsUnavailable(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		st := openStore(t, cfg)
+		id := mustRoom(t, st)
+		const commitTimeout = 500 * time.Millisecond
+		m := room.NewManager(st, room.Options{CommitTimeout: commitTimeout, Shared: cfg.DatabaseURL != ""})
+		t.Cleanup(m.Close)
+		r, err := m.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		storetest.HoldCommitLock(t, cfg, id)
+		within(t, commitTimeout+slack, "a writer past the commit's deadline", func() {
+			wctx, cancel := context.WithTimeout(ctx, commitTimeout+2*slack)
+			defer cancel()
+			_, err := m.Apply(wctx, id, room.Write{Ops: []graph.Op{addNode("a")}})
+			if !errors.Is(err, room.ErrUnavailable) {
+				t.Errorf("write whose commit timed out: %v, want ErrUnavailable", err)
+			}
+		})
+		if v := r.Version(); v != 0 {
+			t.Errorf("room at version %d after a commit that timed out", v)
+		}
+	})
+}
