@@ -71,7 +71,9 @@ type Config struct {
 	// TakeTimeout bounds each snapshot taken on the registry's own
 	// initiative (interval, threshold, idle, shutdown), so that a room whose
 	// database calls hang holds up neither the scheduler's other rooms nor
-	// the eviction of others. Zero means DefaultTakeTimeout.
+	// the eviction of others; it also bounds the shared build of a start
+	// event, which no single subscriber's context may end. Zero means
+	// DefaultTakeTimeout.
 	TakeTimeout time.Duration
 	// Shared says other instances may snapshot the same rooms: the
 	// scheduler then skips a room another instance snapshotted within the
@@ -355,8 +357,13 @@ func (reg *Registry) snapshotEvent(ctx context.Context, meta store.SnapshotMeta)
 		}
 		return v.([]byte), nil
 	}
-	v, err, _ := reg.build.Do(key, func() (any, error) {
-		s, err := reg.blob(context.WithoutCancel(ctx), meta.RoomID, meta.ID)
+	// The build is shared: it must not die with the subscriber that
+	// started it, but it has a deadline of its own, and every subscriber
+	// waits for it only until its own context ends.
+	built := reg.build.DoChan(key, func() (any, error) {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reg.cfg.TakeTimeout)
+		defer cancel()
+		s, err := reg.blob(bctx, meta.RoomID, meta.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -382,10 +389,15 @@ func (reg *Registry) snapshotEvent(ctx context.Context, meta store.SnapshotMeta)
 		reg.cache.put(key, meta.RoomID, data, int64(len(data)))
 		return data, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-built:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.([]byte), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("snapshot event of snapshot %s: %w", meta.ID, ctx.Err())
 	}
-	return v.([]byte), nil
 }
 
 // SharedEvent returns the event data cached under key for the room, or
