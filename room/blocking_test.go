@@ -57,7 +57,8 @@ func TestStalledCommitStaysInItsRoom(t *testing.T) {
 		ctx := context.Background()
 		st := openStore(t, cfg)
 		// PostgreSQL locks the stalled room's row only; SQLite has one
-		// write lock for the whole database, so there no room commits.
+		// write lock for the whole database, so there no room commits
+		// while the test holds it.
 		rowLocks := cfg.DatabaseURL != ""
 		var clock atomic.Int64
 		clock.Store(time.Now().UnixNano())
@@ -147,6 +148,9 @@ func TestStalledCommitStaysInItsRoom(t *testing.T) {
 		if _, ok := m.Loaded(cold); ok {
 			t.Errorf("the idle unchanged room %s was not evicted", cold)
 		}
+		// Its commit still waits: for the lock on PostgreSQL (until
+		// CommitTimeout, 30s), for SQLite's busy_timeout (10s) there; the
+		// steps since the lock took about a second.
 		if _, ok := m.Loaded(stalled); !ok {
 			t.Errorf("the stalled room was evicted while its commit was in flight")
 		}
