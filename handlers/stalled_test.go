@@ -150,6 +150,12 @@ func TestStalledDatabaseThroughHTTP(t *testing.T) {
 			t.Errorf("reading another room: %d %s", a.status, a.body)
 		}
 
+		if rowLocks {
+			// Deleting the row waits for the lock: the database call is cut
+			// short by the request's deadline.
+			wantUnavailable(t, "DELETE of the stalled room",
+				timedRequest(t, "DELETE", srv.URL+"/rooms/"+stalled, ""), deadline)
+		}
 		release() // SQLite: DELETE needs the write lock
 
 		wantUnavailable(t, "reading the room whose load hangs",
