@@ -68,6 +68,7 @@ const (
 	ProblemCodeNotFound           ProblemCode = "not_found"
 	ProblemCodeNotReady           ProblemCode = "not_ready"
 	ProblemCodePayloadTooLarge    ProblemCode = "payload_too_large"
+	ProblemCodeRequestTimeout     ProblemCode = "request_timeout"
 	ProblemCodeRoomNotFound       ProblemCode = "room_not_found"
 	ProblemCodeRoomTooLarge       ProblemCode = "room_too_large"
 	ProblemCodeRoomUnrecoverable  ProblemCode = "room_unrecoverable"
@@ -110,6 +111,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeNotReady:
 		return true
 	case ProblemCodePayloadTooLarge:
+		return true
+	case ProblemCodeRequestTimeout:
 		return true
 	case ProblemCodeRoomNotFound:
 		return true
@@ -278,12 +281,12 @@ type CreateRoomRequest struct {
 	Name *string `json:"name,omitempty"`
 }
 
-// Data free properties, a JSON object of at most 64 KiB encoded
+// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 type Data = map[string]interface{}
 
 // Edge defines model for Edge.
 type Edge struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data Data `json:"data"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -310,7 +313,7 @@ type Edge struct {
 
 // EdgeInput a new edge; source and target must be existing nodes
 type EdgeInput struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data *Data `json:"data,omitempty"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -372,7 +375,7 @@ type LoggedOpBody struct {
 
 // Node defines model for Node.
 type Node struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data Data `json:"data"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -391,7 +394,7 @@ type Node struct {
 
 // NodeInput a new node; kind and label default to "", x and y to 0, data to {}
 type NodeInput struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data *Data `json:"data,omitempty"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -785,6 +788,30 @@ type NotFound struct {
 
 // PayloadTooLarge defines model for PayloadTooLarge.
 type PayloadTooLarge struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
+// RequestTimeout defines model for RequestTimeout.
+type RequestTimeout struct {
 	Code interface{} `json:"code"`
 
 	// CurrentVersion the room's version, for `conflict`
@@ -3713,9 +3740,23 @@ func (r GetDocsResponse) ContentType() string {
 	return ""
 }
 
+// GetDocsAssetResponse404Headers the declared response headers of an HTTP 404 response for GetDocsAsset
+type GetDocsAssetResponse404Headers struct {
+	XRequestId string
+}
+
 type GetDocsAssetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetDocsAssetResponse404Headers
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDocsAssetResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetBody returns the raw response body bytes
@@ -4117,6 +4158,11 @@ type CreateRoomResponse400Headers struct {
 	XRequestId string
 }
 
+// CreateRoomResponse408Headers the declared response headers of an HTTP 408 response for CreateRoom
+type CreateRoomResponse408Headers struct {
+	XRequestId string
+}
+
 // CreateRoomResponse413Headers the declared response headers of an HTTP 413 response for CreateRoom
 type CreateRoomResponse413Headers struct {
 	XRequestId string
@@ -4155,6 +4201,8 @@ type CreateRoomResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *RequestTimeout
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *PayloadTooLarge
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4163,6 +4211,8 @@ type CreateRoomResponse struct {
 	Headers201 *CreateRoomResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *CreateRoomResponse400Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *CreateRoomResponse408Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateRoomResponse413Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4198,6 +4248,11 @@ func (r CreateRoomResponse) GetApplicationproblemJSON400() *struct {
 	Type string `json:"type"`
 } {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r CreateRoomResponse) GetApplicationproblemJSON408() *RequestTimeout {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -4872,6 +4927,11 @@ type PostOpsResponse404Headers struct {
 	XRequestId string
 }
 
+// PostOpsResponse408Headers the declared response headers of an HTTP 408 response for PostOps
+type PostOpsResponse408Headers struct {
+	XRequestId string
+}
+
 // PostOpsResponse409Headers the declared response headers of an HTTP 409 response for PostOps
 type PostOpsResponse409Headers struct {
 	XRequestId string
@@ -4928,6 +4988,8 @@ type PostOpsResponse struct {
 	}
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *RequestTimeout
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *struct {
 		Code interface{} `json:"code"`
@@ -5007,6 +5069,8 @@ type PostOpsResponse struct {
 	Headers400 *PostOpsResponse400Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *PostOpsResponse404Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *PostOpsResponse408Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *PostOpsResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -5053,6 +5117,11 @@ func (r PostOpsResponse) GetApplicationproblemJSON400() *struct {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PostOpsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r PostOpsResponse) GetApplicationproblemJSON408() *RequestTimeout {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -6713,6 +6782,29 @@ func ParseGetDocsAssetResponse(rsp *http.Response) (*GetDocsAssetResponse, error
 		HTTPResponse: rsp,
 	}
 
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 404:
+		var headers GetDocsAssetResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	}
+
 	return response, nil
 }
 
@@ -7043,6 +7135,13 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest RequestTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7087,6 +7186,16 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 408:
+		var headers CreateRoomResponse408Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateRoomResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7776,6 +7885,13 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest RequestTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest struct {
 			Code interface{} `json:"code"`
@@ -7914,6 +8030,16 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 408:
+		var headers PostOpsResponse408Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
 	case rsp.StatusCode == 409:
 		var headers PostOpsResponse409Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/liveshare/liveshare/cluster"
 	"github.com/liveshare/liveshare/metrics"
@@ -30,6 +31,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds REST requests (never the event streams).
 	RequestTimeout time.Duration
+	// BodyTimeout bounds the arrival of a request's body (408 past it);
+	// zero means 10 s.
+	BodyTimeout time.Duration
 	// Streams tunes the event streams.
 	Streams StreamConfig
 	// Metrics records requests and streams and serves GET /metrics; nil
@@ -42,12 +46,13 @@ type Config struct {
 
 // API serves LiveShare's HTTP endpoints.
 type API struct {
-	store     *store.Store
-	rooms     *room.Manager
-	snapshots *snapshot.Registry
-	cluster   *cluster.Cluster
-	maxBody   int64
-	streams   *streams
+	store       *store.Store
+	rooms       *room.Manager
+	snapshots   *snapshot.Registry
+	cluster     *cluster.Cluster
+	maxBody     int64
+	bodyTimeout time.Duration
+	streams     *streams
 }
 
 // New returns the router with every endpoint and middleware.
@@ -61,12 +66,17 @@ func New(cfg Config) http.Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 10 * time.Second
+	}
 	cfg.Streams.Metrics = cfg.Metrics
-	a := &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes,
+	a := &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout,
 		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots)}
 
 	r := chi.NewRouter()
-	r.Use(requestContext(cfg.Logger), accessLog(cfg.Metrics), recoverer)
+	// HEAD of every GET route: the GET's status and headers, no body
+	// (net/http drops what a handler writes to a HEAD response).
+	r.Use(requestContext(cfg.Logger), accessLog(cfg.Metrics), recoverer, middleware.GetHead)
 	r.NotFound(NotFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed here", r.Method))
@@ -86,7 +96,9 @@ func New(cfg Config) http.Handler {
 	r.With(rest).Post("/rooms", a.createRoom)
 	r.With(rest).Get("/rooms", a.listRooms)
 	r.Route("/rooms/{roomID}", func(r chi.Router) {
-		r.Use(roomIDParam)
+		// Again here: the top-level GetHead takes this subrouter's mount
+		// for a HEAD route and passes GET /rooms/{id}'s HEAD on as HEAD.
+		r.Use(roomIDParam, middleware.GetHead)
 		r.Get("/events", a.streams.serve)
 		r.Group(func(r chi.Router) {
 			r.Use(rest)
@@ -128,7 +140,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := a.store.Ready(ctx); err != nil {
 		loggerFrom(ctx).Warn("not ready", "err", err)
-		writeProblem(w, r, newProblem(http.StatusServiceUnavailable, "not_ready", "database is not reachable or not migrated"))
+		writeProblem(w, r, newProblem(http.StatusServiceUnavailable, "not_ready", "the database is not reachable, not migrated, or cannot take writes"))
 		return
 	}
 	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
