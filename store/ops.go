@@ -333,7 +333,7 @@ func nonEmpty(keys []string) []string {
 // PruneIdempotencyKeys deletes the keys older than 24 h, which answer
 // nothing any more, and returns how many it deleted.
 func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM idempotency_keys WHERE created_at <= ?`),
+	res, err := s.execWrite(ctx, `DELETE FROM idempotency_keys WHERE created_at <= ?`,
 		s.timeArg(s.clock().Add(-idempotencyTTL)))
 	if err != nil {
 		return 0, fmt.Errorf("prune idempotency keys: %w", err)

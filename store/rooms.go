@@ -30,8 +30,7 @@ func scanRoom(row scanner) (Room, error) {
 func (s *Store) CreateRoom(ctx context.Context, name string) (Room, error) {
 	now := s.clock()
 	r := Room{ID: uuid.NewString(), Name: name, CreatedAt: now, UpdatedAt: now}
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(
-		`INSERT INTO rooms (id, name, version, element_count, created_at, updated_at) VALUES (?, ?, 0, 0, ?, ?)`),
+	_, err := s.execWrite(ctx, `INSERT INTO rooms (id, name, version, element_count, created_at, updated_at) VALUES (?, ?, 0, 0, ?, ?)`,
 		r.ID, r.Name, s.timeArg(now), s.timeArg(now))
 	if err != nil {
 		return Room{}, fmt.Errorf("create room: %w", err)
@@ -136,7 +135,7 @@ func (s *Store) DeleteRoom(ctx context.Context, id string) error {
 	if !ok {
 		return fmt.Errorf("delete room %s: %w", id, ErrNotFound)
 	}
-	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM rooms WHERE id = ?`), key)
+	res, err := s.execWrite(ctx, `DELETE FROM rooms WHERE id = ?`, key)
 	if err != nil {
 		return fmt.Errorf("delete room %s: %w", id, err)
 	}

@@ -78,7 +78,7 @@ const SnapshotChunkBytes = 128 << 10
 const staleClaim = 10 * time.Minute
 
 // opsPerPrune bounds the op rows one pruning transaction deletes.
-const opsPerPrune = 5000
+const opsPerPrune = 500
 
 func scanSnapshotMeta(row scanner, extra ...any) (SnapshotMeta, error) {
 	var m SnapshotMeta
@@ -174,7 +174,7 @@ func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (Sn
 	if len(chunks) > 1 {
 		if err := s.storeChunks(ctx, roomID, meta.ID, chunks, keep); err != nil {
 			// Leave no half-stored claim on the version behind.
-			_, _ = s.db.ExecContext(context.WithoutCancel(ctx), s.db.Rebind(`DELETE FROM snapshots WHERE id = ? AND NOT complete`), meta.ID)
+			_, _ = s.execWrite(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ? AND NOT complete`, meta.ID)
 			return SnapshotMeta{}, 0, err
 		}
 	}
@@ -256,7 +256,7 @@ func splitChunks(data []byte) [][]byte {
 // transaction, then completes the snapshot.
 func (s *Store) storeChunks(ctx context.Context, roomID, id string, chunks [][]byte, keep int) error {
 	for i := 1; i < len(chunks); i++ {
-		_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO snapshot_chunks (snapshot_id, idx, data) VALUES (?, ?, ?)`),
+		_, err := s.execWrite(ctx, `INSERT INTO snapshot_chunks (snapshot_id, idx, data) VALUES (?, ?, ?)`,
 			id, i, chunks[i])
 		if err != nil {
 			return fmt.Errorf("insert piece %d of %d: %w", i+1, len(chunks), err)
@@ -306,9 +306,8 @@ func (s *Store) completeSnapshot(ctx context.Context, tx *sqlx.Tx, roomID, id st
 func (s *Store) deletePrunedOps(ctx context.Context, roomID string) (int64, error) {
 	var total int64
 	for {
-		res, err := s.db.ExecContext(ctx, s.db.Rebind(
-			`DELETE FROM ops WHERE room_id = ? AND seq IN
-			   (SELECT seq FROM ops WHERE room_id = ? AND seq <= (SELECT pruned_through FROM rooms WHERE id = ?) ORDER BY seq LIMIT ?)`),
+		res, err := s.execWrite(ctx, `DELETE FROM ops WHERE room_id = ? AND seq IN
+			   (SELECT seq FROM ops WHERE room_id = ? AND seq <= (SELECT pruned_through FROM rooms WHERE id = ?) ORDER BY seq LIMIT ?)`,
 			roomID, roomID, roomID, opsPerPrune)
 		if err != nil {
 			return total, fmt.Errorf("prune ops of room %s: %w", roomID, err)
@@ -485,7 +484,7 @@ func (s *Store) DeleteSnapshots(ctx context.Context, roomID string) (int64, erro
 	if !ok {
 		return 0, nil
 	}
-	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM snapshots WHERE room_id = ?`), id)
+	res, err := s.execWrite(ctx, `DELETE FROM snapshots WHERE room_id = ?`, id)
 	if err != nil {
 		return 0, fmt.Errorf("delete snapshots of room %s: %w", roomID, err)
 	}

@@ -118,6 +118,13 @@ type Store struct {
 	// now is the clock; tests replace it.
 	now func() time.Time
 
+	// writeGate (SQLite only) lets one write transaction at a time reach
+	// the database. SQLite has one write lock, and a connection that finds
+	// it taken sleeps in growing steps (up to 100 ms each) before trying
+	// again; queued here, the next writer starts the moment the last one
+	// ends. The data directory's flock makes this process the only writer.
+	writeGate chan struct{}
+
 	// writesFailing is set while the last write failed because the
 	// database could not take it (IsUnavailable): Ready then probes with
 	// a write of its own, so that /readyz says whether writes can succeed.
@@ -181,6 +188,7 @@ func connect(cfg Config) (*Store, error) {
 			return nil, err
 		}
 		s.db, s.dialect = db, dialectSQLite
+		s.writeGate = make(chan struct{}, 1)
 	case strings.HasPrefix(cfg.DatabaseURL, "postgres://"), strings.HasPrefix(cfg.DatabaseURL, "postgresql://"):
 		db, err := sqlx.Open("postgres", cfg.DatabaseURL)
 		if err != nil {
@@ -370,9 +378,38 @@ func (s *Store) probeWrite(ctx context.Context) error {
 	return err
 }
 
+// awaitWrite waits for this process's turn to write (SQLite; PostgreSQL
+// needs no turn) and returns what ends it.
+func (s *Store) awaitWrite(ctx context.Context) (release func(), err error) {
+	if s.writeGate == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writeGate <- struct{}{}:
+		return func() { <-s.writeGate }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the write lock: %w", ctx.Err())
+	}
+}
+
+// execWrite runs one writing statement outside a transaction, in its turn.
+func (s *Store) execWrite(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	release, err := s.awaitWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.db.ExecContext(ctx, s.db.Rebind(query), args...)
+}
+
 // transact runs fn in a transaction and commits it; it rolls back when fn
 // returns an error or panics.
 func (s *Store) transact(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
+	release, err := s.awaitWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
