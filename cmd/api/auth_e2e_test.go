@@ -195,3 +195,14 @@ func TestMemberRemovalAcrossInstances(t *testing.T) {
 		t.Errorf("bob reads the room on the other instance after removal: %d", r.Status)
 	}
 }
+
+// TestHeaderLimit: request headers are bounded at 64 KiB.
+func TestHeaderLimit(t *testing.T) {
+	srv := startServer(t, storetest.Config(t, "sqlite"))
+	if r := srv.must("GET", "/healthz", nil, "X-Padding", strings.Repeat("p", 60<<10)); r.Status != 200 {
+		t.Errorf("60 KiB of headers: %d", r.Status)
+	}
+	if r := srv.must("GET", "/healthz", nil, "X-Padding", strings.Repeat("p", 80<<10)); r.Status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("80 KiB of headers: %d, want 431", r.Status)
+	}
+}
