@@ -1871,6 +1871,8 @@ type ClientInterface interface {
 
 	// GetMetrics Metrics in the Prometheus text format
 	//
+	// Admin-only in `jwt` mode; not served here at all when `LIVESHARE_METRICS_ADDR` serves it alone.
+	//
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1886,12 +1888,14 @@ type ClientInterface interface {
 
 	// ListRooms List rooms, newest first
 	//
+	// In `jwt` mode, only the rooms the caller has a role in (all of them for `admin` or a `"*"` grant).
+	//
 	// Corresponds with GET /rooms (the `ListRooms` operationId).
 	ListRooms(ctx context.Context, params *ListRoomsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateRoomWithBody Create a room
 	//
-	// The body is optional; an empty body makes a room with an empty name.
+	// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1900,7 +1904,7 @@ type ClientInterface interface {
 
 	// CreateRoom Create a room
 	//
-	// The body is optional; an empty body makes a room with an empty name.
+	// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2165,6 +2169,8 @@ func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 
 // GetMetrics Metrics in the Prometheus text format
 //
+// Admin-only in `jwt` mode; not served here at all when `LIVESHARE_METRICS_ADDR` serves it alone.
+//
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
 func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetMetricsRequest(c.Server)
@@ -2210,6 +2216,8 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 
 // ListRooms List rooms, newest first
 //
+// In `jwt` mode, only the rooms the caller has a role in (all of them for `admin` or a `"*"` grant).
+//
 // Corresponds with GET /rooms (the `ListRooms` operationId).
 func (c *Client) ListRooms(ctx context.Context, params *ListRoomsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListRoomsRequest(c.Server, params)
@@ -2225,7 +2233,7 @@ func (c *Client) ListRooms(ctx context.Context, params *ListRoomsParams, reqEdit
 
 // CreateRoomWithBody Create a room
 //
-// The body is optional; an empty body makes a room with an empty name.
+// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2244,7 +2252,7 @@ func (c *Client) CreateRoomWithBody(ctx context.Context, contentType string, bod
 
 // CreateRoom Create a room
 //
-// The body is optional; an empty body makes a room with an empty name.
+// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3996,6 +4004,8 @@ type ClientWithResponsesInterface interface {
 
 	// GetMetricsWithResponse Metrics in the Prometheus text format
 	//
+	// Admin-only in `jwt` mode; not served here at all when `LIVESHARE_METRICS_ADDR` serves it alone.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
@@ -4017,6 +4027,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListRoomsWithResponse List rooms, newest first
 	//
+	// In `jwt` mode, only the rooms the caller has a role in (all of them for `admin` or a `"*"` grant).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /rooms (the `ListRooms` operationId).
@@ -4024,7 +4036,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateRoomWithBodyWithResponse Create a room
 	//
-	// The body is optional; an empty body makes a room with an empty name.
+	// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4033,7 +4045,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateRoomWithResponse Create a room
 	//
-	// The body is optional; an empty body makes a room with an empty name.
+	// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8495,6 +8507,8 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 
 // GetMetricsWithResponse Metrics in the Prometheus text format
 //
+// Admin-only in `jwt` mode; not served here at all when `LIVESHARE_METRICS_ADDR` serves it alone.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
@@ -8534,6 +8548,8 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 
 // ListRoomsWithResponse List rooms, newest first
 //
+// In `jwt` mode, only the rooms the caller has a role in (all of them for `admin` or a `"*"` grant).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /rooms (the `ListRooms` operationId).
@@ -8547,7 +8563,7 @@ func (c *ClientWithResponses) ListRoomsWithResponse(ctx context.Context, params 
 
 // CreateRoomWithBodyWithResponse Create a room
 //
-// The body is optional; an empty body makes a room with an empty name.
+// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8562,7 +8578,7 @@ func (c *ClientWithResponses) CreateRoomWithBodyWithResponse(ctx context.Context
 
 // CreateRoomWithResponse Create a room
 //
-// The body is optional; an empty body makes a room with an empty name.
+// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
