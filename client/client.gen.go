@@ -95,6 +95,7 @@ const (
 	ProblemCodeNotFound             ProblemCode = "not_found"
 	ProblemCodeNotReady             ProblemCode = "not_ready"
 	ProblemCodePayloadTooLarge      ProblemCode = "payload_too_large"
+	ProblemCodeRequestTimeout       ProblemCode = "request_timeout"
 	ProblemCodeRoomNotFound         ProblemCode = "room_not_found"
 	ProblemCodeRoomTooLarge         ProblemCode = "room_too_large"
 	ProblemCodeRoomUnrecoverable    ProblemCode = "room_unrecoverable"
@@ -103,6 +104,7 @@ const (
 	ProblemCodeSnapshotTooLarge     ProblemCode = "snapshot_too_large"
 	ProblemCodeTooManyOps           ProblemCode = "too_many_ops"
 	ProblemCodeUnauthenticated      ProblemCode = "unauthenticated"
+	ProblemCodeUnavailable          ProblemCode = "unavailable"
 	ProblemCodeUnsupportedMediaType ProblemCode = "unsupported_media_type"
 )
 
@@ -151,6 +153,8 @@ func (e ProblemCode) Valid() bool {
 		return true
 	case ProblemCodePayloadTooLarge:
 		return true
+	case ProblemCodeRequestTimeout:
+		return true
 	case ProblemCodeRoomNotFound:
 		return true
 	case ProblemCodeRoomTooLarge:
@@ -166,6 +170,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeTooManyOps:
 		return true
 	case ProblemCodeUnauthenticated:
+		return true
+	case ProblemCodeUnavailable:
 		return true
 	case ProblemCodeUnsupportedMediaType:
 		return true
@@ -380,12 +386,12 @@ type CreateRoomRequest struct {
 	Name *string `json:"name,omitempty"`
 }
 
-// Data free properties, a JSON object of at most 64 KiB encoded
+// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 type Data = map[string]interface{}
 
 // Edge defines model for Edge.
 type Edge struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data Data `json:"data"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -412,7 +418,7 @@ type Edge struct {
 
 // EdgeInput a new edge; source and target must be existing nodes
 type EdgeInput struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data *Data `json:"data,omitempty"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -490,7 +496,7 @@ type MemberList struct {
 
 // Node defines model for Node.
 type Node struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data Data `json:"data"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -509,7 +515,7 @@ type Node struct {
 
 // NodeInput a new node; kind and label default to "", x and y to 0, data to {}
 type NodeInput struct {
-	// Data free properties, a JSON object of at most 64 KiB encoded
+	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 	Data *Data `json:"data,omitempty"`
 
 	// Id a node or edge id chosen by the client, unique per room across nodes and edges
@@ -647,7 +653,7 @@ type Room struct {
 	// Role the caller's role in the room (in the answers about one room)
 	Role *RoomRole `json:"role,omitempty"`
 
-	// Subscribers subscribers of its event stream on this instance
+	// Subscribers subscribers of its event stream
 	Subscribers int       `json:"subscribers"`
 	UpdatedAt   Timestamp `json:"updated_at"`
 
@@ -1002,8 +1008,8 @@ type PayloadTooLarge struct {
 	Type string `json:"type"`
 }
 
-// RoomNotFound defines model for RoomNotFound.
-type RoomNotFound struct {
+// RequestTimeout defines model for RequestTimeout.
+type RequestTimeout struct {
 	Code interface{} `json:"code"`
 
 	// CurrentVersion the room's version, for `conflict`
@@ -1026,8 +1032,8 @@ type RoomNotFound struct {
 	Type string `json:"type"`
 }
 
-// RoomUnrecoverable defines model for RoomUnrecoverable.
-type RoomUnrecoverable struct {
+// RoomNotFound defines model for RoomNotFound.
+type RoomNotFound struct {
 	Code interface{} `json:"code"`
 
 	// CurrentVersion the room's version, for `conflict`
@@ -1127,6 +1133,30 @@ type SnapshotTooLarge struct {
 
 // Unauthenticated defines model for Unauthenticated.
 type Unauthenticated struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
+// Unavailable defines model for Unavailable.
+type Unavailable struct {
 	Code interface{} `json:"code"`
 
 	// CurrentVersion the room's version, for `conflict`
@@ -2018,7 +2048,7 @@ type ClientInterface interface {
 	// Corresponds with POST /rooms/{room}/ops (the `PostOps` operationId).
 	PostOps(ctx context.Context, room RoomID, params *PostOpsParams, body PostOpsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetPresence Who is subscribed to the room's events now (on this instance)
+	// GetPresence Who is subscribed to the room's events now, on every instance
 	//
 	// Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 	GetPresence(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2486,7 +2516,7 @@ func (c *Client) PostOps(ctx context.Context, room RoomID, params *PostOpsParams
 	return c.Client.Do(req)
 }
 
-// GetPresence Who is subscribed to the room's events now (on this instance)
+// GetPresence Who is subscribed to the room's events now, on every instance
 //
 // Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 func (c *Client) GetPresence(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4173,7 +4203,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /rooms/{room}/ops (the `PostOps` operationId).
 	PostOpsWithResponse(ctx context.Context, room RoomID, params *PostOpsParams, body PostOpsJSONRequestBody, reqEditors ...RequestEditorFn) (*PostOpsResponse, error)
 
-	// GetPresenceWithResponse Who is subscribed to the room's events now (on this instance)
+	// GetPresenceWithResponse Who is subscribed to the room's events now, on every instance
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4441,6 +4471,11 @@ func (r GetDocsResponse) ContentType() string {
 	return ""
 }
 
+// GetDocsAssetResponse404Headers the declared response headers of an HTTP 404 response for GetDocsAsset
+type GetDocsAssetResponse404Headers struct {
+	XRequestId string
+}
+
 // GetDocsAssetResponse421Headers the declared response headers of an HTTP 421 response for GetDocsAsset
 type GetDocsAssetResponse421Headers struct {
 	XRequestId string
@@ -4449,10 +4484,19 @@ type GetDocsAssetResponse421Headers struct {
 type GetDocsAssetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
 	ApplicationproblemJSON421 *MisdirectedRequest
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetDocsAssetResponse404Headers
 	// Headers421 the parsed response headers for an HTTP 421 response
 	Headers421 *GetDocsAssetResponse421Headers
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDocsAssetResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
@@ -4984,6 +5028,11 @@ type CreateRoomResponse403Headers struct {
 	XRequestId string
 }
 
+// CreateRoomResponse408Headers the declared response headers of an HTTP 408 response for CreateRoom
+type CreateRoomResponse408Headers struct {
+	XRequestId string
+}
+
 // CreateRoomResponse413Headers the declared response headers of an HTTP 413 response for CreateRoom
 type CreateRoomResponse413Headers struct {
 	XRequestId string
@@ -5036,6 +5085,8 @@ type CreateRoomResponse struct {
 	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *RequestTimeout
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *PayloadTooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -5052,6 +5103,8 @@ type CreateRoomResponse struct {
 	Headers401 *CreateRoomResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateRoomResponse403Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *CreateRoomResponse408Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateRoomResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -5101,6 +5154,11 @@ func (r CreateRoomResponse) GetApplicationproblemJSON401() *Unauthenticated {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r CreateRoomResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r CreateRoomResponse) GetApplicationproblemJSON408() *RequestTimeout {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -5432,6 +5490,7 @@ type StreamEventsResponse500Headers struct {
 
 // StreamEventsResponse503Headers the declared response headers of an HTTP 503 response for StreamEvents
 type StreamEventsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -5470,7 +5529,7 @@ type StreamEventsResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *StreamEventsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -5534,7 +5593,7 @@ func (r StreamEventsResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r StreamEventsResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r StreamEventsResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -5607,6 +5666,7 @@ type GetGraphResponse500Headers struct {
 
 // GetGraphResponse503Headers the declared response headers of an HTTP 503 response for GetGraph
 type GetGraphResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -5626,7 +5686,7 @@ type GetGraphResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetGraphResponse200Headers
 	// Headers304 the parsed response headers for an HTTP 304 response
@@ -5676,7 +5736,7 @@ func (r GetGraphResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r GetGraphResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r GetGraphResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -6492,6 +6552,11 @@ type PostOpsResponse404Headers struct {
 	XRequestId string
 }
 
+// PostOpsResponse408Headers the declared response headers of an HTTP 408 response for PostOps
+type PostOpsResponse408Headers struct {
+	XRequestId string
+}
+
 // PostOpsResponse409Headers the declared response headers of an HTTP 409 response for PostOps
 type PostOpsResponse409Headers struct {
 	XRequestId string
@@ -6524,6 +6589,7 @@ type PostOpsResponse500Headers struct {
 
 // PostOpsResponse503Headers the declared response headers of an HTTP 503 response for PostOps
 type PostOpsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -6561,6 +6627,8 @@ type PostOpsResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *RequestTimeout
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *struct {
 		Code interface{} `json:"code"`
@@ -6637,7 +6705,7 @@ type PostOpsResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *PostOpsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -6648,6 +6716,8 @@ type PostOpsResponse struct {
 	Headers403 *PostOpsResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *PostOpsResponse404Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *PostOpsResponse408Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *PostOpsResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -6708,6 +6778,11 @@ func (r PostOpsResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PostOpsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r PostOpsResponse) GetApplicationproblemJSON408() *RequestTimeout {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -6804,7 +6879,7 @@ func (r PostOpsResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r PostOpsResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r PostOpsResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -6999,6 +7074,7 @@ type ClearSnapshotsResponse500Headers struct {
 
 // ClearSnapshotsResponse503Headers the declared response headers of an HTTP 503 response for ClearSnapshots
 type ClearSnapshotsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -7020,7 +7096,7 @@ type ClearSnapshotsResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *ClearSnapshotsResponse204Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -7077,7 +7153,7 @@ func (r ClearSnapshotsResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r ClearSnapshotsResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r ClearSnapshotsResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -7229,6 +7305,12 @@ func (r ListSnapshotsResponse) ContentType() string {
 	return ""
 }
 
+// CreateSnapshotResponse200Headers the declared response headers of an HTTP 200 response for CreateSnapshot
+type CreateSnapshotResponse200Headers struct {
+	Location   string
+	XRequestId string
+}
+
 // CreateSnapshotResponse201Headers the declared response headers of an HTTP 201 response for CreateSnapshot
 type CreateSnapshotResponse201Headers struct {
 	Location   string
@@ -7278,12 +7360,15 @@ type CreateSnapshotResponse500Headers struct {
 
 // CreateSnapshotResponse503Headers the declared response headers of an HTTP 503 response for CreateSnapshot
 type CreateSnapshotResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
 type CreateSnapshotResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SnapshotMeta
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *SnapshotMeta
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
@@ -7303,7 +7388,9 @@ type CreateSnapshotResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CreateSnapshotResponse200Headers
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateSnapshotResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -7324,6 +7411,11 @@ type CreateSnapshotResponse struct {
 	Headers500 *CreateSnapshotResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *CreateSnapshotResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateSnapshotResponse) GetJSON200() *SnapshotMeta {
+	return r.JSON200
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -7372,7 +7464,7 @@ func (r CreateSnapshotResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r CreateSnapshotResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r CreateSnapshotResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -7868,6 +7960,7 @@ type RestoreSnapshotResponse500Headers struct {
 
 // RestoreSnapshotResponse503Headers the declared response headers of an HTTP 503 response for RestoreSnapshot
 type RestoreSnapshotResponse503Headers struct {
+	RetryAfter *int
 	XRequestId string
 }
 
@@ -7937,7 +8030,7 @@ type RestoreSnapshotResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *RoomUnrecoverable
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *RestoreSnapshotResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -8055,7 +8148,7 @@ func (r RestoreSnapshotResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r RestoreSnapshotResponse) GetApplicationproblemJSON503() *RoomUnrecoverable {
+func (r RestoreSnapshotResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -8778,7 +8871,7 @@ func (c *ClientWithResponses) PostOpsWithResponse(ctx context.Context, room Room
 	return ParsePostOpsResponse(rsp)
 }
 
-// GetPresenceWithResponse Who is subscribed to the room's events now (on this instance)
+// GetPresenceWithResponse Who is subscribed to the room's events now, on every instance
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -9113,6 +9206,13 @@ func ParseGetDocsAssetResponse(rsp *http.Response) (*GetDocsAssetResponse, error
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
 		var dest MisdirectedRequest
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9123,6 +9223,16 @@ func ParseGetDocsAssetResponse(rsp *http.Response) (*GetDocsAssetResponse, error
 	}
 
 	switch {
+	case rsp.StatusCode == 404:
+		var headers GetDocsAssetResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 421:
 		var headers GetDocsAssetResponse421Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9632,6 +9742,13 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest RequestTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9717,6 +9834,16 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 408:
+		var headers CreateRoomResponse408Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateRoomResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -10108,7 +10235,7 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10200,6 +10327,13 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers StreamEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -10273,7 +10407,7 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10375,6 +10509,13 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetGraphResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -11181,6 +11322,13 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest RequestTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest struct {
 			Code interface{} `json:"code"`
@@ -11287,7 +11435,7 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11360,6 +11508,16 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 408:
+		var headers PostOpsResponse408Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
 	case rsp.StatusCode == 409:
 		var headers PostOpsResponse409Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -11422,6 +11580,13 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers PostOpsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -11633,7 +11798,7 @@ func ParseClearSnapshotsResponse(rsp *http.Response) (*ClearSnapshotsResponse, e
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11731,6 +11896,13 @@ func ParseClearSnapshotsResponse(rsp *http.Response) (*ClearSnapshotsResponse, e
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ClearSnapshotsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -11889,6 +12061,13 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SnapshotMeta
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
 		var dest SnapshotMeta
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11953,7 +12132,7 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11962,6 +12141,23 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers CreateSnapshotResponse200Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 201:
 		var headers CreateSnapshotResponse201Headers
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
@@ -12068,6 +12264,13 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers CreateSnapshotResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -12737,7 +12940,7 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest RoomUnrecoverable
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12862,6 +13065,13 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers RestoreSnapshotResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -328,7 +328,10 @@ func (c *Cluster) handle(payload string) {
 // time: after a commit, not inside it, because PostgreSQL serialises the
 // commits of notifying transactions (with a database-wide lock held through
 // the WAL flush), which would stop concurrent rooms' commits from sharing a
-// flush.
+// flush (see PreCommit_Notify in PostgreSQL's async.c, and Recall.ai's
+// "Postgres LISTEN/NOTIFY does not scale"). A notification sent after the
+// commit can only be lost with the process that made it, and the pollers
+// cover that.
 func (c *Cluster) notifyLoop(ctx context.Context) {
 	for {
 		select {
@@ -415,7 +418,7 @@ func (c *Cluster) writePresence(ctx context.Context) {
 	wctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
 	if err := c.store.SyncPresence(wctx, c.id, joins, leaves); err != nil {
-		c.log.Warn("cluster: write presence", "err", err)
+		c.warn(ctx, "write presence", err)
 		// Put them back for the next try, unless newer news arrived.
 		c.mu.Lock()
 		for _, j := range joins {
@@ -456,7 +459,7 @@ func (c *Cluster) readPresence(ctx context.Context, rooms []string) {
 	defer cancel()
 	remote, err := c.store.RoomPresence(rctx, rooms, c.id, deadAfter)
 	if err != nil {
-		c.log.Warn("cluster: read presence", "err", err)
+		c.warn(ctx, "read presence", err)
 		return
 	}
 	for _, id := range rooms {
@@ -502,7 +505,7 @@ func (c *Cluster) poll(ctx context.Context) {
 	defer cancel()
 	versions, err := c.store.RoomVersions(pctx, ids)
 	if err != nil {
-		c.log.Warn("cluster: poll room versions", "err", err)
+		c.warn(ctx, "poll room versions", err)
 		return
 	}
 	for _, id := range ids {
@@ -533,7 +536,7 @@ func (c *Cluster) heartbeatLoop(ctx context.Context) {
 		registered, err := c.store.Heartbeat(hctx, c.id)
 		if err != nil {
 			cancel()
-			c.log.Warn("cluster: heartbeat", "err", err)
+			c.warn(ctx, "heartbeat", err)
 			continue
 		}
 		if registered {
@@ -543,7 +546,7 @@ func (c *Cluster) heartbeatLoop(ctx context.Context) {
 		reaped, err := c.store.ReapInstances(hctx, deadAfter)
 		cancel()
 		if err != nil {
-			c.log.Warn("cluster: reap dead instances", "err", err)
+			c.warn(ctx, "reap dead instances", err)
 			continue
 		}
 		if len(reaped) > 0 {
@@ -553,6 +556,14 @@ func (c *Cluster) heartbeatLoop(ctx context.Context) {
 				c.queue(n)
 			}
 		}
+	}
+}
+
+// warn logs a failed database call, unless it failed because the instance
+// is shutting down.
+func (c *Cluster) warn(ctx context.Context, what string, err error) {
+	if ctx.Err() == nil {
+		c.log.Warn("cluster: "+what, "err", err)
 	}
 }
 

@@ -439,3 +439,67 @@ func checkNumbers(v any) error {
 	}
 	return nil
 }
+
+// MaxDataDepth is how deeply an element's data may nest: the data object is
+// level 1. Deeper data would be accepted by JSON but breaks the recursive
+// encoders of common clients (Python's json, JavaScript's JSON.stringify).
+const MaxDataDepth = 64
+
+// CheckDataDepth rejects an op from a client whose data nests deeper than
+// MaxDataDepth. It is not part of Validate: ops already in the log or in a
+// snapshot load as they were stored.
+func CheckDataDepth(op Op) *OpError {
+	check := func(raw json.RawMessage, path string, extra int) *OpError {
+		if d := jsonDepth(raw) - extra; d > MaxDataDepth {
+			return fieldErr(path, "nests %d levels deep; at most %d are allowed", d, MaxDataDepth)
+		}
+		return nil
+	}
+	var err *OpError
+	switch {
+	case op.Node != nil:
+		err = check(op.Node.Data, "node.data", 0)
+	case op.Edge != nil:
+		err = check(op.Edge.Data, "edge.data", 0)
+	case op.Patch != nil:
+		// The patch object is one level above its data.
+		err = check(op.Patch, "patch.data", 1)
+	case op.State != nil:
+		for i, n := range op.State.Nodes {
+			if err = check(n.Data, fmt.Sprintf("state.nodes[%d].data", i), 0); err != nil {
+				break
+			}
+		}
+		for i, e := range op.State.Edges {
+			if err != nil {
+				break
+			}
+			err = check(e.Data, fmt.Sprintf("state.edges[%d].data", i), 0)
+		}
+	}
+	if err != nil {
+		err.Op = op.Kind
+	}
+	return err
+}
+
+// jsonDepth returns how deeply the valid JSON text raw nests objects and
+// arrays (0 for a scalar).
+func jsonDepth(raw []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case inString && c == '\\':
+			i++ // skip the escaped character
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}

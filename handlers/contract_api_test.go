@@ -61,7 +61,7 @@ func newContractServer(t *testing.T, st *store.Store, l contractLimits) *contrac
 	done := make(chan struct{})
 	h := handlers.New(handlers.Config{
 		Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 256 << 10, App: web.App(http.HandlerFunc(handlers.NotFound)),
-		Streams: handlers.StreamConfig{Done: done}, Auth: l.auth,
+		Streams: handlers.StreamConfig{Done: done}, BodyTimeout: time.Second, Auth: l.auth,
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
@@ -149,6 +149,32 @@ func (c *contract) do(base, method, path, body string, header ...string) answer 
 		c.t.Fatalf("%s %s: read answer: %v", method, path, err)
 	}
 	c.check(req, []byte(body), resp, data)
+	return answer{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+// doSlow sends a request whose body stops after part (it announces more),
+// and validates the answer the server gives without waiting for the rest.
+func (c *contract) doSlow(base, method, path, part string) answer {
+	c.t.Helper()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequest(method, base+path, pr)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.ContentLength = int64(len(part) + 100)
+	req.Header.Set("Content-Type", "application/json")
+	go func() { _, _ = io.WriteString(pw, part) }()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		c.t.Fatalf("%s %s: read answer: %v", method, path, err)
+	}
+	c.check(req, []byte(part), resp, data)
 	return answer{Status: resp.StatusCode, Header: resp.Header, Body: data}
 }
 
@@ -390,6 +416,7 @@ func TestContractAPI(t *testing.T) {
 		}
 		c.do(u, "POST", "/rooms", "").expect(t, 201, "")
 		c.do(u, "POST", "/rooms", `{"nme":"typo"}`).expect(t, 400, "invalid_json")
+		c.doSlow(u, "POST", "/rooms", `{"name":`).expect(t, 408, "request_timeout")
 		c.do(u, "POST", "/rooms", `{"name":`).expect(t, 400, "invalid_json")
 		c.do(u, "POST", "/rooms", `{"name":"`+strings.Repeat("n", 257)+`"}`).expect(t, 400, "invalid_request")
 		c.do(u, "POST", "/rooms", `{"name":"`+strings.Repeat("n", 300<<10)+`"}`).expect(t, 413, "payload_too_large")
@@ -416,6 +443,7 @@ func TestContractAPI(t *testing.T) {
 			{"op":"add_node","node":{"id":"users","kind":"table","label":"users","x":120,"y":80,"data":{"columns":[{"name":"id","type":"uuid"}]}}},
 			{"op":"add_node","node":{"id":"orders","kind":"table","label":"orders","x":320,"y":80}},
 			{"op":"add_edge","edge":{"id":"orders_user_fk","kind":"relation","source":"orders","target":"users","label":"user_id"}}]}`
+		c.doSlow(u, "POST", base+"/ops", first[:10]).expect(t, 408, "request_timeout")
 		a := c.do(u, "POST", base+"/ops", first, "Idempotency-Key", "first-batch").expect(t, 200, "")
 		if a.Header.Get("Idempotent-Replayed") != "" {
 			t.Errorf("a first request was marked replayed")
@@ -485,6 +513,10 @@ func TestContractAPI(t *testing.T) {
 		snapID := a.str(t, "id")
 		if loc := a.Header.Get("Location"); loc != base+"/snapshots/"+snapID {
 			t.Errorf("Location %q, want %s/snapshots/%s", loc, base, snapID)
+		}
+		// Nothing changed since: the same snapshot again, no new one.
+		if again := c.do(u, "POST", base+"/snapshots", "").expect(t, 200, ""); again.str(t, "id") != snapID {
+			t.Errorf("a snapshot of an unchanged room answered %s, want the existing %s", again.str(t, "id"), snapID)
 		}
 		c.do(u, "GET", base+"/snapshots", "").expect(t, 200, "")
 		c.do(u, "GET", base+"/snapshots/stats", "").expect(t, 200, "")

@@ -7,17 +7,37 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // decodeJSON reads r's body, at most maxBytes, into dst: exactly one JSON
 // value, no unknown fields. An empty body is allowed when allowEmpty is set
 // and leaves dst untouched. Errors are *Problem values naming what is wrong.
-func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any, allowEmpty bool) error {
+//
+// The body must arrive within timeout: a client trickling it in would
+// otherwise hold a connection and a decoder until the request's deadline.
+func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, timeout time.Duration, dst any, allowEmpty bool) error {
+	rc := http.NewResponseController(w)
+	// Where the writer cannot set deadlines (tests' recorders), the
+	// server's own timeouts still apply.
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	if deadlineSet {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return problemf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", maxBytes)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The rest of the body may still come: do not read it.
+			w.Header().Set("Connection", "close")
+			return problemf(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive within %s", timeout)
 		}
 		return problemf(http.StatusBadRequest, "invalid_json", "reading request body: %v", err)
 	}
@@ -26,6 +46,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any,
 			return nil
 		}
 		return newProblem(http.StatusBadRequest, "invalid_json", "request body is empty: a JSON object is required")
+	}
+	if err := checkIJSON(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -39,6 +62,63 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any,
 		return newProblem(http.StatusBadRequest, "invalid_json", "request body has data after its JSON value")
 	}
 	return nil
+}
+
+// checkIJSON holds a body to I-JSON (RFC 7493), the same for both
+// databases: valid UTF-8, escapes that decode to valid code points (no lone
+// surrogates), unique member names in every object, and no NUL in any
+// string (PostgreSQL cannot store it in text; SQLite would). encoding/json
+// alone would replace bad UTF-8 with U+FFFD and let the last duplicate win,
+// so what is stored would not be what was sent.
+func checkIJSON(body []byte) error {
+	if !jsontext.Value(body).IsValid() {
+		dec := jsontext.NewDecoder(bytes.NewReader(body))
+		if _, err := dec.ReadValue(); err != nil {
+			return describeIJSON(err)
+		}
+		// One valid value and more after it: decodeJSON words that.
+		return nil
+	}
+	// The common case has no escaped NUL at all; only then look closer
+	// (a `\\u0000` is text, not a NUL).
+	if !bytes.Contains(body, []byte(`\u0000`)) {
+		return nil
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	for {
+		kind := dec.PeekKind()
+		if kind == 0 {
+			return nil
+		}
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return describeIJSON(err)
+		}
+		if kind == '"' && strings.IndexByte(tok.String(), 0) >= 0 {
+			return problemf(http.StatusBadRequest, "invalid_json", "a string at %q holds a NUL character (\\u0000), which is not allowed", where(dec))
+		}
+	}
+}
+
+// describeIJSON words a jsontext error with where it happened.
+func describeIJSON(err error) error {
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) {
+		at := string(syn.JSONPointer)
+		if at == "" {
+			at = "/"
+		}
+		return problemf(http.StatusBadRequest, "invalid_json", "malformed JSON at %q (byte %d): %v", at, syn.ByteOffset, syn.Err)
+	}
+	return problemf(http.StatusBadRequest, "invalid_json", "malformed JSON: %v", err)
+}
+
+// where is the JSON Pointer of the value dec just read.
+func where(dec *jsontext.Decoder) string {
+	if p := string(dec.StackPointer()); p != "" {
+		return p
+	}
+	return "/"
 }
 
 // describeJSONError words a decoding error for a client.

@@ -112,10 +112,21 @@ func parsePosition(r *http.Request) (int64, error) {
 		return -1, nil
 	}
 	v, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || v < 0 {
+	if err != nil || v < 0 || !allDigits(raw) {
 		return 0, problemf(http.StatusBadRequest, "invalid_last_event_id", "last event id %q is not a non-negative integer", truncate(raw, 64))
 	}
 	return v, nil
+}
+
+// allDigits reports whether s is made of ASCII digits only: ParseInt also
+// takes a sign, which no event id has.
+func allDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // streamAuth ends a stream when its caller may no longer read the room:
@@ -131,6 +142,11 @@ type streamAuth struct {
 
 // serveEvents serves GET /rooms/{room}/events for the request's caller.
 func (a *API) serveEvents(w http.ResponseWriter, r *http.Request) {
+	// A bad position is named first, as before a name (serve reads it).
+	if _, err := parsePosition(r); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	name := r.URL.Query().Get("name")
 	if utf8.RuneCountInString(name) > maxPresenceName {
 		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d characters", maxPresenceName))
@@ -163,6 +179,18 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request, name string, sa 
 	pos, err := parsePosition(r)
 	if err != nil {
 		writeError(w, r, err)
+		return
+	}
+	if r.Method == http.MethodHead {
+		// The headers a stream would start with, and no stream.
+		if _, _, err := s.store.RoomVersion(r.Context(), roomIDFrom(r)); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	rm, join, err := s.rooms.Subscribe(r.Context(), roomIDFrom(r), name)

@@ -66,7 +66,7 @@ func (a *API) putMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req setMemberRequest
-	if err := decodeJSON(w, r, a.maxBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, a.maxBody, a.bodyTimeout, &req, false); err != nil {
 		writeError(w, r, err)
 		return
 	}

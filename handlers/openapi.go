@@ -13,7 +13,7 @@ import (
 // its assets at GET /docs/* (Swagger UI, embedded too).
 func routeDocs(r chi.Router) {
 	r.Get("/openapi.yaml", serveOpenAPI)
-	docs := web.Docs("LiveShare API", "/openapi.yaml", "/docs")
+	docs := web.Docs("LiveShare API", "/openapi.yaml", "/docs", http.HandlerFunc(NotFound))
 	r.Get("/docs", docs.ServeHTTP)
 	r.Get("/docs/*", docs.ServeHTTP)
 }

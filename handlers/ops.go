@@ -83,7 +83,7 @@ func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req postOpsRequest
-	if err := decodeJSON(w, r, a.maxBody, &req, false); err != nil {
+	if err := decodeJSON(w, r, a.maxBody, a.bodyTimeout, &req, false); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -110,6 +110,13 @@ func idempotencyKey(r *http.Request) (string, error) {
 	key := r.Header.Get("Idempotency-Key")
 	if len(key) > maxIdempotencyKey {
 		return "", problemf(http.StatusBadRequest, "invalid_request", "Idempotency-Key is longer than %d bytes", maxIdempotencyKey)
+	}
+	// Printable ASCII only: a key is compared byte for byte and stored as
+	// text by both databases, which must agree on what it is.
+	for i := range len(key) {
+		if c := key[i]; c < 0x20 || c > 0x7e {
+			return "", problemf(http.StatusBadRequest, "invalid_request", "Idempotency-Key holds byte 0x%02x at %d: only printable ASCII is allowed", c, i)
+		}
 	}
 	return key, nil
 }
@@ -139,6 +146,10 @@ func parseOps(req postOpsRequest) ([]graph.Op, error) {
 		}
 		if op.Kind == graph.OpReset {
 			return nil, &graph.OpError{Index: i, Op: op.Kind, Reason: "reset is recorded by restoring a snapshot and cannot be posted"}
+		}
+		if opErr := graph.CheckDataDepth(op); opErr != nil {
+			opErr.Index = i
+			return nil, opErr
 		}
 		ops[i] = op
 	}

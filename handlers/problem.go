@@ -77,8 +77,8 @@ func asProblem(err error) *Problem {
 		return newProblem(http.StatusNotFound, "room_not_found", "room not found")
 	case errors.Is(err, store.ErrInvalidCursor):
 		return newProblem(http.StatusBadRequest, "invalid_cursor", "cursor is not one this server gave out")
-	case errors.Is(err, room.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		p := newProblem(http.StatusServiceUnavailable, "unavailable", "the service could not finish this request in time; nothing was applied unless a retry with the same Idempotency-Key says so")
+	case errors.Is(err, room.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), store.IsUnavailable(err):
+		p := newProblem(http.StatusServiceUnavailable, "unavailable", "the service cannot finish this request now (the database is slow or unreachable, or the service is stopping); nothing was applied unless a retry with the same Idempotency-Key says so")
 		p.retryAfter = 1
 		return p
 	default:

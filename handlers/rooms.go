@@ -106,7 +106,7 @@ type createRoomRequest struct {
 
 func (a *API) createRoom(w http.ResponseWriter, r *http.Request) {
 	var req createRoomRequest
-	if err := decodeJSON(w, r, a.maxBody, &req, true); err != nil {
+	if err := decodeJSON(w, r, a.maxBody, a.bodyTimeout, &req, true); err != nil {
 		writeError(w, r, err)
 		return
 	}

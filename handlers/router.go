@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/liveshare/liveshare/auth"
 	"github.com/liveshare/liveshare/cluster"
@@ -31,6 +32,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds REST requests (never the event streams).
 	RequestTimeout time.Duration
+	// BodyTimeout bounds the arrival of a request's body (408 past it);
+	// zero means 10 s.
+	BodyTimeout time.Duration
 	// Streams tunes the event streams.
 	Streams StreamConfig
 	// Metrics records requests and streams and serves GET /metrics; nil
@@ -46,16 +50,17 @@ type Config struct {
 
 // API serves LiveShare's HTTP endpoints.
 type API struct {
-	store     *store.Store
-	rooms     *room.Manager
-	snapshots *snapshot.Registry
-	cluster   *cluster.Cluster
-	maxBody   int64
-	streams   *streams
-	auth      AuthConfig
-	anonymous *auth.Principal
-	members   *memberCache
-	watchers  watchers
+	store       *store.Store
+	rooms       *room.Manager
+	snapshots   *snapshot.Registry
+	cluster     *cluster.Cluster
+	maxBody     int64
+	bodyTimeout time.Duration
+	streams     *streams
+	auth        AuthConfig
+	anonymous   *auth.Principal
+	members     *memberCache
+	watchers    watchers
 }
 
 // New returns the router with every endpoint and middleware.
@@ -73,11 +78,14 @@ func NewAPI(cfg Config) *API {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 10 * time.Second
+	}
 	cfg.Streams.Metrics = cfg.Metrics
 	if cfg.Auth.Mode == "" {
 		cfg.Auth.Mode = ModeOpen
 	}
-	return &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes,
+	return &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout,
 		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots),
 		auth:    cfg.Auth, anonymous: auth.AnonymousPrincipal(), members: newMemberCache(cfg.Store, cfg.Auth.MembersTTL)}
 }
@@ -94,7 +102,9 @@ func (a *API) Router(cfg Config) http.Handler {
 		cfg.RequestTimeout = 30 * time.Second
 	}
 	r := chi.NewRouter()
-	r.Use(requestContext(cfg.Logger), accessLog(cfg.Metrics), recoverer, securityHeaders)
+	// HEAD of every GET route: the GET's status and headers, no body
+	// (net/http drops what a handler writes to a HEAD response).
+	r.Use(requestContext(cfg.Logger), accessLog(cfg.Metrics), recoverer, securityHeaders, middleware.GetHead)
 	if !a.auth.jwt() && len(a.auth.Hosts) > 0 {
 		r.Use(hostCheck(a.auth.Hosts, a.auth.AnyIPHost))
 	}
@@ -127,7 +137,9 @@ func (a *API) Router(cfg Config) http.Handler {
 	r.With(rest, a.needCreateRooms).Post("/rooms", a.createRoom)
 	r.With(rest, a.needCaller).Get("/rooms", a.listRooms)
 	r.Route("/rooms/{roomID}", func(r chi.Router) {
-		r.Use(roomIDParam)
+		// Again here: the top-level GetHead takes this subrouter's mount
+		// for a HEAD route and passes GET /rooms/{id}'s HEAD on as HEAD.
+		r.Use(roomIDParam, middleware.GetHead)
 		r.With(viewer).Get("/events", a.serveEvents)
 		r.Group(func(r chi.Router) {
 			r.Use(rest)
@@ -172,7 +184,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := a.store.Ready(ctx); err != nil {
 		loggerFrom(ctx).Warn("not ready", "err", err)
-		writeProblem(w, r, newProblem(http.StatusServiceUnavailable, "not_ready", "database is not reachable or not migrated"))
+		writeProblem(w, r, newProblem(http.StatusServiceUnavailable, "not_ready", "the database is not reachable, not migrated, or cannot take writes"))
 		return
 	}
 	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/room"
+	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
 	"github.com/liveshare/liveshare/store/storetest"
 )
@@ -350,4 +351,66 @@ func TestPresenceIsBoundedAndWakesWaiters(t *testing.T) {
 	if len(ev.Users) != room.MaxPresenceUsers || ev.Count != room.MaxPresenceUsers+50 || ev.Users[0].Name != "first" {
 		t.Fatalf("presence lists %d users (first %q), count %d", len(ev.Users), ev.Users[0].Name, ev.Count)
 	}
+}
+
+// Instance A snapshots the room and prunes the ops that instance B has not
+// seen; B's next write must still succeed (B reloads from the snapshot) and
+// B's subscribers get the snapshot and then B's op, in order.
+func TestWriterCatchesUpPastAPrunedLog(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		stA, stB := openStore(t, cfg), openStore(t, cfg)
+		id := mustRoom(t, stA)
+		regA := snapshot.NewRegistry(stA, snapshot.Config{Keep: 1, MaxBytes: 1 << 20, Shared: true})
+		regB := snapshot.NewRegistry(stB, snapshot.Config{Keep: 1, MaxBytes: 1 << 20, Shared: true})
+		mA := room.NewManager(stA, room.Options{Shared: true, Snapshots: regA})
+		mB := room.NewManager(stB, room.Options{Shared: true, Snapshots: regB, QueueSize: 100})
+		t.Cleanup(func() { mA.Close(); mB.Close() })
+		rA, err := mA.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rB, join, err := mB.Subscribe(ctx, id, "watcher")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rB.Version() != 0 {
+			t.Fatalf("B loaded at version %d", rB.Version())
+		}
+		for i := range 5 {
+			if _, err := rA.Apply(ctx, room.Write{Ops: []graph.Op{addNode(fmt.Sprintf("a%d", i))}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := regA.Take(ctx, rA, snapshot.TriggerManual); err != nil {
+			t.Fatal(err)
+		}
+		if ops, err := stA.OpsSince(ctx, id, 0, 100); err != nil || len(ops) != 0 {
+			t.Fatalf("ops 1..5 not pruned by the snapshot: %d ops, %v", len(ops), err)
+		}
+
+		res, err := rB.Apply(ctx, room.Write{Ops: []graph.Op{addNode("b")}})
+		if err != nil {
+			t.Fatalf("B's write after A pruned the log: %v", err)
+		}
+		if res.Version != 6 {
+			t.Fatalf("B's write got version %d, want 6", res.Version)
+		}
+		state, v := rB.State()
+		if v != 6 || len(state.Nodes) != 6 {
+			t.Fatalf("B at version %d with %d nodes, want 6 and 6", v, len(state.Nodes))
+		}
+		var events []string
+		for len(events) < 2 {
+			select {
+			case m := <-join.Sub.C:
+				events = append(events, fmt.Sprintf("%s@%d", m.Event, m.Seq))
+			case <-time.After(5 * time.Second):
+				t.Fatalf("B's subscriber got only %v", events)
+			}
+		}
+		if want := []string{"snapshot@5", "ops@6"}; fmt.Sprint(events) != fmt.Sprint(want) {
+			t.Fatalf("B's subscriber got %v, want %v", events, want)
+		}
+	})
 }

@@ -467,13 +467,14 @@ func refusesAny(p *plan) bool {
 }
 
 // storeFailure wraps a store error of the sequencer: a room the database no
-// longer has is deleted here too; a deadline is unavailability.
+// longer has is deleted here too; a deadline or a database that cannot
+// serve for now is unavailability.
 func (r *Room) storeFailure(what string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
 		r.m.forgetDeleted(r)
 		return fmt.Errorf("room %s: %w", r.id, ErrDeleted)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || store.IsUnavailable(err) {
 		err = unavailable(err)
 	}
 	return fmt.Errorf("room %s: %s: %w", r.id, what, err)
@@ -528,14 +529,18 @@ func (r *Room) catchUp(ctx context.Context, target int64) error {
 			if target <= from {
 				return nil
 			}
-			// Nothing logged after our version, yet the room is past it:
-			// the ops up to its version are pruned.
-			version, _, err := st.RoomVersion(ctx, r.id)
+			// Nothing logged after our version, yet the room may be past
+			// it: the ops after it are pruned, or another instance
+			// committed them after the log was read.
+			version, prunedThrough, err := st.RoomVersion(ctx, r.id)
 			if err != nil {
 				return r.storeFailure("read the room's version", err)
 			}
-			if version > from {
+			if prunedThrough > from {
 				return r.reload(ctx)
+			}
+			if version > from {
+				continue
 			}
 			return nil
 		}

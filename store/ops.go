@@ -60,6 +60,7 @@ type AppendResult struct {
 // commit is one prepared statement, one round trip.
 func (s *Store) AppendOps(ctx context.Context, a Append) (AppendResult, error) {
 	res, err := s.appendOps(ctx, a)
+	s.noteWrite(err)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("append ops to room %s: %w", a.RoomID, err)
 	}

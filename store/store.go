@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -116,6 +117,11 @@ type Store struct {
 	schemaVersion int64
 	// now is the clock; tests replace it.
 	now func() time.Time
+
+	// writesFailing is set while the last write failed because the
+	// database could not take it (IsUnavailable): Ready then probes with
+	// a write of its own, so that /readyz says whether writes can succeed.
+	writesFailing atomic.Bool
 
 	// Statements of the hot paths, prepared once (per connection, by
 	// database/sql), so that each costs one round trip.
@@ -327,7 +333,41 @@ func (s *Store) Ready(ctx context.Context) error {
 	if err := s.checkSchema(ctx); err != nil {
 		return fmt.Errorf("store not ready: %w", err)
 	}
+	if s.writesFailing.Load() {
+		if err := s.probeWrite(ctx); err != nil {
+			return fmt.Errorf("store not ready: writes fail: %w", err)
+		}
+	}
 	return nil
+}
+
+// noteWrite records whether a write succeeded, for Ready.
+func (s *Store) noteWrite(err error) {
+	switch {
+	case err == nil:
+		s.writesFailing.Store(false)
+	case IsUnavailable(err):
+		s.writesFailing.Store(true)
+	}
+}
+
+// probeWrite commits a write that leaves nothing behind (a row added to
+// instances and removed again in one transaction): it needs what any write
+// needs — a writable database with room for its log.
+func (s *Store) probeWrite(ctx context.Context) error {
+	err := s.transact(ctx, func(tx *sqlx.Tx) error {
+		insert := `INSERT INTO instances (id, started_at, seen_at) VALUES (?, 0, 0)`
+		if s.dialect == dialectPostgres {
+			insert = `INSERT INTO instances (id, started_at, seen_at) VALUES (?, now(), now())`
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(insert), "readiness-probe"); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM instances WHERE id = ?`), "readiness-probe")
+		return err
+	})
+	s.noteWrite(err)
+	return err
 }
 
 // transact runs fn in a transaction and commits it; it rolls back when fn

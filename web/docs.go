@@ -18,7 +18,13 @@ const docsCSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-sr
 // example "/docs") and its assets at basePath/<file>. The assets are
 // embedded in the binary (github.com/swaggest/swgui/v5emb), so the page works
 // with no internet access.
-func Docs(title, specURL, basePath string) http.Handler {
+//
+// A path under basePath that names no asset is passed to notFound (nil: a
+// plain 404), so it answers as the rest of the API does.
+func Docs(title, specURL, basePath string, notFound http.Handler) http.Handler {
+	if notFound == nil {
+		notFound = http.NotFoundHandler()
+	}
 	ui := v5emb.NewHandlerWithConfig(swgui.Config{
 		Title:       title,
 		SwaggerJSON: specURL,
@@ -34,6 +40,46 @@ func Docs(title, specURL, basePath string) http.Handler {
 		h.Set("Content-Security-Policy", docsCSP)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
-		ui.ServeHTTP(w, r)
+		cw := &catch404{w: w, header: http.Header{}}
+		ui.ServeHTTP(cw, r)
+		if cw.missing {
+			notFound.ServeHTTP(w, r)
+		}
 	})
+}
+
+// catch404 passes a response on to w unless its status is 404, which it
+// swallows (headers and body) so that the caller can answer instead.
+type catch404 struct {
+	w       http.ResponseWriter
+	header  http.Header
+	wrote   bool
+	missing bool
+}
+
+func (c *catch404) Header() http.Header { return c.header }
+
+func (c *catch404) WriteHeader(code int) {
+	if c.wrote {
+		return
+	}
+	c.wrote = true
+	if code == http.StatusNotFound {
+		c.missing = true
+		return
+	}
+	for k, v := range c.header {
+		c.w.Header()[k] = v
+	}
+	c.w.WriteHeader(code)
+}
+
+func (c *catch404) Write(b []byte) (int, error) {
+	if !c.wrote {
+		c.WriteHeader(http.StatusOK)
+	}
+	if c.missing {
+		return len(b), nil
+	}
+	return c.w.Write(b)
 }

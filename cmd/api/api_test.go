@@ -166,6 +166,7 @@ func TestInvalidConfigurationStops(t *testing.T) {
 		{"LIVESHARE_LOG_LEVEL=loud", "LIVESHARE_LOG_LEVEL"},
 		{"DATABASE_URL=mysql://x", "DATABASE_URL"},
 	}
+	trackSources(t)
 	for _, c := range cases {
 		cmd := exec.Command(binary)
 		cmd.Env = append(os.Environ(), "LIVESHARE_DATA_DIR="+t.TempDir(), "LIVESHARE_ADDR=127.0.0.1:0", c.env)

@@ -97,7 +97,22 @@ func TestBadInputChangesNothing(t *testing.T) {
 			{"member subject with a control character", "PUT", members + "/a%0Ab", `{"role":"viewer"}`, nil, 400, "invalid_subject", -1},
 			{"remove a non-member", "DELETE", members + "/nobody", "", nil, 404, "member_not_found", -1},
 			{"members of an unknown room", "PUT", "/rooms/00000000-0000-4000-8000-000000000000/members/bob", `{"role":"viewer"}`, nil, 404, "room_not_found", -1},
+			// I-JSON (RFC 7493), the same on both databases.
+			{"invalid UTF-8 in a label", "POST", ops, one(`{"op":"add_node","node":{"id":"u8","label":"a\xffb"}}`), nil, 400, "invalid_json", -1},
+			{"lone surrogate in a label", "POST", ops, one(`{"op":"add_node","node":{"id":"sur","label":"a\ud800b"}}`), nil, 400, "invalid_json", -1},
+			{"lone surrogate in data", "POST", ops, one(`{"op":"add_node","node":{"id":"sur","data":{"k":"\udc00"}}}`), nil, 400, "invalid_json", -1},
+			{"NUL in client_id", "POST", ops, `{"ops":[{"op":"remove_node","id":"users"}],"client_id":"a\u0000b"}`, nil, 400, "invalid_json", -1},
+			{"NUL in data", "POST", ops, one(`{"op":"add_node","node":{"id":"nul","data":{"k":"\u0000"}}}`), nil, 400, "invalid_json", -1},
+			{"duplicate top-level ops", "POST", ops, `{"ops":[{"op":"add_node","node":{"id":"d1"}}],"ops":[{"op":"remove_node","id":"users"}]}`, nil, 400, "invalid_json", -1},
+			{"duplicate key in a node", "POST", ops, one(`{"op":"add_node","node":{"id":"d2","id":"d3"}}`), nil, 400, "invalid_json", -1},
+			{"data nested 65 deep", "POST", ops, one(`{"op":"add_node","node":{"id":"deep","data":` + strings.Repeat(`{"a":`, 64) + `{}` + strings.Repeat(`}`, 64) + `}}`), nil, 422, "invalid_op", 0},
+			{"data nested 9000 deep", "POST", ops, one(`{"op":"add_node","node":{"id":"deeper","data":{"a":` + strings.Repeat(`[`, 9000) + strings.Repeat(`]`, 9000) + `}}}`), nil, 422, "invalid_op", 0},
+			{"NUL in a room name", "POST", "/rooms", `{"name":"a\u0000b"}`, nil, 400, "invalid_json", -1},
+			{"invalid UTF-8 in a room name", "POST", "/rooms", "{\"name\":\"a\xc3\"}", nil, 400, "invalid_json", -1},
+			{"idempotency key not ASCII", "POST", ops, one(`{"op":"remove_node","id":"users"}`), []string{"Idempotency-Key", "cl\xc3\xa9"}, 400, "invalid_request", -1},
+			{"signed Last-Event-ID", "GET", "/rooms/" + rm.ID + "/events", "", []string{"Last-Event-ID", "+3"}, 400, "invalid_last_event_id", -1},
 		}
+		roomsBefore := srv.must("GET", "/rooms?limit=100", nil).Body
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				var body any
@@ -132,6 +147,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 		if r := srv.must("GET", members, nil); r.Status != 200 || strings.TrimSpace(string(r.Body)) != `{"members":[]}` {
 			t.Errorf("members after rejected changes: %d %s", r.Status, r.Body)
+		}
+		if after := srv.must("GET", "/rooms?limit=100", nil).Body; string(after) != string(roomsBefore) {
+			t.Errorf("rooms changed by rejected requests:\nbefore %s\nafter  %s", roomsBefore, after)
 		}
 		if after := srv.must("GET", "/rooms/"+rm.ID+"/graph", nil).Body; string(after) != string(graphBefore) {
 			t.Errorf("graph changed by rejected requests:\nbefore %s\nafter  %s", graphBefore, after)

@@ -87,6 +87,7 @@ func startServer(t testing.TB, cfg store.Config, extraEnv ...string) *server {
 
 func startWithEnv(t testing.TB, env []string) *server {
 	t.Helper()
+	trackSources(t)
 	s := &server{t: t, env: env, logs: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(binary)
 	s.cmd.Env = env

@@ -8,9 +8,10 @@
 //	go run ./cmd/loadgen -scenario connections -conns 10000
 //	go run ./cmd/loadgen -scenario snapshot -elements 100000
 //	go run ./cmd/loadgen -scenario recovery -elements 100000 -ops 10000
+//	go run ./cmd/loadgen -scenario cluster -instances 3 -rate 33 -database-url postgres://…
 //
-// The recovery scenario starts (and kills) the server binary itself; the
-// others need one running at -url. docs/BENCHMARKS.md says how to run each.
+// The recovery and cluster scenarios start (and stop) server binaries
+// themselves; the others need one running at -url. docs/BENCHMARKS.md says how to run each.
 package main
 
 import (
@@ -58,6 +59,7 @@ type options struct {
 	hold        time.Duration
 	elements    int
 	ops         int
+	instances   int
 
 	serverBin   string
 	databaseURL string
@@ -67,7 +69,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.scenario, "scenario", "ingest", "ingest, fanout, connections, snapshot or recovery")
+	fs.StringVar(&o.scenario, "scenario", "ingest", "ingest, fanout, connections, snapshot, recovery or cluster")
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "the running server (local addresses only; recovery starts its own)")
 	fs.StringVar(&o.label, "label", "", "the first column of the table, e.g. the database")
 	fs.BoolVar(&o.header, "header", true, "print the table's header (off to append rows to an earlier table)")
@@ -83,8 +85,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.hold, "hold", 2*time.Second, "how long the connections are held before measuring")
 	fs.IntVar(&o.elements, "elements", 0, "elements in the room (default: snapshot 20000, recovery 20000)")
 	fs.IntVar(&o.ops, "ops", 2000, "ops after the last snapshot (recovery)")
-	fs.StringVar(&o.serverBin, "server-bin", "", "LiveShare binary the recovery scenario runs (default: go build ./cmd/api)")
-	fs.StringVar(&o.databaseURL, "database-url", "", "DATABASE_URL for the server the recovery scenario runs (default: SQLite in a temp dir)")
+	fs.IntVar(&o.instances, "instances", 2, "LiveShare processes sharing -database-url (cluster)")
+	fs.StringVar(&o.serverBin, "server-bin", "", "LiveShare binary the recovery and cluster scenarios run (default: go build ./cmd/api)")
+	fs.StringVar(&o.databaseURL, "database-url", "", "DATABASE_URL for the servers recovery and cluster run (recovery's default: SQLite in a temp dir)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -97,13 +100,19 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.duration <= 0 || o.batch < 1 || o.batch > 1000 || o.rooms < 1 || o.subscribers < 0 || o.conns < 0 || o.ops < 0 || o.rate < 0 {
 		return o, errors.New("-duration must be positive, -batch 1..1000, -rooms ≥ 1, counts ≥ 0")
 	}
+	if o.scenario == "cluster" && (o.instances < 1 || o.instances > 16 || o.rate <= 0) {
+		return o, errors.New("cluster: -instances must be 1..16 and -rate positive")
+	}
 	if o.timeout <= 0 {
 		o.timeout = 2*o.duration + 2*time.Minute
 	}
 	if o.writers <= 0 {
 		o.writers = 1
-		if o.scenario == "snapshot" {
+		switch o.scenario {
+		case "snapshot":
 			o.writers = 4
+		case "cluster":
+			o.writers = o.instances
 		}
 	}
 	if o.elements <= 0 {
@@ -150,6 +159,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res, err = g.snapshot(ctx)
 	case "recovery":
 		res, err = g.recovery(ctx)
+	case "cluster":
+		res, err = g.cluster(ctx)
 	default:
 		return fmt.Errorf("unknown -scenario %q", o.scenario)
 	}

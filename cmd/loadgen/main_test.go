@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/liveshare/liveshare/store/storetest"
 )
 
 // TestScenarios runs every scenario end to end, with tiny parameters,
@@ -63,6 +66,36 @@ func TestScenarios(t *testing.T) {
 				t.Errorf("errors in the run:\n%s\nlog:\n%s", out.String(), log.String())
 			}
 		})
+	}
+}
+
+// TestClusterScenario runs -scenario cluster with two instances on a fresh
+// PostgreSQL schema: every subscriber gets every op once, no read is stale.
+func TestClusterScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server")
+	}
+	cfg := storetest.Config(t, "postgres")
+	var out, log bytes.Buffer
+	args := []string{"-scenario", "cluster", "-instances", "2", "-writers", "2", "-rate", "50", "-subscribers", "6",
+		"-duration", "1s", "-label", "postgres", "-progress", "0", "-database-url", cfg.DatabaseURL}
+	if err := run(context.Background(), args, &out, &log); err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, log.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[2], "| postgres | 2 | 2 × 50 | 6 |") {
+		t.Fatalf("not the one-row table of a 2-instance run:\n%s\nlog:\n%s", out.String(), log.String())
+	}
+	// lost | duplicated | stale reads | errors
+	if !regexp.MustCompile(`\| 0 \| 0 \| 0 of \d+ \| 0 \|$`).MatchString(lines[2]) {
+		t.Errorf("ops lost, duplicated, stale reads or errors:\n%s\nlog:\n%s", out.String(), log.String())
+	}
+}
+
+func TestClusterNeedsPostgreSQL(t *testing.T) {
+	err := run(context.Background(), []string{"-scenario", "cluster", "-database-url", ""}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Fatalf("cluster without a PostgreSQL URL: %v", err)
 	}
 }
 

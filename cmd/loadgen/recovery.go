@@ -115,13 +115,7 @@ func (g *gen) recovery(ctx context.Context) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "LIVESHARE_") && !strings.HasPrefix(kv, "DATABASE_URL=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env,
+	env := serverEnv(
 		"LIVESHARE_ADDR=127.0.0.1:0",
 		"LIVESHARE_DATA_DIR="+filepath.Join(dir, "data"),
 		"DATABASE_URL="+o.databaseURL,
