@@ -43,6 +43,13 @@ func TestAuthConfiguration(t *testing.T) {
 			t.Errorf("%v: output %q, want one line naming %s (and no secret)", c.env, out, c.want)
 		}
 	}
+	// -h shows no secret taken from the environment.
+	cmd := exec.Command(binary, "-h")
+	cmd.Env = append(os.Environ(), "LIVESHARE_JWT_SECRET=never-print-me-never-print-me-0123")
+	out, _ := cmd.CombinedOutput()
+	if strings.Contains(string(out), "never-print-me") || !strings.Contains(string(out), "-jwt-secret") {
+		t.Errorf("-h output shows the secret, or no -jwt-secret flag:\n%s", out)
+	}
 	// Asked for explicitly, open mode starts on any address.
 	srv := startServer(t, storetest.Config(t, "sqlite"), "LIVESHARE_AUTH=open", "LIVESHARE_ADDR=0.0.0.0:0")
 	if !strings.Contains(srv.logs.String(), "auth=open") {

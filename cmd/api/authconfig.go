@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -171,6 +172,14 @@ func (c *AuthSettings) handlerConfig(listenAddr string) (handlers.AuthConfig, er
 	}
 	h.Verifier = v
 	return h, nil
+}
+
+// hideSecretDefaults keeps the secret taken from the environment out of
+// -h, which prints each flag's default.
+func hideSecretDefaults(fs *flag.FlagSet) {
+	if f := fs.Lookup("jwt-secret"); f != nil {
+		f.DefValue = ""
+	}
 }
 
 // redact keeps secrets out of the one line that names a bad setting.

@@ -128,6 +128,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		}
 		values[i] = fs.String(s.flag, def, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
 	}
+	hideSecretDefaults(fs)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
