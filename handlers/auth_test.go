@@ -413,3 +413,32 @@ func TestStreamsEndWhenAccessEnds(t *testing.T) {
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	srv.Close()
 }
+
+// TestMemberSubjectsAreUnescaped: a subject is any string a token's sub may
+// hold, "/" and "|" included, and comes back as it was given.
+func TestMemberSubjectsAreUnescaped(t *testing.T) {
+	srv := newTestServer(t, storetest.Open(t, "sqlite"), serverOptions{})
+	id := srv.createRoom()
+	for _, sub := range []string{"org/alice", "auth0|123", "bob@example.com", "zoë"} {
+		resp, body := call(t, "PUT", srv.URL+"/rooms/"+id+"/members/"+url.PathEscape(sub), `{"role":"viewer"}`, "Content-Type", "application/json")
+		if resp.StatusCode != 204 {
+			t.Fatalf("put %q: %d %s", sub, resp.StatusCode, body)
+		}
+	}
+	_, body := call(t, "GET", srv.URL+"/rooms/"+id+"/members", "")
+	var list struct{ Members []struct{ Subject string } }
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range list.Members {
+		got = append(got, m.Subject)
+	}
+	if want := "auth0|123,bob@example.com,org/alice,zoë"; strings.Join(got, ",") != want {
+		t.Errorf("members %q, want %q", strings.Join(got, ","), want)
+	}
+	resp, _ := call(t, "DELETE", srv.URL+"/rooms/"+id+"/members/org%2Falice", "")
+	if resp.StatusCode != 204 {
+		t.Errorf("delete org/alice: %d", resp.StatusCode)
+	}
+}

@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 	"unicode"
@@ -44,6 +45,15 @@ func (a *API) listMembers(w http.ResponseWriter, r *http.Request) {
 // character (it is logged and shown on the page).
 func subjectParam(r *http.Request) (string, error) {
 	s := chi.URLParam(r, "subject")
+	if r.URL.RawPath != "" {
+		// chi routes on the raw path when it has escapes of its own (a
+		// subject with a "/" comes as %2F): the subject is the unescaped one.
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return "", newProblem(http.StatusBadRequest, "invalid_subject", "subject is not a valid escaped path segment")
+		}
+		s = u
+	}
 	if s == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxSubject {
 		return "", problemf(http.StatusBadRequest, "invalid_subject", "subject must be 1 to %d characters of UTF-8", maxSubject)
 	}
