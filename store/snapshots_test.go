@@ -427,6 +427,8 @@ func TestSnapshotsConcurrentWithAppends(t *testing.T) {
 
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
+		var mu sync.Mutex
+		versions := map[int64]bool{} // the versions snapshotted, by either store
 		for w := range 2 {
 			s := []*store.Store{s1, s2}[w]
 			wg.Go(func() { // writer
@@ -462,6 +464,9 @@ func TestSnapshotsConcurrentWithAppends(t *testing.T) {
 						errs <- err
 						return
 					}
+					mu.Lock()
+					versions[r.Version] = true
+					mu.Unlock()
 				}
 			})
 		}
@@ -479,8 +484,9 @@ func TestSnapshotsConcurrentWithAppends(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(list) != keep {
-			t.Fatalf("%d snapshots kept, want %d", len(list), keep)
+		// When the writers finish first, every snapshot is of one version.
+		if want := min(keep, len(versions)); len(list) != want {
+			t.Fatalf("%d snapshots kept, want %d (of %d versions snapshotted)", len(list), want, len(versions))
 		}
 		if oldest := list[len(list)-1].Version; r.PrunedThrough != oldest {
 			t.Errorf("pruned_through = %d, oldest kept snapshot at %d", r.PrunedThrough, oldest)
