@@ -45,7 +45,7 @@ func TestAuthConfiguration(t *testing.T) {
 	}
 	// -h shows no secret taken from the environment.
 	cmd := exec.Command(binary, "-h")
-	cmd.Env = append(os.Environ(), "LIVESHARE_JWT_SECRET=never-print-me-never-print-me-0123")
+	cmd.Env = append(os.Environ(), "LIVESHARE_JWT_SECRET=never-print-me-never-print-me-0123", "DATABASE_URL=postgres://u:never-print-me@db/x")
 	out, _ := cmd.CombinedOutput()
 	if strings.Contains(string(out), "never-print-me") || !strings.Contains(string(out), "-jwt-secret") {
 		t.Errorf("-h output shows the secret, or no -jwt-secret flag:\n%s", out)

@@ -174,11 +174,14 @@ func (c *AuthSettings) handlerConfig(listenAddr string) (handlers.AuthConfig, er
 	return h, nil
 }
 
-// hideSecretDefaults keeps the secret taken from the environment out of
-// -h, which prints each flag's default.
+// hideSecretDefaults keeps secrets taken from the environment (the JWT
+// secret, a database URL's password) out of -h, which prints each flag's
+// default.
 func hideSecretDefaults(fs *flag.FlagSet) {
-	if f := fs.Lookup("jwt-secret"); f != nil {
-		f.DefValue = ""
+	for _, name := range []string{"jwt-secret", "database-url"} {
+		if f := fs.Lookup(name); f != nil {
+			f.DefValue = ""
+		}
 	}
 }
 
