@@ -139,16 +139,23 @@ func (c *contract) do(base, method, path, body string, header ...string) answer 
 			req.Host = header[i+1]
 		}
 	}
+	return c.send(req, []byte(body))
+}
+
+// send does req, reads the answer whole and checks the exchange; sent is
+// the body as the server saw it.
+func (c *contract) send(req *http.Request, sent []byte) answer {
+	c.t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
+		c.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	data, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		c.t.Fatalf("%s %s: read answer: %v", method, path, err)
+		c.t.Fatalf("%s %s: read answer: %v", req.Method, req.URL.Path, err)
 	}
-	c.check(req, []byte(body), resp, data)
+	c.check(req, sent, resp, data)
 	return answer{Status: resp.StatusCode, Header: resp.Header, Body: data}
 }
 
@@ -165,17 +172,7 @@ func (c *contract) doSlow(base, method, path, part string) answer {
 	req.ContentLength = int64(len(part) + 100)
 	req.Header.Set("Content-Type", "application/json")
 	go func() { _, _ = io.WriteString(pw, part) }()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	data, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		c.t.Fatalf("%s %s: read answer: %v", method, path, err)
-	}
-	c.check(req, []byte(part), resp, data)
-	return answer{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return c.send(req, []byte(part))
 }
 
 // check validates one exchange: the answer always, the request too when the

@@ -78,12 +78,18 @@ func asProblem(err error) *Problem {
 	case errors.Is(err, store.ErrInvalidCursor):
 		return newProblem(http.StatusBadRequest, "invalid_cursor", "cursor is not one this server gave out")
 	case errors.Is(err, room.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), store.IsUnavailable(err):
-		p := newProblem(http.StatusServiceUnavailable, "unavailable", "the service cannot finish this request now (the database is slow or unreachable, or the service is stopping); nothing was applied unless a retry with the same Idempotency-Key says so")
-		p.retryAfter = 1
-		return p
+		return unavailableProblem()
 	default:
 		return newProblem(http.StatusInternalServerError, "internal", "internal error")
 	}
+}
+
+// unavailableProblem is the answer to a request the service could not
+// finish in time.
+func unavailableProblem() *Problem {
+	p := newProblem(http.StatusServiceUnavailable, "unavailable", "the service cannot finish this request now (the database is slow or unreachable, or the service is stopping); nothing was applied unless a retry with the same Idempotency-Key says so")
+	p.retryAfter = 1
+	return p
 }
 
 // writeProblem answers with p as application/problem+json.
@@ -101,6 +107,11 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 // writeError answers with the problem err maps to, logging server faults.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	p := asProblem(err)
+	if p.Status == http.StatusInternalServerError && r.Context().Err() != nil {
+		// The request's deadline cut a database call short: lib/pq says
+		// "canceling statement" (57014), which wraps no context error.
+		p = unavailableProblem()
+	}
 	switch {
 	case p.Code == "unavailable":
 		loggerFrom(r.Context()).Warn("request not finished", "err", err)

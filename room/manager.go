@@ -203,6 +203,11 @@ func (m *Manager) runLoad(ctx context.Context, id string, l *loading) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.LoadTimeout)
 	defer cancel()
 	l.room, l.err = m.load(ctx, id)
+	if l.err != nil && ctx.Err() != nil && !errors.Is(l.err, ErrUnavailable) {
+		// Cut short by its deadline: the database did not answer in time.
+		// Drivers do not all say so (lib/pq answers "canceling statement").
+		l.err = fmt.Errorf("room %s: load did not finish within %s: %w", id, m.opts.LoadTimeout, unavailable(l.err))
+	}
 	if l.err != nil {
 		m.drop(id, l)
 	}

@@ -403,7 +403,7 @@ func (r *Room) commitGroup(ctx context.Context, group []*request) {
 		if len(keys) > 0 {
 			var err error
 			if found, err = st.IdempotentResults(ctx, r.id, keys); err != nil {
-				failAll(group, r.storeFailure("look up idempotency keys", err))
+				failAll(group, r.storeFailure(ctx, "look up idempotency keys", err))
 				return
 			}
 		}
@@ -414,7 +414,7 @@ func (r *Room) commitGroup(ctx context.Context, group []*request) {
 			if r.m.opts.Shared && attempt == 0 && refusesAny(p) {
 				version, _, err := st.RoomVersion(ctx, r.id)
 				if err != nil {
-					failAll(group, r.storeFailure("read the room's version", err))
+					failAll(group, r.storeFailure(ctx, "read the room's version", err))
 					return
 				}
 				if version > r.Version() {
@@ -451,7 +451,7 @@ func (r *Room) commitGroup(ctx context.Context, group []*request) {
 				return
 			}
 		default:
-			failAll(group, r.storeFailure("commit ops", err))
+			failAll(group, r.storeFailure(ctx, "commit ops", err))
 			return
 		}
 	}
@@ -467,14 +467,14 @@ func refusesAny(p *plan) bool {
 }
 
 // storeFailure wraps a store error of the sequencer: a room the database no
-// longer has is deleted here too; a deadline or a database that cannot
-// serve for now is unavailability.
-func (r *Room) storeFailure(what string, err error) error {
+// longer has is deleted here too; a deadline (also when the driver does
+// not say so) or a database that cannot serve for now is unavailability.
+func (r *Room) storeFailure(ctx context.Context, what string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
 		r.m.forgetDeleted(r)
 		return fmt.Errorf("room %s: %w", r.id, ErrDeleted)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || store.IsUnavailable(err) {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || store.IsUnavailable(err) {
 		err = unavailable(err)
 	}
 	return fmt.Errorf("room %s: %s: %w", r.id, what, err)
@@ -520,7 +520,7 @@ func (r *Room) catchUp(ctx context.Context, target int64) error {
 		from := r.Version()
 		recs, err := st.OpsSince(ctx, r.id, from, replayPage)
 		if err != nil {
-			return r.storeFailure("read the op log", err)
+			return r.storeFailure(ctx, "read the op log", err)
 		}
 		if len(recs) > 0 && recs[0].Seq != from+1 {
 			return r.reload(ctx)
@@ -534,7 +534,7 @@ func (r *Room) catchUp(ctx context.Context, target int64) error {
 			// committed them after the log was read.
 			version, prunedThrough, err := st.RoomVersion(ctx, r.id)
 			if err != nil {
-				return r.storeFailure("read the room's version", err)
+				return r.storeFailure(ctx, "read the room's version", err)
 			}
 			if prunedThrough > from {
 				return r.reload(ctx)

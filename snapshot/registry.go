@@ -55,6 +55,10 @@ type Store interface {
 // DefaultCacheBytes bounds what a Registry keeps in memory by default.
 const DefaultCacheBytes = 64 << 20
 
+// DefaultTakeTimeout bounds by default each snapshot a Registry takes on its
+// own.
+const DefaultTakeTimeout = 30 * time.Second
+
 // Config tunes snapshots (DESIGN.md section 7).
 type Config struct {
 	Interval time.Duration // how often the scheduler looks for changed rooms
@@ -64,6 +68,13 @@ type Config struct {
 	// stored for its live rooms, and the events built from stored
 	// snapshots that new subscribers share. Zero means DefaultCacheBytes.
 	CacheBytes int64
+	// TakeTimeout bounds each snapshot taken on the registry's own
+	// initiative (interval, threshold, idle, shutdown), so that a room whose
+	// database calls hang holds up neither the scheduler's other rooms nor
+	// the eviction of others; it also bounds the shared build of a start
+	// event, which no single subscriber's context may end. Zero means
+	// DefaultTakeTimeout.
+	TakeTimeout time.Duration
 	// Shared says other instances may snapshot the same rooms: the
 	// scheduler then skips a room another instance snapshotted within the
 	// interval.
@@ -129,6 +140,9 @@ func NewRegistry(st Store, cfg Config) *Registry {
 	}
 	if cfg.CacheBytes <= 0 {
 		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.TakeTimeout <= 0 {
+		cfg.TakeTimeout = DefaultTakeTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -343,8 +357,13 @@ func (reg *Registry) snapshotEvent(ctx context.Context, meta store.SnapshotMeta)
 		}
 		return v.([]byte), nil
 	}
-	v, err, _ := reg.build.Do(key, func() (any, error) {
-		s, err := reg.blob(context.WithoutCancel(ctx), meta.RoomID, meta.ID)
+	// The build is shared: it must not die with the subscriber that
+	// started it, but it has a deadline of its own, and every subscriber
+	// waits for it only until its own context ends.
+	built := reg.build.DoChan(key, func() (any, error) {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reg.cfg.TakeTimeout)
+		defer cancel()
+		s, err := reg.blob(bctx, meta.RoomID, meta.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -370,10 +389,15 @@ func (reg *Registry) snapshotEvent(ctx context.Context, meta store.SnapshotMeta)
 		reg.cache.put(key, meta.RoomID, data, int64(len(data)))
 		return data, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-built:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.([]byte), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("snapshot event of snapshot %s: %w", meta.ID, ctx.Err())
 	}
-	return v.([]byte), nil
 }
 
 // SharedEvent returns the event data cached under key for the room, or
@@ -448,6 +472,8 @@ func (reg *Registry) Evicting(ctx context.Context, r *room.Room) {
 }
 
 func (reg *Registry) takeLogged(ctx context.Context, r *room.Room, trigger string) {
+	ctx, cancel := context.WithTimeout(ctx, reg.cfg.TakeTimeout)
+	defer cancel()
 	_, err := reg.Take(ctx, r, trigger)
 	switch {
 	case err == nil, errors.Is(err, ErrUnchanged), errors.Is(err, ErrTooLarge), errors.Is(err, store.ErrSnapshotExists):

@@ -149,9 +149,9 @@ type loggedReq struct {
 
 // logByRequest reads the whole log and groups it by the request each op
 // belongs to (the prefix of its node id), checking seqs 1..version.
-func logByRequest(t *testing.T, srv *server, roomID string) (map[string]*loggedReq, []loggedOpAt) {
+func logByRequest(t *testing.T, srv *server, roomID string) (map[string]*loggedReq, []loggedOp) {
 	t.Helper()
-	version, logged := srv.allOpsAt(roomID)
+	version, logged := srv.allOps(roomID)
 	if int64(len(logged)) != version {
 		t.Fatalf("room version %d but %d ops in the log", version, len(logged))
 	}
@@ -451,37 +451,4 @@ func TestKillDuringMixedGroups(t *testing.T) {
 			t.Errorf("after the retries the log holds %d ops, want %d", len(ops), want)
 		}
 	})
-}
-
-// loggedOpAt is a logged op with its commit time, as GET /ops gives it.
-type loggedOpAt struct {
-	Seq       int64           `json:"seq"`
-	Op        json.RawMessage `json:"op"`
-	ClientID  string          `json:"client_id"`
-	CreatedAt string          `json:"created_at"`
-}
-
-// allOpsAt pages through GET /ops from the start, keeping created_at.
-func (s *server) allOpsAt(id string) (int64, []loggedOpAt) {
-	s.t.Helper()
-	var all []loggedOpAt
-	var version int64
-	since := int64(0)
-	for {
-		r := s.must("GET", fmt.Sprintf("/rooms/%s/ops?since=%d&limit=1000", id, since), nil)
-		if r.Status != http.StatusOK {
-			s.t.Fatalf("list ops: %d %s", r.Status, r.Body)
-		}
-		var page struct {
-			Version int64        `json:"version"`
-			Ops     []loggedOpAt `json:"ops"`
-		}
-		r.decode(s.t, &page)
-		version = page.Version
-		all = append(all, page.Ops...)
-		if len(page.Ops) < 1000 {
-			return version, all
-		}
-		since = page.Ops[len(page.Ops)-1].Seq
-	}
 }

@@ -166,6 +166,23 @@ func (w *outageWriters) count(status int) int {
 	return w.statuses[status]
 }
 
+// recovered waits until the writers' requests and /readyz succeed again
+// after the database came back, stops the writers, and checks every answer
+// and the log.
+func (w *outageWriters) recovered(t *testing.T, srv *server, roomID string) {
+	t.Helper()
+	back := time.Now()
+	waitFor(t, 30*time.Second, "writes succeeding again", func() bool { return w.lastOK.Load() > back.UnixNano() })
+	waitFor(t, 15*time.Second, "/readyz 200 again", func() bool { return srv.readyStatus() == http.StatusOK })
+	close(w.stop)
+	w.wg.Wait()
+	t.Logf("answers: %v", w.statuses)
+	for _, b := range w.bad {
+		t.Errorf("neither 200 nor 503 unavailable with Retry-After: %s", b)
+	}
+	checkAckedOnce(t, srv, roomID, w.acked)
+}
+
 // waitFor polls cond every 50ms until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -256,17 +273,7 @@ func TestPostgresOutageIs503(t *testing.T) {
 		}
 	}
 	proxy.restore()
-	back := time.Now()
-	waitFor(t, 30*time.Second, "writes succeeding again", func() bool { return w.lastOK.Load() > back.UnixNano() })
-	waitFor(t, 15*time.Second, "/readyz 200 again", func() bool { return srv.readyStatus() == http.StatusOK })
-	close(w.stop)
-	w.wg.Wait()
-
-	t.Logf("answers: %v", w.statuses)
-	for _, b := range w.bad {
-		t.Errorf("neither 200 nor 503 unavailable with Retry-After: %s", b)
-	}
-	checkAckedOnce(t, srv, rm.ID, w.acked)
+	w.recovered(t, srv, rm.ID)
 }
 
 // SQLite on a full filesystem: writes get 503, /readyz 503; when space
@@ -293,17 +300,7 @@ func TestSQLiteDiskFullIs503(t *testing.T) {
 	if out, err := exec.Command("mount", "-o", "remount,size=64m", dir).CombinedOutput(); err != nil {
 		t.Fatalf("remount with space: %v: %s", err, out)
 	}
-	back := time.Now()
-	waitFor(t, 30*time.Second, "writes succeeding again", func() bool { return w.lastOK.Load() > back.UnixNano() })
-	waitFor(t, 15*time.Second, "/readyz 200 again", func() bool { return srv.readyStatus() == http.StatusOK })
-	close(w.stop)
-	w.wg.Wait()
-
-	t.Logf("answers: %v", w.statuses)
-	for _, b := range w.bad {
-		t.Errorf("neither 200 nor 503 unavailable with Retry-After: %s", b)
-	}
-	checkAckedOnce(t, srv, rm.ID, w.acked)
+	w.recovered(t, srv, rm.ID)
 	// And after a restart on the same file.
 	srv = srv.restart()
 	checkAckedOnce(t, srv, rm.ID, w.acked)

@@ -265,9 +265,10 @@ func (s *server) roomVersion(id string) int64 {
 }
 
 type loggedOp struct {
-	Seq      int64           `json:"seq"`
-	Op       json.RawMessage `json:"op"`
-	ClientID string          `json:"client_id"`
+	Seq       int64           `json:"seq"`
+	Op        json.RawMessage `json:"op"`
+	ClientID  string          `json:"client_id"`
+	CreatedAt string          `json:"created_at"`
 }
 
 // allOps pages through GET /ops from the start.
