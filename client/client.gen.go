@@ -51,38 +51,71 @@ func (e AddNodeOpOp) Valid() bool {
 	}
 }
 
+// Defines values for MemberRole.
+const (
+	MemberRoleEditor MemberRole = "editor"
+	MemberRoleOwner  MemberRole = "owner"
+	MemberRoleViewer MemberRole = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the MemberRole enum.
+func (e MemberRole) Valid() bool {
+	switch e {
+	case MemberRoleEditor:
+		return true
+	case MemberRoleOwner:
+		return true
+	case MemberRoleViewer:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ProblemCode.
 const (
-	ProblemCodeConflict           ProblemCode = "conflict"
-	ProblemCodeHistoryGone        ProblemCode = "history_gone"
-	ProblemCodeInternal           ProblemCode = "internal"
-	ProblemCodeInvalidCursor      ProblemCode = "invalid_cursor"
-	ProblemCodeInvalidJson        ProblemCode = "invalid_json"
-	ProblemCodeInvalidLastEventId ProblemCode = "invalid_last_event_id"
-	ProblemCodeInvalidOp          ProblemCode = "invalid_op"
-	ProblemCodeInvalidParameter   ProblemCode = "invalid_parameter"
-	ProblemCodeInvalidRequest     ProblemCode = "invalid_request"
-	ProblemCodeInvalidRoomId      ProblemCode = "invalid_room_id"
-	ProblemCodeInvalidSnapshotId  ProblemCode = "invalid_snapshot_id"
-	ProblemCodeMethodNotAllowed   ProblemCode = "method_not_allowed"
-	ProblemCodeNotFound           ProblemCode = "not_found"
-	ProblemCodeNotReady           ProblemCode = "not_ready"
-	ProblemCodePayloadTooLarge    ProblemCode = "payload_too_large"
-	ProblemCodeRequestTimeout     ProblemCode = "request_timeout"
-	ProblemCodeRoomNotFound       ProblemCode = "room_not_found"
-	ProblemCodeRoomTooLarge       ProblemCode = "room_too_large"
-	ProblemCodeRoomUnrecoverable  ProblemCode = "room_unrecoverable"
-	ProblemCodeSnapshotCorrupt    ProblemCode = "snapshot_corrupt"
-	ProblemCodeSnapshotNotFound   ProblemCode = "snapshot_not_found"
-	ProblemCodeSnapshotTooLarge   ProblemCode = "snapshot_too_large"
-	ProblemCodeTooManyOps         ProblemCode = "too_many_ops"
-	ProblemCodeUnavailable        ProblemCode = "unavailable"
+	ProblemCodeConflict             ProblemCode = "conflict"
+	ProblemCodeCsrfRejected         ProblemCode = "csrf_rejected"
+	ProblemCodeForbidden            ProblemCode = "forbidden"
+	ProblemCodeHistoryGone          ProblemCode = "history_gone"
+	ProblemCodeInternal             ProblemCode = "internal"
+	ProblemCodeInvalidCursor        ProblemCode = "invalid_cursor"
+	ProblemCodeInvalidJson          ProblemCode = "invalid_json"
+	ProblemCodeInvalidLastEventId   ProblemCode = "invalid_last_event_id"
+	ProblemCodeInvalidOp            ProblemCode = "invalid_op"
+	ProblemCodeInvalidParameter     ProblemCode = "invalid_parameter"
+	ProblemCodeInvalidRequest       ProblemCode = "invalid_request"
+	ProblemCodeInvalidRole          ProblemCode = "invalid_role"
+	ProblemCodeInvalidRoomId        ProblemCode = "invalid_room_id"
+	ProblemCodeInvalidSnapshotId    ProblemCode = "invalid_snapshot_id"
+	ProblemCodeInvalidSubject       ProblemCode = "invalid_subject"
+	ProblemCodeMemberNotFound       ProblemCode = "member_not_found"
+	ProblemCodeMethodNotAllowed     ProblemCode = "method_not_allowed"
+	ProblemCodeMisdirectedRequest   ProblemCode = "misdirected_request"
+	ProblemCodeNotFound             ProblemCode = "not_found"
+	ProblemCodeNotReady             ProblemCode = "not_ready"
+	ProblemCodePayloadTooLarge      ProblemCode = "payload_too_large"
+	ProblemCodeRequestTimeout       ProblemCode = "request_timeout"
+	ProblemCodeRoomNotFound         ProblemCode = "room_not_found"
+	ProblemCodeRoomTooLarge         ProblemCode = "room_too_large"
+	ProblemCodeRoomUnrecoverable    ProblemCode = "room_unrecoverable"
+	ProblemCodeSnapshotCorrupt      ProblemCode = "snapshot_corrupt"
+	ProblemCodeSnapshotNotFound     ProblemCode = "snapshot_not_found"
+	ProblemCodeSnapshotTooLarge     ProblemCode = "snapshot_too_large"
+	ProblemCodeTooManyOps           ProblemCode = "too_many_ops"
+	ProblemCodeUnauthenticated      ProblemCode = "unauthenticated"
+	ProblemCodeUnavailable          ProblemCode = "unavailable"
+	ProblemCodeUnsupportedMediaType ProblemCode = "unsupported_media_type"
 )
 
 // Valid indicates whether the value is a known member of the ProblemCode enum.
 func (e ProblemCode) Valid() bool {
 	switch e {
 	case ProblemCodeConflict:
+		return true
+	case ProblemCodeCsrfRejected:
+		return true
+	case ProblemCodeForbidden:
 		return true
 	case ProblemCodeHistoryGone:
 		return true
@@ -100,11 +133,19 @@ func (e ProblemCode) Valid() bool {
 		return true
 	case ProblemCodeInvalidRequest:
 		return true
+	case ProblemCodeInvalidRole:
+		return true
 	case ProblemCodeInvalidRoomId:
 		return true
 	case ProblemCodeInvalidSnapshotId:
 		return true
+	case ProblemCodeInvalidSubject:
+		return true
+	case ProblemCodeMemberNotFound:
+		return true
 	case ProblemCodeMethodNotAllowed:
+		return true
+	case ProblemCodeMisdirectedRequest:
 		return true
 	case ProblemCodeNotFound:
 		return true
@@ -128,7 +169,11 @@ func (e ProblemCode) Valid() bool {
 		return true
 	case ProblemCodeTooManyOps:
 		return true
+	case ProblemCodeUnauthenticated:
+		return true
 	case ProblemCodeUnavailable:
+		return true
+	case ProblemCodeUnsupportedMediaType:
 		return true
 	default:
 		return false
@@ -174,6 +219,66 @@ const (
 func (e ResetOpOp) Valid() bool {
 	switch e {
 	case Reset:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RoomRole.
+const (
+	RoomRoleEditor RoomRole = "editor"
+	RoomRoleOwner  RoomRole = "owner"
+	RoomRoleViewer RoomRole = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the RoomRole enum.
+func (e RoomRole) Valid() bool {
+	switch e {
+	case RoomRoleEditor:
+		return true
+	case RoomRoleOwner:
+		return true
+	case RoomRoleViewer:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SessionMode.
+const (
+	Jwt  SessionMode = "jwt"
+	Open SessionMode = "open"
+)
+
+// Valid indicates whether the value is a known member of the SessionMode enum.
+func (e SessionMode) Valid() bool {
+	switch e {
+	case Jwt:
+		return true
+	case Open:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SetMemberRequestRole.
+const (
+	SetMemberRequestRoleEditor SetMemberRequestRole = "editor"
+	SetMemberRequestRoleOwner  SetMemberRequestRole = "owner"
+	SetMemberRequestRoleViewer SetMemberRequestRole = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the SetMemberRequestRole enum.
+func (e SetMemberRequestRole) Valid() bool {
+	switch e {
+	case SetMemberRequestRoleEditor:
+		return true
+	case SetMemberRequestRoleOwner:
+		return true
+	case SetMemberRequestRoleViewer:
 		return true
 	default:
 		return false
@@ -373,6 +478,22 @@ type LoggedOpBody struct {
 	union json.RawMessage
 }
 
+// Member defines model for Member.
+type Member struct {
+	CreatedAt Timestamp  `json:"created_at"`
+	Role      MemberRole `json:"role"`
+	Subject   string     `json:"subject"`
+	UpdatedAt Timestamp  `json:"updated_at"`
+}
+
+// MemberRole defines model for Member.Role.
+type MemberRole string
+
+// MemberList defines model for MemberList.
+type MemberList struct {
+	Members []Member `json:"members"`
+}
+
 // Node defines model for Node.
 type Node struct {
 	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
@@ -529,6 +650,9 @@ type Room struct {
 	Id   UUID   `json:"id"`
 	Name string `json:"name"`
 
+	// Role the caller's role in the room (in the answers about one room)
+	Role *RoomRole `json:"role,omitempty"`
+
 	// Subscribers subscribers of its event stream
 	Subscribers int       `json:"subscribers"`
 	UpdatedAt   Timestamp `json:"updated_at"`
@@ -536,6 +660,9 @@ type Room struct {
 	// Version a room version, the sequence number of its last op (0 for an empty room)
 	Version Version `json:"version"`
 }
+
+// RoomRole the caller's role in the room (in the answers about one room)
+type RoomRole string
 
 // RoomList defines model for RoomList.
 type RoomList struct {
@@ -557,6 +684,29 @@ type RoomSnapshotStats struct {
 	// VersionsBehind the room's version minus the latest snapshot's
 	VersionsBehind int64 `json:"versions_behind"`
 }
+
+// Session defines model for Session.
+type Session struct {
+	Admin       bool `json:"admin"`
+	CreateRooms bool `json:"create_rooms"`
+
+	// ExpiresAt the token's expiry; null in open mode
+	ExpiresAt *Timestamp  `json:"expires_at"`
+	Mode      SessionMode `json:"mode"`
+	Name      string      `json:"name"`
+	Subject   string      `json:"subject"`
+}
+
+// SessionMode defines model for Session.Mode.
+type SessionMode string
+
+// SetMemberRequest defines model for SetMemberRequest.
+type SetMemberRequest struct {
+	Role SetMemberRequestRole `json:"role"`
+}
+
+// SetMemberRequestRole defines model for SetMemberRequest.Role.
+type SetMemberRequestRole string
 
 // SnapshotList defines model for SnapshotList.
 type SnapshotList struct {
@@ -690,6 +840,30 @@ type SnapshotID = UUID
 // SnapshotIfNoneMatch defines model for SnapshotIfNoneMatch.
 type SnapshotIfNoneMatch = string
 
+// Forbidden defines model for Forbidden.
+type Forbidden struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
 // Internal defines model for Internal.
 type Internal struct {
 	Code interface{} `json:"code"`
@@ -740,6 +914,30 @@ type InvalidRoomID struct {
 
 // InvalidRoomOrSnapshotID defines model for InvalidRoomOrSnapshotID.
 type InvalidRoomOrSnapshotID struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
+// MisdirectedRequest defines model for MisdirectedRequest.
+type MisdirectedRequest struct {
 	Code interface{} `json:"code"`
 
 	// CurrentVersion the room's version, for `conflict`
@@ -933,8 +1131,56 @@ type SnapshotTooLarge struct {
 	Type string `json:"type"`
 }
 
+// Unauthenticated defines model for Unauthenticated.
+type Unauthenticated struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
 // Unavailable defines model for Unavailable.
 type Unavailable struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
+// UnsupportedMediaType defines model for UnsupportedMediaType.
+type UnsupportedMediaType struct {
 	Code interface{} `json:"code"`
 
 	// CurrentVersion the room's version, for `conflict`
@@ -971,7 +1217,7 @@ type StreamEventsParams struct {
 	// LastEventId the position to resume from, where a header cannot be set; the header wins
 	LastEventId *int64 `form:"last_event_id,omitempty" json:"last_event_id,omitempty"`
 
-	// Name the name this subscriber shows in presence
+	// Name the name this subscriber shows in presence (`open` mode; in `jwt` mode the token's name is shown)
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
 
 	// LastEventID the position to resume from (the `id` of the last event received); `EventSource` sends it on reconnect
@@ -1019,6 +1265,9 @@ type RestoreSnapshotParams struct {
 
 // CreateRoomJSONRequestBody defines body for CreateRoom for application/json ContentType.
 type CreateRoomJSONRequestBody = CreateRoomRequest
+
+// SetMemberJSONRequestBody defines body for SetMember for application/json ContentType.
+type SetMemberJSONRequestBody = SetMemberRequest
 
 // PostOpsJSONRequestBody defines body for PostOps for application/json ContentType.
 type PostOpsJSONRequestBody = PostOpsRequest
@@ -1652,6 +1901,8 @@ type ClientInterface interface {
 
 	// GetMetrics Metrics in the Prometheus text format
 	//
+	// Admin-only in `jwt` mode; not served here at all when `LIVESHARE_METRICS_ADDR` serves it alone.
+	//
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1667,12 +1918,14 @@ type ClientInterface interface {
 
 	// ListRooms List rooms, newest first
 	//
+	// In `jwt` mode, only the rooms the caller has a role in (all of them for `admin` or a `"*"` grant).
+	//
 	// Corresponds with GET /rooms (the `ListRooms` operationId).
 	ListRooms(ctx context.Context, params *ListRoomsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateRoomWithBody Create a room
 	//
-	// The body is optional; an empty body makes a room with an empty name.
+	// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1681,7 +1934,7 @@ type ClientInterface interface {
 
 	// CreateRoom Create a room
 	//
-	// The body is optional; an empty body makes a room with an empty name.
+	// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1713,6 +1966,7 @@ type ClientInterface interface {
 	// | `reset` | its version | `SnapshotEventData`: the restored state, after a restore |
 	// | `presence` | the stream's current position (repeated) | `PresenceEventData` |
 	// | `room_deleted` | the stream's current position (repeated) | `RoomDeletedEventData`; the stream ends |
+	// | `auth_expired` | the stream's current position (repeated) | `AuthExpiredEventData` (`{}`): the token expired or the role was taken away; the stream ends (get a fresh token, `POST /session`, and resume with `Last-Event-ID`) |
 	//
 	// Without a position, or with one older than the op log or ahead of the room,
 	// the stream starts with a `snapshot` event and the ops after it. With a
@@ -1728,6 +1982,34 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /rooms/{room}/graph (the `GetGraph` operationId).
 	GetGraph(ctx context.Context, room RoomID, params *GetGraphParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListMembers Who was given a role in the room (owner)
+	//
+	// Corresponds with GET /rooms/{room}/members (the `ListMembers` operationId).
+	ListMembers(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RemoveMember Take a subject's role in the room away (owner)
+	//
+	// Corresponds with DELETE /rooms/{room}/members/{subject} (the `RemoveMember` operationId).
+	RemoveMember(ctx context.Context, room RoomID, subject string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetMemberWithBody Give a subject a role in the room (owner)
+	//
+	// Applies to the subject's next request; an open stream it no longer allows ends with `auth_expired` within 5 s, on every instance.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /rooms/{room}/members/{subject} (the `SetMember` operationId).
+	SetMemberWithBody(ctx context.Context, room RoomID, subject string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetMember Give a subject a role in the room (owner)
+	//
+	// Applies to the subject's next request; an open stream it no longer allows ends with `auth_expired` within 5 s, on every instance.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /rooms/{room}/members/{subject} (the `SetMember` operationId).
+	SetMember(ctx context.Context, room RoomID, subject string, body SetMemberJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListOps The op log after a version, ascending
 	//
@@ -1815,6 +2097,23 @@ type ClientInterface interface {
 	// Corresponds with POST /rooms/{room}/snapshots/{snapshot}/restore (the `RestoreSnapshot` operationId).
 	RestoreSnapshot(ctx context.Context, room RoomID, snapshot SnapshotID, params *RestoreSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DeleteSession Sign out (clears the cookie; needs no valid token)
+	//
+	// Corresponds with DELETE /session (the `DeleteSession` operationId).
+	DeleteSession(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSession Who the caller is
+	//
+	// Corresponds with GET /session (the `GetSession` operationId).
+	GetSession(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateSession Sign in a browser
+	//
+	// Takes the bearer token of the request (never the cookie) and answers with the `liveshare_session` cookie (HttpOnly, SameSite=Strict, expiring with the token), which `EventSource` sends. In `open` mode it sets nothing.
+	//
+	// Corresponds with POST /session (the `CreateSession` operationId).
+	CreateSession(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetSnapshotStats Snapshot statistics of all rooms
 	//
 	// Corresponds with GET /snapshots/stats (the `GetSnapshotStats` operationId).
@@ -1900,6 +2199,8 @@ func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 
 // GetMetrics Metrics in the Prometheus text format
 //
+// Admin-only in `jwt` mode; not served here at all when `LIVESHARE_METRICS_ADDR` serves it alone.
+//
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
 func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetMetricsRequest(c.Server)
@@ -1945,6 +2246,8 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 
 // ListRooms List rooms, newest first
 //
+// In `jwt` mode, only the rooms the caller has a role in (all of them for `admin` or a `"*"` grant).
+//
 // Corresponds with GET /rooms (the `ListRooms` operationId).
 func (c *Client) ListRooms(ctx context.Context, params *ListRoomsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListRoomsRequest(c.Server, params)
@@ -1960,7 +2263,7 @@ func (c *Client) ListRooms(ctx context.Context, params *ListRoomsParams, reqEdit
 
 // CreateRoomWithBody Create a room
 //
-// The body is optional; an empty body makes a room with an empty name.
+// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1979,7 +2282,7 @@ func (c *Client) CreateRoomWithBody(ctx context.Context, contentType string, bod
 
 // CreateRoom Create a room
 //
-// The body is optional; an empty body makes a room with an empty name.
+// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2041,6 +2344,7 @@ func (c *Client) GetRoom(ctx context.Context, room RoomID, reqEditors ...Request
 // | `reset` | its version | `SnapshotEventData`: the restored state, after a restore |
 // | `presence` | the stream's current position (repeated) | `PresenceEventData` |
 // | `room_deleted` | the stream's current position (repeated) | `RoomDeletedEventData`; the stream ends |
+// | `auth_expired` | the stream's current position (repeated) | `AuthExpiredEventData` (`{}`): the token expired or the role was taken away; the stream ends (get a fresh token, `POST /session`, and resume with `Last-Event-ID`) |
 //
 // Without a position, or with one older than the op log or ahead of the room,
 // the stream starts with a `snapshot` event and the ops after it. With a
@@ -2067,6 +2371,74 @@ func (c *Client) StreamEvents(ctx context.Context, room RoomID, params *StreamEv
 // Corresponds with GET /rooms/{room}/graph (the `GetGraph` operationId).
 func (c *Client) GetGraph(ctx context.Context, room RoomID, params *GetGraphParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetGraphRequest(c.Server, room, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListMembers Who was given a role in the room (owner)
+//
+// Corresponds with GET /rooms/{room}/members (the `ListMembers` operationId).
+func (c *Client) ListMembers(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListMembersRequest(c.Server, room)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RemoveMember Take a subject's role in the room away (owner)
+//
+// Corresponds with DELETE /rooms/{room}/members/{subject} (the `RemoveMember` operationId).
+func (c *Client) RemoveMember(ctx context.Context, room RoomID, subject string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRemoveMemberRequest(c.Server, room, subject)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetMemberWithBody Give a subject a role in the room (owner)
+//
+// Applies to the subject's next request; an open stream it no longer allows ends with `auth_expired` within 5 s, on every instance.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /rooms/{room}/members/{subject} (the `SetMember` operationId).
+func (c *Client) SetMemberWithBody(ctx context.Context, room RoomID, subject string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetMemberRequestWithBody(c.Server, room, subject, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetMember Give a subject a role in the room (owner)
+//
+// Applies to the subject's next request; an open stream it no longer allows ends with `auth_expired` within 5 s, on every instance.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /rooms/{room}/members/{subject} (the `SetMember` operationId).
+func (c *Client) SetMember(ctx context.Context, room RoomID, subject string, body SetMemberJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetMemberRequest(c.Server, room, subject, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2263,6 +2635,53 @@ func (c *Client) GetSnapshot(ctx context.Context, room RoomID, snapshot Snapshot
 // Corresponds with POST /rooms/{room}/snapshots/{snapshot}/restore (the `RestoreSnapshot` operationId).
 func (c *Client) RestoreSnapshot(ctx context.Context, room RoomID, snapshot SnapshotID, params *RestoreSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRestoreSnapshotRequest(c.Server, room, snapshot, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteSession Sign out (clears the cookie; needs no valid token)
+//
+// Corresponds with DELETE /session (the `DeleteSession` operationId).
+func (c *Client) DeleteSession(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteSessionRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetSession Who the caller is
+//
+// Corresponds with GET /session (the `GetSession` operationId).
+func (c *Client) GetSession(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSessionRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateSession Sign in a browser
+//
+// Takes the bearer token of the request (never the cookie) and answers with the `liveshare_session` cookie (HttpOnly, SameSite=Strict, expiring with the token), which `EventSource` sends. In `open` mode it sets nothing.
+//
+// Corresponds with POST /session (the `CreateSession` operationId).
+func (c *Client) CreateSession(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateSessionRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -2829,6 +3248,135 @@ func NewGetGraphRequest(server string, room RoomID, params *GetGraphParams) (*ht
 	return req, nil
 }
 
+// NewListMembersRequest constructs an http.Request for the ListMembers method
+func NewListMembersRequest(server string, room RoomID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room", room, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/rooms/%s/members", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRemoveMemberRequest constructs an http.Request for the RemoveMember method
+func NewRemoveMemberRequest(server string, room RoomID, subject string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room", room, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "subject", subject, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/rooms/%s/members/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewSetMemberRequest calls the generic SetMember builder with application/json body
+func NewSetMemberRequest(server string, room RoomID, subject string, body SetMemberJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetMemberRequestWithBody(server, room, subject, "application/json", bodyReader)
+}
+
+// NewSetMemberRequestWithBody constructs an http.Request for the SetMember method, with any body, and a specified content type
+func NewSetMemberRequestWithBody(server string, room RoomID, subject string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room", room, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "subject", subject, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/rooms/%s/members/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewListOpsRequest constructs an http.Request for the ListOps method
 func NewListOpsRequest(server string, room RoomID, params *ListOpsParams) (*http.Request, error) {
 	var err error
@@ -3295,6 +3843,87 @@ func NewRestoreSnapshotRequest(server string, room RoomID, snapshot SnapshotID, 
 	return req, nil
 }
 
+// NewDeleteSessionRequest constructs an http.Request for the DeleteSession method
+func NewDeleteSessionRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/session")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetSessionRequest constructs an http.Request for the GetSession method
+func NewGetSessionRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/session")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateSessionRequest constructs an http.Request for the CreateSession method
+func NewCreateSessionRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/session")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetSnapshotStatsRequest constructs an http.Request for the GetSnapshotStats method
 func NewGetSnapshotStatsRequest(server string) (*http.Request, error) {
 	var err error
@@ -3405,6 +4034,8 @@ type ClientWithResponsesInterface interface {
 
 	// GetMetricsWithResponse Metrics in the Prometheus text format
 	//
+	// Admin-only in `jwt` mode; not served here at all when `LIVESHARE_METRICS_ADDR` serves it alone.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
@@ -3426,6 +4057,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListRoomsWithResponse List rooms, newest first
 	//
+	// In `jwt` mode, only the rooms the caller has a role in (all of them for `admin` or a `"*"` grant).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /rooms (the `ListRooms` operationId).
@@ -3433,7 +4066,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateRoomWithBodyWithResponse Create a room
 	//
-	// The body is optional; an empty body makes a room with an empty name.
+	// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3442,7 +4075,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateRoomWithResponse Create a room
 	//
-	// The body is optional; an empty body makes a room with an empty name.
+	// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3478,6 +4111,7 @@ type ClientWithResponsesInterface interface {
 	// | `reset` | its version | `SnapshotEventData`: the restored state, after a restore |
 	// | `presence` | the stream's current position (repeated) | `PresenceEventData` |
 	// | `room_deleted` | the stream's current position (repeated) | `RoomDeletedEventData`; the stream ends |
+	// | `auth_expired` | the stream's current position (repeated) | `AuthExpiredEventData` (`{}`): the token expired or the role was taken away; the stream ends (get a fresh token, `POST /session`, and resume with `Last-Event-ID`) |
 	//
 	// Without a position, or with one older than the op log or ahead of the room,
 	// the stream starts with a `snapshot` event and the ops after it. With a
@@ -3497,6 +4131,38 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /rooms/{room}/graph (the `GetGraph` operationId).
 	GetGraphWithResponse(ctx context.Context, room RoomID, params *GetGraphParams, reqEditors ...RequestEditorFn) (*GetGraphResponse, error)
+
+	// ListMembersWithResponse Who was given a role in the room (owner)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /rooms/{room}/members (the `ListMembers` operationId).
+	ListMembersWithResponse(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*ListMembersResponse, error)
+
+	// RemoveMemberWithResponse Take a subject's role in the room away (owner)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /rooms/{room}/members/{subject} (the `RemoveMember` operationId).
+	RemoveMemberWithResponse(ctx context.Context, room RoomID, subject string, reqEditors ...RequestEditorFn) (*RemoveMemberResponse, error)
+
+	// SetMemberWithBodyWithResponse Give a subject a role in the room (owner)
+	//
+	// Applies to the subject's next request; an open stream it no longer allows ends with `auth_expired` within 5 s, on every instance.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /rooms/{room}/members/{subject} (the `SetMember` operationId).
+	SetMemberWithBodyWithResponse(ctx context.Context, room RoomID, subject string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetMemberResponse, error)
+
+	// SetMemberWithResponse Give a subject a role in the room (owner)
+	//
+	// Applies to the subject's next request; an open stream it no longer allows ends with `auth_expired` within 5 s, on every instance.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /rooms/{room}/members/{subject} (the `SetMember` operationId).
+	SetMemberWithResponse(ctx context.Context, room RoomID, subject string, body SetMemberJSONRequestBody, reqEditors ...RequestEditorFn) (*SetMemberResponse, error)
 
 	// ListOpsWithResponse The op log after a version, ascending
 	//
@@ -3602,6 +4268,29 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /rooms/{room}/snapshots/{snapshot}/restore (the `RestoreSnapshot` operationId).
 	RestoreSnapshotWithResponse(ctx context.Context, room RoomID, snapshot SnapshotID, params *RestoreSnapshotParams, reqEditors ...RequestEditorFn) (*RestoreSnapshotResponse, error)
 
+	// DeleteSessionWithResponse Sign out (clears the cookie; needs no valid token)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /session (the `DeleteSession` operationId).
+	DeleteSessionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DeleteSessionResponse, error)
+
+	// GetSessionWithResponse Who the caller is
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /session (the `GetSession` operationId).
+	GetSessionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetSessionResponse, error)
+
+	// CreateSessionWithResponse Sign in a browser
+	//
+	// Takes the bearer token of the request (never the cookie) and answers with the `liveshare_session` cookie (HttpOnly, SameSite=Strict, expiring with the token), which `EventSource` sends. In `open` mode it sets nothing.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /session (the `CreateSession` operationId).
+	CreateSessionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*CreateSessionResponse, error)
+
 	// GetSnapshotStatsWithResponse Snapshot statistics of all rooms
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -3615,11 +4304,25 @@ type GetAppResponse200Headers struct {
 	XRequestId string
 }
 
+// GetAppResponse421Headers the declared response headers of an HTTP 421 response for GetApp
+type GetAppResponse421Headers struct {
+	XRequestId string
+}
+
 type GetAppResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetAppResponse200Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetAppResponse421Headers
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetAppResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetBody returns the raw response body bytes
@@ -3661,20 +4364,34 @@ type GetAppAssetResponse404Headers struct {
 	XRequestId string
 }
 
+// GetAppAssetResponse421Headers the declared response headers of an HTTP 421 response for GetAppAsset
+type GetAppAssetResponse421Headers struct {
+	XRequestId string
+}
+
 type GetAppAssetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetAppAssetResponse200Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetAppAssetResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetAppAssetResponse421Headers
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetAppAssetResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetAppAssetResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetBody returns the raw response body bytes
@@ -3706,9 +4423,23 @@ func (r GetAppAssetResponse) ContentType() string {
 	return ""
 }
 
+// GetDocsResponse421Headers the declared response headers of an HTTP 421 response for GetDocs
+type GetDocsResponse421Headers struct {
+	XRequestId string
+}
+
 type GetDocsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetDocsResponse421Headers
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetDocsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetBody returns the raw response body bytes
@@ -3745,18 +4476,32 @@ type GetDocsAssetResponse404Headers struct {
 	XRequestId string
 }
 
+// GetDocsAssetResponse421Headers the declared response headers of an HTTP 421 response for GetDocsAsset
+type GetDocsAssetResponse421Headers struct {
+	XRequestId string
+}
+
 type GetDocsAssetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetDocsAssetResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetDocsAssetResponse421Headers
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetDocsAssetResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetDocsAssetResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetBody returns the raw response body bytes
@@ -3793,18 +4538,32 @@ type HealthzResponse200Headers struct {
 	XRequestId string
 }
 
+// HealthzResponse421Headers the declared response headers of an HTTP 421 response for Healthz
+type HealthzResponse421Headers struct {
+	XRequestId string
+}
+
 type HealthzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Status
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *HealthzResponse200Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *HealthzResponse421Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r HealthzResponse) GetJSON200() *Status {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r HealthzResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetBody returns the raw response body bytes
@@ -3841,11 +4600,54 @@ type GetMetricsResponse200Headers struct {
 	XRequestId string
 }
 
+// GetMetricsResponse401Headers the declared response headers of an HTTP 401 response for GetMetrics
+type GetMetricsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// GetMetricsResponse403Headers the declared response headers of an HTTP 403 response for GetMetrics
+type GetMetricsResponse403Headers struct {
+	XRequestId string
+}
+
+// GetMetricsResponse421Headers the declared response headers of an HTTP 421 response for GetMetrics
+type GetMetricsResponse421Headers struct {
+	XRequestId string
+}
+
 type GetMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetMetricsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetMetricsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetMetricsResponse403Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetMetricsResponse421Headers
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetBody returns the raw response body bytes
@@ -3882,18 +4684,32 @@ type GetOpenAPIResponse200Headers struct {
 	XRequestId string
 }
 
+// GetOpenAPIResponse421Headers the declared response headers of an HTTP 421 response for GetOpenAPI
+type GetOpenAPIResponse421Headers struct {
+	XRequestId string
+}
+
 type GetOpenAPIResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *string
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPIResponse200Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetOpenAPIResponse421Headers
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r GetOpenAPIResponse) GetYAML200() *string {
 	return r.YAML200
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetOpenAPIResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetBody returns the raw response body bytes
@@ -3930,6 +4746,11 @@ type ReadyzResponse200Headers struct {
 	XRequestId string
 }
 
+// ReadyzResponse421Headers the declared response headers of an HTTP 421 response for Readyz
+type ReadyzResponse421Headers struct {
+	XRequestId string
+}
+
 // ReadyzResponse503Headers the declared response headers of an HTTP 503 response for Readyz
 type ReadyzResponse503Headers struct {
 	XRequestId string
@@ -3940,6 +4761,8 @@ type ReadyzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Status
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *struct {
 		Code interface{} `json:"code"`
@@ -3965,6 +4788,8 @@ type ReadyzResponse struct {
 	}
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ReadyzResponse200Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *ReadyzResponse421Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *ReadyzResponse503Headers
 }
@@ -3972,6 +4797,11 @@ type ReadyzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ReadyzResponse) GetJSON200() *Status {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -4039,6 +4869,17 @@ type ListRoomsResponse400Headers struct {
 	XRequestId string
 }
 
+// ListRoomsResponse401Headers the declared response headers of an HTTP 401 response for ListRooms
+type ListRoomsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// ListRoomsResponse421Headers the declared response headers of an HTTP 421 response for ListRooms
+type ListRoomsResponse421Headers struct {
+	XRequestId string
+}
+
 // ListRoomsResponse500Headers the declared response headers of an HTTP 500 response for ListRooms
 type ListRoomsResponse500Headers struct {
 	XRequestId string
@@ -4072,12 +4913,20 @@ type ListRoomsResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListRoomsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ListRoomsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListRoomsResponse401Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *ListRoomsResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListRoomsResponse500Headers
 }
@@ -4111,6 +4960,16 @@ func (r ListRoomsResponse) GetApplicationproblemJSON400() *struct {
 	Type string `json:"type"`
 } {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListRoomsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r ListRoomsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4158,6 +5017,17 @@ type CreateRoomResponse400Headers struct {
 	XRequestId string
 }
 
+// CreateRoomResponse401Headers the declared response headers of an HTTP 401 response for CreateRoom
+type CreateRoomResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// CreateRoomResponse403Headers the declared response headers of an HTTP 403 response for CreateRoom
+type CreateRoomResponse403Headers struct {
+	XRequestId string
+}
+
 // CreateRoomResponse408Headers the declared response headers of an HTTP 408 response for CreateRoom
 type CreateRoomResponse408Headers struct {
 	XRequestId string
@@ -4165,6 +5035,16 @@ type CreateRoomResponse408Headers struct {
 
 // CreateRoomResponse413Headers the declared response headers of an HTTP 413 response for CreateRoom
 type CreateRoomResponse413Headers struct {
+	XRequestId string
+}
+
+// CreateRoomResponse415Headers the declared response headers of an HTTP 415 response for CreateRoom
+type CreateRoomResponse415Headers struct {
+	XRequestId string
+}
+
+// CreateRoomResponse421Headers the declared response headers of an HTTP 421 response for CreateRoom
+type CreateRoomResponse421Headers struct {
 	XRequestId string
 }
 
@@ -4201,20 +5081,36 @@ type CreateRoomResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
 	ApplicationproblemJSON408 *RequestTimeout
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateRoomResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *CreateRoomResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateRoomResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateRoomResponse403Headers
 	// Headers408 the parsed response headers for an HTTP 408 response
 	Headers408 *CreateRoomResponse408Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateRoomResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *CreateRoomResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *CreateRoomResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CreateRoomResponse500Headers
 }
@@ -4250,6 +5146,16 @@ func (r CreateRoomResponse) GetApplicationproblemJSON400() *struct {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateRoomResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateRoomResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
 func (r CreateRoomResponse) GetApplicationproblemJSON408() *RequestTimeout {
 	return r.ApplicationproblemJSON408
@@ -4258,6 +5164,16 @@ func (r CreateRoomResponse) GetApplicationproblemJSON408() *RequestTimeout {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateRoomResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateRoomResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r CreateRoomResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4304,8 +5220,24 @@ type DeleteRoomResponse400Headers struct {
 	XRequestId string
 }
 
+// DeleteRoomResponse401Headers the declared response headers of an HTTP 401 response for DeleteRoom
+type DeleteRoomResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// DeleteRoomResponse403Headers the declared response headers of an HTTP 403 response for DeleteRoom
+type DeleteRoomResponse403Headers struct {
+	XRequestId string
+}
+
 // DeleteRoomResponse404Headers the declared response headers of an HTTP 404 response for DeleteRoom
 type DeleteRoomResponse404Headers struct {
+	XRequestId string
+}
+
+// DeleteRoomResponse421Headers the declared response headers of an HTTP 421 response for DeleteRoom
+type DeleteRoomResponse421Headers struct {
 	XRequestId string
 }
 
@@ -4319,16 +5251,28 @@ type DeleteRoomResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *DeleteRoomResponse204Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *DeleteRoomResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DeleteRoomResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteRoomResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *DeleteRoomResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *DeleteRoomResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *DeleteRoomResponse500Headers
 }
@@ -4338,9 +5282,24 @@ func (r DeleteRoomResponse) GetApplicationproblemJSON400() *InvalidRoomID {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteRoomResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteRoomResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r DeleteRoomResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r DeleteRoomResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4387,8 +5346,19 @@ type GetRoomResponse400Headers struct {
 	XRequestId string
 }
 
+// GetRoomResponse401Headers the declared response headers of an HTTP 401 response for GetRoom
+type GetRoomResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // GetRoomResponse404Headers the declared response headers of an HTTP 404 response for GetRoom
 type GetRoomResponse404Headers struct {
+	XRequestId string
+}
+
+// GetRoomResponse421Headers the declared response headers of an HTTP 421 response for GetRoom
+type GetRoomResponse421Headers struct {
 	XRequestId string
 }
 
@@ -4404,16 +5374,24 @@ type GetRoomResponse struct {
 	JSON200 *Room
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetRoomResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetRoomResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetRoomResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetRoomResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetRoomResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetRoomResponse500Headers
 }
@@ -4428,9 +5406,19 @@ func (r GetRoomResponse) GetApplicationproblemJSON400() *InvalidRoomID {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetRoomResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetRoomResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetRoomResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4479,8 +5467,19 @@ type StreamEventsResponse400Headers struct {
 	XRequestId string
 }
 
+// StreamEventsResponse401Headers the declared response headers of an HTTP 401 response for StreamEvents
+type StreamEventsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // StreamEventsResponse404Headers the declared response headers of an HTTP 404 response for StreamEvents
 type StreamEventsResponse404Headers struct {
+	XRequestId string
+}
+
+// StreamEventsResponse421Headers the declared response headers of an HTTP 421 response for StreamEvents
+type StreamEventsResponse421Headers struct {
 	XRequestId string
 }
 
@@ -4521,8 +5520,12 @@ type StreamEventsResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4531,8 +5534,12 @@ type StreamEventsResponse struct {
 	Headers200 *StreamEventsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *StreamEventsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *StreamEventsResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *StreamEventsResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *StreamEventsResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *StreamEventsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4565,9 +5572,19 @@ func (r StreamEventsResponse) GetApplicationproblemJSON400() *struct {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r StreamEventsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4626,8 +5643,19 @@ type GetGraphResponse400Headers struct {
 	XRequestId string
 }
 
+// GetGraphResponse401Headers the declared response headers of an HTTP 401 response for GetGraph
+type GetGraphResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // GetGraphResponse404Headers the declared response headers of an HTTP 404 response for GetGraph
 type GetGraphResponse404Headers struct {
+	XRequestId string
+}
+
+// GetGraphResponse421Headers the declared response headers of an HTTP 421 response for GetGraph
+type GetGraphResponse421Headers struct {
 	XRequestId string
 }
 
@@ -4649,8 +5677,12 @@ type GetGraphResponse struct {
 	JSON200 *Graph
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4661,8 +5693,12 @@ type GetGraphResponse struct {
 	Headers304 *GetGraphResponse304Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetGraphResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetGraphResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetGraphResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetGraphResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetGraphResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4679,9 +5715,19 @@ func (r GetGraphResponse) GetApplicationproblemJSON400() *InvalidRoomID {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetGraphResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetGraphResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetGraphResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4723,6 +5769,545 @@ func (r GetGraphResponse) ContentType() string {
 	return ""
 }
 
+// ListMembersResponse200Headers the declared response headers of an HTTP 200 response for ListMembers
+type ListMembersResponse200Headers struct {
+	XRequestId string
+}
+
+// ListMembersResponse400Headers the declared response headers of an HTTP 400 response for ListMembers
+type ListMembersResponse400Headers struct {
+	XRequestId string
+}
+
+// ListMembersResponse401Headers the declared response headers of an HTTP 401 response for ListMembers
+type ListMembersResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// ListMembersResponse403Headers the declared response headers of an HTTP 403 response for ListMembers
+type ListMembersResponse403Headers struct {
+	XRequestId string
+}
+
+// ListMembersResponse404Headers the declared response headers of an HTTP 404 response for ListMembers
+type ListMembersResponse404Headers struct {
+	XRequestId string
+}
+
+// ListMembersResponse421Headers the declared response headers of an HTTP 421 response for ListMembers
+type ListMembersResponse421Headers struct {
+	XRequestId string
+}
+
+// ListMembersResponse500Headers the declared response headers of an HTTP 500 response for ListMembers
+type ListMembersResponse500Headers struct {
+	XRequestId string
+}
+
+type ListMembersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MemberList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListMembersResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListMembersResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListMembersResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListMembersResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListMembersResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *ListMembersResponse421Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListMembersResponse500Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListMembersResponse) GetJSON200() *MemberList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON400() *InvalidRoomID {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON404() *RoomNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListMembersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListMembersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListMembersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListMembersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RemoveMemberResponse204Headers the declared response headers of an HTTP 204 response for RemoveMember
+type RemoveMemberResponse204Headers struct {
+	XRequestId string
+}
+
+// RemoveMemberResponse400Headers the declared response headers of an HTTP 400 response for RemoveMember
+type RemoveMemberResponse400Headers struct {
+	XRequestId string
+}
+
+// RemoveMemberResponse401Headers the declared response headers of an HTTP 401 response for RemoveMember
+type RemoveMemberResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// RemoveMemberResponse403Headers the declared response headers of an HTTP 403 response for RemoveMember
+type RemoveMemberResponse403Headers struct {
+	XRequestId string
+}
+
+// RemoveMemberResponse404Headers the declared response headers of an HTTP 404 response for RemoveMember
+type RemoveMemberResponse404Headers struct {
+	XRequestId string
+}
+
+// RemoveMemberResponse421Headers the declared response headers of an HTTP 421 response for RemoveMember
+type RemoveMemberResponse421Headers struct {
+	XRequestId string
+}
+
+// RemoveMemberResponse500Headers the declared response headers of an HTTP 500 response for RemoveMember
+type RemoveMemberResponse500Headers struct {
+	XRequestId string
+}
+
+type RemoveMemberResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *RemoveMemberResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RemoveMemberResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RemoveMemberResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RemoveMemberResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *RemoveMemberResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *RemoveMemberResponse421Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *RemoveMemberResponse500Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON400() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON404() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r RemoveMemberResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RemoveMemberResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RemoveMemberResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RemoveMemberResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// SetMemberResponse204Headers the declared response headers of an HTTP 204 response for SetMember
+type SetMemberResponse204Headers struct {
+	XRequestId string
+}
+
+// SetMemberResponse400Headers the declared response headers of an HTTP 400 response for SetMember
+type SetMemberResponse400Headers struct {
+	XRequestId string
+}
+
+// SetMemberResponse401Headers the declared response headers of an HTTP 401 response for SetMember
+type SetMemberResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// SetMemberResponse403Headers the declared response headers of an HTTP 403 response for SetMember
+type SetMemberResponse403Headers struct {
+	XRequestId string
+}
+
+// SetMemberResponse404Headers the declared response headers of an HTTP 404 response for SetMember
+type SetMemberResponse404Headers struct {
+	XRequestId string
+}
+
+// SetMemberResponse413Headers the declared response headers of an HTTP 413 response for SetMember
+type SetMemberResponse413Headers struct {
+	XRequestId string
+}
+
+// SetMemberResponse415Headers the declared response headers of an HTTP 415 response for SetMember
+type SetMemberResponse415Headers struct {
+	XRequestId string
+}
+
+// SetMemberResponse421Headers the declared response headers of an HTTP 421 response for SetMember
+type SetMemberResponse421Headers struct {
+	XRequestId string
+}
+
+// SetMemberResponse500Headers the declared response headers of an HTTP 500 response for SetMember
+type SetMemberResponse500Headers struct {
+	XRequestId string
+}
+
+type SetMemberResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *SetMemberResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *SetMemberResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *SetMemberResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *SetMemberResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *SetMemberResponse404Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *SetMemberResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *SetMemberResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *SetMemberResponse421Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *SetMemberResponse500Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r SetMemberResponse) GetApplicationproblemJSON400() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SetMemberResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r SetMemberResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SetMemberResponse) GetApplicationproblemJSON404() *RoomNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r SetMemberResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r SetMemberResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r SetMemberResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r SetMemberResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r SetMemberResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetMemberResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetMemberResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetMemberResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListOpsResponse200Headers the declared response headers of an HTTP 200 response for ListOps
 type ListOpsResponse200Headers struct {
 	XRequestId string
@@ -4733,6 +6318,12 @@ type ListOpsResponse400Headers struct {
 	XRequestId string
 }
 
+// ListOpsResponse401Headers the declared response headers of an HTTP 401 response for ListOps
+type ListOpsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // ListOpsResponse404Headers the declared response headers of an HTTP 404 response for ListOps
 type ListOpsResponse404Headers struct {
 	XRequestId string
@@ -4740,6 +6331,11 @@ type ListOpsResponse404Headers struct {
 
 // ListOpsResponse410Headers the declared response headers of an HTTP 410 response for ListOps
 type ListOpsResponse410Headers struct {
+	XRequestId string
+}
+
+// ListOpsResponse421Headers the declared response headers of an HTTP 421 response for ListOps
+type ListOpsResponse421Headers struct {
 	XRequestId string
 }
 
@@ -4776,6 +6372,8 @@ type ListOpsResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
 	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
@@ -4801,16 +6399,22 @@ type ListOpsResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListOpsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ListOpsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListOpsResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *ListOpsResponse404Headers
 	// Headers410 the parsed response headers for an HTTP 410 response
 	Headers410 *ListOpsResponse410Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *ListOpsResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListOpsResponse500Headers
 }
@@ -4846,6 +6450,11 @@ func (r ListOpsResponse) GetApplicationproblemJSON400() *struct {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListOpsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r ListOpsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
@@ -4875,6 +6484,11 @@ func (r ListOpsResponse) GetApplicationproblemJSON410() *struct {
 	Type string `json:"type"`
 } {
 	return r.ApplicationproblemJSON410
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r ListOpsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4922,6 +6536,17 @@ type PostOpsResponse400Headers struct {
 	XRequestId string
 }
 
+// PostOpsResponse401Headers the declared response headers of an HTTP 401 response for PostOps
+type PostOpsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// PostOpsResponse403Headers the declared response headers of an HTTP 403 response for PostOps
+type PostOpsResponse403Headers struct {
+	XRequestId string
+}
+
 // PostOpsResponse404Headers the declared response headers of an HTTP 404 response for PostOps
 type PostOpsResponse404Headers struct {
 	XRequestId string
@@ -4939,6 +6564,16 @@ type PostOpsResponse409Headers struct {
 
 // PostOpsResponse413Headers the declared response headers of an HTTP 413 response for PostOps
 type PostOpsResponse413Headers struct {
+	XRequestId string
+}
+
+// PostOpsResponse415Headers the declared response headers of an HTTP 415 response for PostOps
+type PostOpsResponse415Headers struct {
+	XRequestId string
+}
+
+// PostOpsResponse421Headers the declared response headers of an HTTP 421 response for PostOps
+type PostOpsResponse421Headers struct {
 	XRequestId string
 }
 
@@ -4986,6 +6621,10 @@ type PostOpsResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
 	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
@@ -5036,6 +6675,10 @@ type PostOpsResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *struct {
 		Code interface{} `json:"code"`
@@ -5067,6 +6710,10 @@ type PostOpsResponse struct {
 	Headers200 *PostOpsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *PostOpsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *PostOpsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *PostOpsResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *PostOpsResponse404Headers
 	// Headers408 the parsed response headers for an HTTP 408 response
@@ -5075,6 +6722,10 @@ type PostOpsResponse struct {
 	Headers409 *PostOpsResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *PostOpsResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *PostOpsResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *PostOpsResponse421Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *PostOpsResponse422Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5112,6 +6763,16 @@ func (r PostOpsResponse) GetApplicationproblemJSON400() *struct {
 	Type string `json:"type"`
 } {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PostOpsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PostOpsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -5174,6 +6835,16 @@ func (r PostOpsResponse) GetApplicationproblemJSON413() *struct {
 	Type string `json:"type"`
 } {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PostOpsResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r PostOpsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -5251,8 +6922,19 @@ type GetPresenceResponse400Headers struct {
 	XRequestId string
 }
 
+// GetPresenceResponse401Headers the declared response headers of an HTTP 401 response for GetPresence
+type GetPresenceResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // GetPresenceResponse404Headers the declared response headers of an HTTP 404 response for GetPresence
 type GetPresenceResponse404Headers struct {
+	XRequestId string
+}
+
+// GetPresenceResponse421Headers the declared response headers of an HTTP 421 response for GetPresence
+type GetPresenceResponse421Headers struct {
 	XRequestId string
 }
 
@@ -5268,16 +6950,24 @@ type GetPresenceResponse struct {
 	JSON200 *Presence
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetPresenceResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetPresenceResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetPresenceResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetPresenceResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetPresenceResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetPresenceResponse500Headers
 }
@@ -5292,9 +6982,19 @@ func (r GetPresenceResponse) GetApplicationproblemJSON400() *InvalidRoomID {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetPresenceResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetPresenceResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetPresenceResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5341,6 +7041,17 @@ type ClearSnapshotsResponse400Headers struct {
 	XRequestId string
 }
 
+// ClearSnapshotsResponse401Headers the declared response headers of an HTTP 401 response for ClearSnapshots
+type ClearSnapshotsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// ClearSnapshotsResponse403Headers the declared response headers of an HTTP 403 response for ClearSnapshots
+type ClearSnapshotsResponse403Headers struct {
+	XRequestId string
+}
+
 // ClearSnapshotsResponse404Headers the declared response headers of an HTTP 404 response for ClearSnapshots
 type ClearSnapshotsResponse404Headers struct {
 	XRequestId string
@@ -5348,6 +7059,11 @@ type ClearSnapshotsResponse404Headers struct {
 
 // ClearSnapshotsResponse413Headers the declared response headers of an HTTP 413 response for ClearSnapshots
 type ClearSnapshotsResponse413Headers struct {
+	XRequestId string
+}
+
+// ClearSnapshotsResponse421Headers the declared response headers of an HTTP 421 response for ClearSnapshots
+type ClearSnapshotsResponse421Headers struct {
 	XRequestId string
 }
 
@@ -5367,10 +7083,16 @@ type ClearSnapshotsResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *SnapshotTooLarge
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5379,10 +7101,16 @@ type ClearSnapshotsResponse struct {
 	Headers204 *ClearSnapshotsResponse204Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ClearSnapshotsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ClearSnapshotsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ClearSnapshotsResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *ClearSnapshotsResponse404Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *ClearSnapshotsResponse413Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *ClearSnapshotsResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ClearSnapshotsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5394,6 +7122,16 @@ func (r ClearSnapshotsResponse) GetApplicationproblemJSON400() *InvalidRoomID {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ClearSnapshotsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ClearSnapshotsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r ClearSnapshotsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
@@ -5402,6 +7140,11 @@ func (r ClearSnapshotsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r ClearSnapshotsResponse) GetApplicationproblemJSON413() *SnapshotTooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r ClearSnapshotsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5453,8 +7196,19 @@ type ListSnapshotsResponse400Headers struct {
 	XRequestId string
 }
 
+// ListSnapshotsResponse401Headers the declared response headers of an HTTP 401 response for ListSnapshots
+type ListSnapshotsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // ListSnapshotsResponse404Headers the declared response headers of an HTTP 404 response for ListSnapshots
 type ListSnapshotsResponse404Headers struct {
+	XRequestId string
+}
+
+// ListSnapshotsResponse421Headers the declared response headers of an HTTP 421 response for ListSnapshots
+type ListSnapshotsResponse421Headers struct {
 	XRequestId string
 }
 
@@ -5470,16 +7224,24 @@ type ListSnapshotsResponse struct {
 	JSON200 *SnapshotList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListSnapshotsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ListSnapshotsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListSnapshotsResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *ListSnapshotsResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *ListSnapshotsResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListSnapshotsResponse500Headers
 }
@@ -5494,9 +7256,19 @@ func (r ListSnapshotsResponse) GetApplicationproblemJSON400() *InvalidRoomID {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListSnapshotsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r ListSnapshotsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r ListSnapshotsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5550,6 +7322,17 @@ type CreateSnapshotResponse400Headers struct {
 	XRequestId string
 }
 
+// CreateSnapshotResponse401Headers the declared response headers of an HTTP 401 response for CreateSnapshot
+type CreateSnapshotResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// CreateSnapshotResponse403Headers the declared response headers of an HTTP 403 response for CreateSnapshot
+type CreateSnapshotResponse403Headers struct {
+	XRequestId string
+}
+
 // CreateSnapshotResponse404Headers the declared response headers of an HTTP 404 response for CreateSnapshot
 type CreateSnapshotResponse404Headers struct {
 	XRequestId string
@@ -5557,6 +7340,16 @@ type CreateSnapshotResponse404Headers struct {
 
 // CreateSnapshotResponse413Headers the declared response headers of an HTTP 413 response for CreateSnapshot
 type CreateSnapshotResponse413Headers struct {
+	XRequestId string
+}
+
+// CreateSnapshotResponse415Headers the declared response headers of an HTTP 415 response for CreateSnapshot
+type CreateSnapshotResponse415Headers struct {
+	XRequestId string
+}
+
+// CreateSnapshotResponse421Headers the declared response headers of an HTTP 421 response for CreateSnapshot
+type CreateSnapshotResponse421Headers struct {
 	XRequestId string
 }
 
@@ -5580,10 +7373,18 @@ type CreateSnapshotResponse struct {
 	JSON201 *SnapshotMeta
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *SnapshotTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5594,10 +7395,18 @@ type CreateSnapshotResponse struct {
 	Headers201 *CreateSnapshotResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *CreateSnapshotResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateSnapshotResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateSnapshotResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *CreateSnapshotResponse404Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateSnapshotResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *CreateSnapshotResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *CreateSnapshotResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CreateSnapshotResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5619,6 +7428,16 @@ func (r CreateSnapshotResponse) GetApplicationproblemJSON400() *InvalidRoomID {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r CreateSnapshotResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
@@ -5627,6 +7446,16 @@ func (r CreateSnapshotResponse) GetApplicationproblemJSON404() *RoomNotFound {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateSnapshotResponse) GetApplicationproblemJSON413() *SnapshotTooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5688,8 +7517,19 @@ type GetLatestSnapshotResponse400Headers struct {
 	XRequestId string
 }
 
+// GetLatestSnapshotResponse401Headers the declared response headers of an HTTP 401 response for GetLatestSnapshot
+type GetLatestSnapshotResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // GetLatestSnapshotResponse404Headers the declared response headers of an HTTP 404 response for GetLatestSnapshot
 type GetLatestSnapshotResponse404Headers struct {
+	XRequestId string
+}
+
+// GetLatestSnapshotResponse421Headers the declared response headers of an HTTP 421 response for GetLatestSnapshot
+type GetLatestSnapshotResponse421Headers struct {
 	XRequestId string
 }
 
@@ -5710,8 +7550,12 @@ type GetLatestSnapshotResponse struct {
 	JSON200 *Snapshot
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *SnapshotOrRoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *SnapshotCorrupt
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5722,8 +7566,12 @@ type GetLatestSnapshotResponse struct {
 	Headers304 *GetLatestSnapshotResponse304Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetLatestSnapshotResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetLatestSnapshotResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetLatestSnapshotResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetLatestSnapshotResponse421Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetLatestSnapshotResponse422Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5740,9 +7588,19 @@ func (r GetLatestSnapshotResponse) GetApplicationproblemJSON400() *InvalidRoomID
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetLatestSnapshotResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetLatestSnapshotResponse) GetApplicationproblemJSON404() *SnapshotOrRoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetLatestSnapshotResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -5794,8 +7652,19 @@ type GetRoomSnapshotStatsResponse400Headers struct {
 	XRequestId string
 }
 
+// GetRoomSnapshotStatsResponse401Headers the declared response headers of an HTTP 401 response for GetRoomSnapshotStats
+type GetRoomSnapshotStatsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // GetRoomSnapshotStatsResponse404Headers the declared response headers of an HTTP 404 response for GetRoomSnapshotStats
 type GetRoomSnapshotStatsResponse404Headers struct {
+	XRequestId string
+}
+
+// GetRoomSnapshotStatsResponse421Headers the declared response headers of an HTTP 421 response for GetRoomSnapshotStats
+type GetRoomSnapshotStatsResponse421Headers struct {
 	XRequestId string
 }
 
@@ -5811,16 +7680,24 @@ type GetRoomSnapshotStatsResponse struct {
 	JSON200 *RoomSnapshotStats
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetRoomSnapshotStatsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetRoomSnapshotStatsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetRoomSnapshotStatsResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetRoomSnapshotStatsResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetRoomSnapshotStatsResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetRoomSnapshotStatsResponse500Headers
 }
@@ -5835,9 +7712,19 @@ func (r GetRoomSnapshotStatsResponse) GetApplicationproblemJSON400() *InvalidRoo
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetRoomSnapshotStatsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetRoomSnapshotStatsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetRoomSnapshotStatsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5894,8 +7781,19 @@ type GetSnapshotResponse400Headers struct {
 	XRequestId string
 }
 
+// GetSnapshotResponse401Headers the declared response headers of an HTTP 401 response for GetSnapshot
+type GetSnapshotResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
 // GetSnapshotResponse404Headers the declared response headers of an HTTP 404 response for GetSnapshot
 type GetSnapshotResponse404Headers struct {
+	XRequestId string
+}
+
+// GetSnapshotResponse421Headers the declared response headers of an HTTP 421 response for GetSnapshot
+type GetSnapshotResponse421Headers struct {
 	XRequestId string
 }
 
@@ -5916,8 +7814,12 @@ type GetSnapshotResponse struct {
 	JSON200 *Snapshot
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *InvalidRoomOrSnapshotID
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *SnapshotOrRoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *SnapshotCorrupt
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5928,8 +7830,12 @@ type GetSnapshotResponse struct {
 	Headers304 *GetSnapshotResponse304Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetSnapshotResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSnapshotResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetSnapshotResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetSnapshotResponse421Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetSnapshotResponse422Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5946,9 +7852,19 @@ func (r GetSnapshotResponse) GetApplicationproblemJSON400() *InvalidRoomOrSnapsh
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSnapshotResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetSnapshotResponse) GetApplicationproblemJSON404() *SnapshotOrRoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetSnapshotResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6001,6 +7917,17 @@ type RestoreSnapshotResponse400Headers struct {
 	XRequestId string
 }
 
+// RestoreSnapshotResponse401Headers the declared response headers of an HTTP 401 response for RestoreSnapshot
+type RestoreSnapshotResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// RestoreSnapshotResponse403Headers the declared response headers of an HTTP 403 response for RestoreSnapshot
+type RestoreSnapshotResponse403Headers struct {
+	XRequestId string
+}
+
 // RestoreSnapshotResponse404Headers the declared response headers of an HTTP 404 response for RestoreSnapshot
 type RestoreSnapshotResponse404Headers struct {
 	XRequestId string
@@ -6008,6 +7935,16 @@ type RestoreSnapshotResponse404Headers struct {
 
 // RestoreSnapshotResponse413Headers the declared response headers of an HTTP 413 response for RestoreSnapshot
 type RestoreSnapshotResponse413Headers struct {
+	XRequestId string
+}
+
+// RestoreSnapshotResponse415Headers the declared response headers of an HTTP 415 response for RestoreSnapshot
+type RestoreSnapshotResponse415Headers struct {
+	XRequestId string
+}
+
+// RestoreSnapshotResponse421Headers the declared response headers of an HTTP 421 response for RestoreSnapshot
+type RestoreSnapshotResponse421Headers struct {
 	XRequestId string
 }
 
@@ -6055,6 +7992,10 @@ type RestoreSnapshotResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *SnapshotOrRoomNotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -6080,6 +8021,10 @@ type RestoreSnapshotResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *SnapshotCorrupt
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6090,10 +8035,18 @@ type RestoreSnapshotResponse struct {
 	Headers200 *RestoreSnapshotResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *RestoreSnapshotResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RestoreSnapshotResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RestoreSnapshotResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *RestoreSnapshotResponse404Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *RestoreSnapshotResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *RestoreSnapshotResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *RestoreSnapshotResponse421Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *RestoreSnapshotResponse422Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -6133,6 +8086,16 @@ func (r RestoreSnapshotResponse) GetApplicationproblemJSON400() *struct {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RestoreSnapshotResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RestoreSnapshotResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r RestoreSnapshotResponse) GetApplicationproblemJSON404() *SnapshotOrRoomNotFound {
 	return r.ApplicationproblemJSON404
@@ -6162,6 +8125,16 @@ func (r RestoreSnapshotResponse) GetApplicationproblemJSON413() *struct {
 	Type string `json:"type"`
 } {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RestoreSnapshotResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r RestoreSnapshotResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6208,8 +8181,269 @@ func (r RestoreSnapshotResponse) ContentType() string {
 	return ""
 }
 
+// DeleteSessionResponse204Headers the declared response headers of an HTTP 204 response for DeleteSession
+type DeleteSessionResponse204Headers struct {
+	XRequestId string
+}
+
+// DeleteSessionResponse403Headers the declared response headers of an HTTP 403 response for DeleteSession
+type DeleteSessionResponse403Headers struct {
+	XRequestId string
+}
+
+// DeleteSessionResponse421Headers the declared response headers of an HTTP 421 response for DeleteSession
+type DeleteSessionResponse421Headers struct {
+	XRequestId string
+}
+
+type DeleteSessionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteSessionResponse204Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteSessionResponse403Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *DeleteSessionResponse421Headers
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteSessionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r DeleteSessionResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteSessionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteSessionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteSessionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteSessionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetSessionResponse200Headers the declared response headers of an HTTP 200 response for GetSession
+type GetSessionResponse200Headers struct {
+	XRequestId string
+}
+
+// GetSessionResponse401Headers the declared response headers of an HTTP 401 response for GetSession
+type GetSessionResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// GetSessionResponse421Headers the declared response headers of an HTTP 421 response for GetSession
+type GetSessionResponse421Headers struct {
+	XRequestId string
+}
+
+type GetSessionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Session
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSessionResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSessionResponse401Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetSessionResponse421Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSessionResponse) GetJSON200() *Session {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSessionResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetSessionResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSessionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSessionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSessionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSessionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateSessionResponse204Headers the declared response headers of an HTTP 204 response for CreateSession
+type CreateSessionResponse204Headers struct {
+	SetCookie  *string
+	XRequestId string
+}
+
+// CreateSessionResponse401Headers the declared response headers of an HTTP 401 response for CreateSession
+type CreateSessionResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// CreateSessionResponse403Headers the declared response headers of an HTTP 403 response for CreateSession
+type CreateSessionResponse403Headers struct {
+	XRequestId string
+}
+
+// CreateSessionResponse415Headers the declared response headers of an HTTP 415 response for CreateSession
+type CreateSessionResponse415Headers struct {
+	XRequestId string
+}
+
+// CreateSessionResponse421Headers the declared response headers of an HTTP 421 response for CreateSession
+type CreateSessionResponse421Headers struct {
+	XRequestId string
+}
+
+type CreateSessionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *CreateSessionResponse204Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateSessionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateSessionResponse403Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *CreateSessionResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *CreateSessionResponse421Headers
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateSessionResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateSessionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateSessionResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r CreateSessionResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateSessionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateSessionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateSessionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateSessionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetSnapshotStatsResponse200Headers the declared response headers of an HTTP 200 response for GetSnapshotStats
 type GetSnapshotStatsResponse200Headers struct {
+	XRequestId string
+}
+
+// GetSnapshotStatsResponse401Headers the declared response headers of an HTTP 401 response for GetSnapshotStats
+type GetSnapshotStatsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// GetSnapshotStatsResponse403Headers the declared response headers of an HTTP 403 response for GetSnapshotStats
+type GetSnapshotStatsResponse403Headers struct {
+	XRequestId string
+}
+
+// GetSnapshotStatsResponse421Headers the declared response headers of an HTTP 421 response for GetSnapshotStats
+type GetSnapshotStatsResponse421Headers struct {
 	XRequestId string
 }
 
@@ -6223,10 +8457,22 @@ type GetSnapshotStatsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *SnapshotStats
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetSnapshotStatsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSnapshotStatsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSnapshotStatsResponse403Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetSnapshotStatsResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetSnapshotStatsResponse500Headers
 }
@@ -6234,6 +8480,21 @@ type GetSnapshotStatsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetSnapshotStatsResponse) GetJSON200() *SnapshotStats {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSnapshotStatsResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSnapshotStatsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetSnapshotStatsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6339,6 +8600,8 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 
 // GetMetricsWithResponse Metrics in the Prometheus text format
 //
+// Admin-only in `jwt` mode; not served here at all when `LIVESHARE_METRICS_ADDR` serves it alone.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
@@ -6378,6 +8641,8 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 
 // ListRoomsWithResponse List rooms, newest first
 //
+// In `jwt` mode, only the rooms the caller has a role in (all of them for `admin` or a `"*"` grant).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /rooms (the `ListRooms` operationId).
@@ -6391,7 +8656,7 @@ func (c *ClientWithResponses) ListRoomsWithResponse(ctx context.Context, params 
 
 // CreateRoomWithBodyWithResponse Create a room
 //
-// The body is optional; an empty body makes a room with an empty name.
+// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6406,7 +8671,7 @@ func (c *ClientWithResponses) CreateRoomWithBodyWithResponse(ctx context.Context
 
 // CreateRoomWithResponse Create a room
 //
-// The body is optional; an empty body makes a room with an empty name.
+// The body is optional; an empty body makes a room with an empty name. In `jwt` mode it needs a token with `create_rooms` (or `admin`), and its subject becomes the room's owner.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6460,6 +8725,7 @@ func (c *ClientWithResponses) GetRoomWithResponse(ctx context.Context, room Room
 // | `reset` | its version | `SnapshotEventData`: the restored state, after a restore |
 // | `presence` | the stream's current position (repeated) | `PresenceEventData` |
 // | `room_deleted` | the stream's current position (repeated) | `RoomDeletedEventData`; the stream ends |
+// | `auth_expired` | the stream's current position (repeated) | `AuthExpiredEventData` (`{}`): the token expired or the role was taken away; the stream ends (get a fresh token, `POST /session`, and resume with `Last-Event-ID`) |
 //
 // Without a position, or with one older than the op log or ahead of the room,
 // the stream starts with a `snapshot` event and the ops after it. With a
@@ -6490,6 +8756,62 @@ func (c *ClientWithResponses) GetGraphWithResponse(ctx context.Context, room Roo
 		return nil, err
 	}
 	return ParseGetGraphResponse(rsp)
+}
+
+// ListMembersWithResponse Who was given a role in the room (owner)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /rooms/{room}/members (the `ListMembers` operationId).
+func (c *ClientWithResponses) ListMembersWithResponse(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*ListMembersResponse, error) {
+	rsp, err := c.ListMembers(ctx, room, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListMembersResponse(rsp)
+}
+
+// RemoveMemberWithResponse Take a subject's role in the room away (owner)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /rooms/{room}/members/{subject} (the `RemoveMember` operationId).
+func (c *ClientWithResponses) RemoveMemberWithResponse(ctx context.Context, room RoomID, subject string, reqEditors ...RequestEditorFn) (*RemoveMemberResponse, error) {
+	rsp, err := c.RemoveMember(ctx, room, subject, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRemoveMemberResponse(rsp)
+}
+
+// SetMemberWithBodyWithResponse Give a subject a role in the room (owner)
+//
+// Applies to the subject's next request; an open stream it no longer allows ends with `auth_expired` within 5 s, on every instance.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /rooms/{room}/members/{subject} (the `SetMember` operationId).
+func (c *ClientWithResponses) SetMemberWithBodyWithResponse(ctx context.Context, room RoomID, subject string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetMemberResponse, error) {
+	rsp, err := c.SetMemberWithBody(ctx, room, subject, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetMemberResponse(rsp)
+}
+
+// SetMemberWithResponse Give a subject a role in the room (owner)
+//
+// Applies to the subject's next request; an open stream it no longer allows ends with `auth_expired` within 5 s, on every instance.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /rooms/{room}/members/{subject} (the `SetMember` operationId).
+func (c *ClientWithResponses) SetMemberWithResponse(ctx context.Context, room RoomID, subject string, body SetMemberJSONRequestBody, reqEditors ...RequestEditorFn) (*SetMemberResponse, error) {
+	rsp, err := c.SetMember(ctx, room, subject, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetMemberResponse(rsp)
 }
 
 // ListOpsWithResponse The op log after a version, ascending
@@ -6662,6 +8984,47 @@ func (c *ClientWithResponses) RestoreSnapshotWithResponse(ctx context.Context, r
 	return ParseRestoreSnapshotResponse(rsp)
 }
 
+// DeleteSessionWithResponse Sign out (clears the cookie; needs no valid token)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /session (the `DeleteSession` operationId).
+func (c *ClientWithResponses) DeleteSessionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DeleteSessionResponse, error) {
+	rsp, err := c.DeleteSession(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteSessionResponse(rsp)
+}
+
+// GetSessionWithResponse Who the caller is
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /session (the `GetSession` operationId).
+func (c *ClientWithResponses) GetSessionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetSessionResponse, error) {
+	rsp, err := c.GetSession(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSessionResponse(rsp)
+}
+
+// CreateSessionWithResponse Sign in a browser
+//
+// Takes the bearer token of the request (never the cookie) and answers with the `liveshare_session` cookie (HttpOnly, SameSite=Strict, expiring with the token), which `EventSource` sends. In `open` mode it sets nothing.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /session (the `CreateSession` operationId).
+func (c *ClientWithResponses) CreateSessionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*CreateSessionResponse, error) {
+	rsp, err := c.CreateSession(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateSessionResponse(rsp)
+}
+
 // GetSnapshotStatsWithResponse Snapshot statistics of all rooms
 //
 // Returns a wrapper object for the known response body format(s).
@@ -6689,6 +9052,16 @@ func ParseGetAppResponse(rsp *http.Response) (*GetAppResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	}
+
+	switch {
 	case rsp.StatusCode == 200:
 		var headers GetAppResponse200Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6699,6 +9072,16 @@ func ParseGetAppResponse(rsp *http.Response) (*GetAppResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetAppResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	}
 
 	return response, nil
@@ -6725,6 +9108,13 @@ func ParseGetAppAssetResponse(rsp *http.Response) (*GetAppAssetResponse, error) 
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	}
 
 	switch {
@@ -6748,6 +9138,16 @@ func ParseGetAppAssetResponse(rsp *http.Response) (*GetAppAssetResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetAppAssetResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	}
 
 	return response, nil
@@ -6764,6 +9164,29 @@ func ParseGetDocsResponse(rsp *http.Response) (*GetDocsResponse, error) {
 	response := &GetDocsResponse{
 		Body:         bodyBytes,
 		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 421:
+		var headers GetDocsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	}
 
 	return response, nil
@@ -6790,6 +9213,13 @@ func ParseGetDocsAssetResponse(rsp *http.Response) (*GetDocsAssetResponse, error
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	}
 
 	switch {
@@ -6803,6 +9233,16 @@ func ParseGetDocsAssetResponse(rsp *http.Response) (*GetDocsAssetResponse, error
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetDocsAssetResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	}
 
 	return response, nil
@@ -6829,6 +9269,13 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	}
 
 	switch {
@@ -6842,6 +9289,16 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 421:
+		var headers HealthzResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	}
 
 	return response, nil
@@ -6861,6 +9318,30 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	}
+
+	switch {
 	case rsp.StatusCode == 200:
 		var headers GetMetricsResponse200Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6871,6 +9352,43 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetMetricsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetMetricsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetMetricsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	}
 
 	return response, nil
@@ -6897,6 +9415,13 @@ func ParseGetOpenAPIResponse(rsp *http.Response) (*GetOpenAPIResponse, error) {
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	}
 
 	switch {
@@ -6910,6 +9435,16 @@ func ParseGetOpenAPIResponse(rsp *http.Response) (*GetOpenAPIResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetOpenAPIResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	}
 
 	return response, nil
@@ -6935,6 +9470,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest struct {
@@ -6977,6 +9519,16 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 421:
+		var headers ReadyzResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 503:
 		var headers ReadyzResponse503Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7041,6 +9593,20 @@ func ParseListRoomsResponse(rsp *http.Response) (*ListRoomsResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7071,6 +9637,33 @@ func ParseListRoomsResponse(rsp *http.Response) (*ListRoomsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListRoomsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 421:
+		var headers ListRoomsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListRoomsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7135,6 +9728,20 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
 		var dest RequestTimeout
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7148,6 +9755,20 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -7186,6 +9807,33 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateRoomResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateRoomResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 408:
 		var headers CreateRoomResponse408Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7206,6 +9854,26 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers CreateRoomResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers CreateRoomResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers CreateRoomResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7245,12 +9913,33 @@ func ParseDeleteRoomResponse(rsp *http.Response) (*DeleteRoomResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -7282,6 +9971,33 @@ func ParseDeleteRoomResponse(rsp *http.Response) (*DeleteRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers DeleteRoomResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteRoomResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers DeleteRoomResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7292,6 +10008,16 @@ func ParseDeleteRoomResponse(rsp *http.Response) (*DeleteRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers DeleteRoomResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers DeleteRoomResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7335,12 +10061,26 @@ func ParseGetRoomResponse(rsp *http.Response) (*GetRoomResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -7372,6 +10112,23 @@ func ParseGetRoomResponse(rsp *http.Response) (*GetRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetRoomResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetRoomResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7382,6 +10139,16 @@ func ParseGetRoomResponse(rsp *http.Response) (*GetRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetRoomResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetRoomResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7439,12 +10206,26 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -7497,6 +10278,23 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers StreamEventsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers StreamEventsResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7507,6 +10305,16 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers StreamEventsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers StreamEventsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7570,12 +10378,26 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -7638,6 +10460,23 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetGraphResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetGraphResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7648,6 +10487,16 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetGraphResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetGraphResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7675,6 +10524,539 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListMembersResponse parses an HTTP response from a ListMembersWithResponse call
+func ParseListMembersResponse(rsp *http.Response) (*ListMembersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListMembersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MemberList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidRoomID
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest RoomNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListMembersResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListMembersResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListMembersResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListMembersResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListMembersResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers ListMembersResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListMembersResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRemoveMemberResponse parses an HTTP response from a RemoveMemberWithResponse call
+func ParseRemoveMemberResponse(rsp *http.Response) (*RemoveMemberResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RemoveMemberResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers RemoveMemberResponse204Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers RemoveMemberResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers RemoveMemberResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RemoveMemberResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers RemoveMemberResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers RemoveMemberResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 500:
+		var headers RemoveMemberResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseSetMemberResponse parses an HTTP response from a SetMemberWithResponse call
+func ParseSetMemberResponse(rsp *http.Response) (*SetMemberResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetMemberResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest RoomNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers SetMemberResponse204Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers SetMemberResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers SetMemberResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers SetMemberResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers SetMemberResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 413:
+		var headers SetMemberResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers SetMemberResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers SetMemberResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 500:
+		var headers SetMemberResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
 	}
 
 	return response, nil
@@ -7729,6 +11111,13 @@ func ParseListOpsResponse(rsp *http.Response) (*ListOpsResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7764,6 +11153,13 @@ func ParseListOpsResponse(rsp *http.Response) (*ListOpsResponse, error) {
 		}
 		response.ApplicationproblemJSON410 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7794,6 +11190,23 @@ func ParseListOpsResponse(rsp *http.Response) (*ListOpsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListOpsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers ListOpsResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7814,6 +11227,16 @@ func ParseListOpsResponse(rsp *http.Response) (*ListOpsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers410 = &headers
+	case rsp.StatusCode == 421:
+		var headers ListOpsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListOpsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7877,6 +11300,20 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
@@ -7947,6 +11384,20 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest struct {
@@ -8020,6 +11471,33 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers PostOpsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers PostOpsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers PostOpsResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8060,6 +11538,26 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers PostOpsResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers PostOpsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 422:
 		var headers PostOpsResponse422Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8130,12 +11628,26 @@ func ParseGetPresenceResponse(rsp *http.Response) (*GetPresenceResponse, error) 
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -8167,6 +11679,23 @@ func ParseGetPresenceResponse(rsp *http.Response) (*GetPresenceResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetPresenceResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetPresenceResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8177,6 +11706,16 @@ func ParseGetPresenceResponse(rsp *http.Response) (*GetPresenceResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetPresenceResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetPresenceResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8216,6 +11755,20 @@ func ParseClearSnapshotsResponse(rsp *http.Response) (*ClearSnapshotsResponse, e
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8229,6 +11782,13 @@ func ParseClearSnapshotsResponse(rsp *http.Response) (*ClearSnapshotsResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -8267,6 +11827,33 @@ func ParseClearSnapshotsResponse(rsp *http.Response) (*ClearSnapshotsResponse, e
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ClearSnapshotsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ClearSnapshotsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers ClearSnapshotsResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8287,6 +11874,16 @@ func ParseClearSnapshotsResponse(rsp *http.Response) (*ClearSnapshotsResponse, e
 			headers.XRequestId = value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 421:
+		var headers ClearSnapshotsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers ClearSnapshotsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8347,12 +11944,26 @@ func ParseListSnapshotsResponse(rsp *http.Response) (*ListSnapshotsResponse, err
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -8384,6 +11995,23 @@ func ParseListSnapshotsResponse(rsp *http.Response) (*ListSnapshotsResponse, err
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListSnapshotsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers ListSnapshotsResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8394,6 +12022,16 @@ func ParseListSnapshotsResponse(rsp *http.Response) (*ListSnapshotsResponse, err
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers ListSnapshotsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListSnapshotsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8444,6 +12082,20 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8457,6 +12109,20 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -8519,6 +12185,33 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateSnapshotResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateSnapshotResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers CreateSnapshotResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8539,6 +12232,26 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 			headers.XRequestId = value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers CreateSnapshotResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers CreateSnapshotResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers CreateSnapshotResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8602,12 +12315,26 @@ func ParseGetLatestSnapshotResponse(rsp *http.Response) (*GetLatestSnapshotRespo
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest SnapshotOrRoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest SnapshotCorrupt
@@ -8694,6 +12421,23 @@ func ParseGetLatestSnapshotResponse(rsp *http.Response) (*GetLatestSnapshotRespo
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetLatestSnapshotResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetLatestSnapshotResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8704,6 +12448,16 @@ func ParseGetLatestSnapshotResponse(rsp *http.Response) (*GetLatestSnapshotRespo
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetLatestSnapshotResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 422:
 		var headers GetLatestSnapshotResponse422Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8757,12 +12511,26 @@ func ParseGetRoomSnapshotStatsResponse(rsp *http.Response) (*GetRoomSnapshotStat
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest RoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -8794,6 +12562,23 @@ func ParseGetRoomSnapshotStatsResponse(rsp *http.Response) (*GetRoomSnapshotStat
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetRoomSnapshotStatsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetRoomSnapshotStatsResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8804,6 +12589,16 @@ func ParseGetRoomSnapshotStatsResponse(rsp *http.Response) (*GetRoomSnapshotStat
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetRoomSnapshotStatsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetRoomSnapshotStatsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8850,12 +12645,26 @@ func ParseGetSnapshotResponse(rsp *http.Response) (*GetSnapshotResponse, error) 
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest SnapshotOrRoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest SnapshotCorrupt
@@ -8942,6 +12751,23 @@ func ParseGetSnapshotResponse(rsp *http.Response) (*GetSnapshotResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSnapshotResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetSnapshotResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8952,6 +12778,16 @@ func ParseGetSnapshotResponse(rsp *http.Response) (*GetSnapshotResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetSnapshotResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 422:
 		var headers GetSnapshotResponse422Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9026,6 +12862,20 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest SnapshotOrRoomNotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9060,6 +12910,20 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest SnapshotCorrupt
@@ -9112,6 +12976,33 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 			headers.XRequestId = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers RestoreSnapshotResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RestoreSnapshotResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers RestoreSnapshotResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9132,6 +13023,26 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 			headers.XRequestId = value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers RestoreSnapshotResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers RestoreSnapshotResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 422:
 		var headers RestoreSnapshotResponse422Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9174,6 +13085,272 @@ func ParseRestoreSnapshotResponse(rsp *http.Response) (*RestoreSnapshotResponse,
 	return response, nil
 }
 
+// ParseDeleteSessionResponse parses an HTTP response from a DeleteSessionWithResponse call
+func ParseDeleteSessionResponse(rsp *http.Response) (*DeleteSessionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteSessionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers DeleteSessionResponse204Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteSessionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 421:
+		var headers DeleteSessionResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetSessionResponse parses an HTTP response from a GetSessionWithResponse call
+func ParseGetSessionResponse(rsp *http.Response) (*GetSessionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSessionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Session
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSessionResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSessionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetSessionResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateSessionResponse parses an HTTP response from a CreateSessionWithResponse call
+func ParseCreateSessionResponse(rsp *http.Response) (*CreateSessionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateSessionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers CreateSessionResponse204Headers
+		if values := rsp.Header.Values("Set-Cookie"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Set-Cookie", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.SetCookie = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateSessionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateSessionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 415:
+		var headers CreateSessionResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers CreateSessionResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetSnapshotStatsResponse parses an HTTP response from a GetSnapshotStatsWithResponse call
 func ParseGetSnapshotStatsResponse(rsp *http.Response) (*GetSnapshotStatsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -9195,6 +13372,27 @@ func ParseGetSnapshotStatsResponse(rsp *http.Response) (*GetSnapshotStatsRespons
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9215,6 +13413,43 @@ func ParseGetSnapshotStatsResponse(rsp *http.Response) (*GetSnapshotStatsRespons
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSnapshotStatsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSnapshotStatsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetSnapshotStatsResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetSnapshotStatsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

@@ -125,6 +125,27 @@ func TestClientCreatesRoomAndPostsOps(t *testing.T) {
 	if n := g.JSON200.Nodes[1]; n.Id != "users" || n.X != x || n.Data["columns"] == nil {
 		t.Errorf("node users came back as %+v", n)
 	}
+
+	// A request without a body says no type: LiveShare refuses it, unless
+	// JSONBodies says JSON.
+	bare, err := c.CreateSnapshotWithResponse(ctx, roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bare.StatusCode() != http.StatusUnsupportedMediaType {
+		t.Errorf("snapshot without a type: %d %s", bare.StatusCode(), bare.Body)
+	}
+	typed, err := client.NewClientWithResponses(srv.URL, client.WithRequestEditorFn(client.JSONBodies))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := typed.CreateSnapshotWithResponse(ctx, roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.StatusCode() != http.StatusCreated || snap.JSON201 == nil || snap.JSON201.Version != 3 {
+		t.Errorf("snapshot with JSONBodies: %d %s", snap.StatusCode(), snap.Body)
+	}
 }
 
 func must(t *testing.T, err error) {

@@ -45,6 +45,7 @@ type contractLimits struct {
 	keep        int
 	maxSnapshot int64
 	stateBudget int64
+	auth        handlers.AuthConfig
 }
 
 func newContractServer(t *testing.T, st *store.Store, l contractLimits) *contractServer {
@@ -60,7 +61,7 @@ func newContractServer(t *testing.T, st *store.Store, l contractLimits) *contrac
 	done := make(chan struct{})
 	h := handlers.New(handlers.Config{
 		Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 256 << 10, App: web.App(http.HandlerFunc(handlers.NotFound)),
-		Streams: handlers.StreamConfig{Done: done}, BodyTimeout: time.Second,
+		Streams: handlers.StreamConfig{Done: done}, BodyTimeout: time.Second, Auth: l.auth,
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
@@ -129,11 +130,14 @@ func (c *contract) do(base, method, path, body string, header ...string) answer 
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if body != "" {
+	if body != "" || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
+		if header[i] == "Host" { // net/http sends req.Host, never the header
+			req.Host = header[i+1]
+		}
 	}
 	return c.send(req, []byte(body))
 }
@@ -623,6 +627,8 @@ func TestContractAPI(t *testing.T) {
 		c.do(u, "DELETE", base, "").expect(t, 404, "room_not_found")
 		c.do(u, "DELETE", "/rooms/nope", "").expect(t, 400, "invalid_room_id")
 	})
+
+	t.Run("auth", func(t *testing.T) { contractAuth(t, c) })
 
 	if !t.Failed() {
 		c.coverage()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/r3labs/sse/v2"
 
+	"github.com/liveshare/liveshare/auth"
 	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
@@ -128,15 +129,56 @@ func allDigits(s string) bool {
 	return true
 }
 
-func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
-	pos, err := parsePosition(r)
-	if err != nil {
+// streamAuth ends a stream when its caller may no longer read the room:
+// at the token's expiry, and when a member change (or the periodic check
+// behind the change notices) finds the caller's role gone.
+type streamAuth struct {
+	expires time.Time       // the token's expiry
+	changed <-chan struct{} // signalled when the room's members changed
+	recheck time.Duration   // how often to check without a signal
+	// allowed reports whether the caller may still read the room.
+	allowed func(ctx context.Context) (bool, error)
+}
+
+// serveEvents serves GET /rooms/{room}/events for the request's caller.
+func (a *API) serveEvents(w http.ResponseWriter, r *http.Request) {
+	// A bad position is named first, as before a name (serve reads it).
+	if _, err := parsePosition(r); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	name := r.URL.Query().Get("name")
 	if utf8.RuneCountInString(name) > maxPresenceName {
 		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d characters", maxPresenceName))
+		return
+	}
+	if !a.auth.jwt() {
+		a.streams.serve(w, r, name, nil)
+		return
+	}
+	// Presence names come from the token: nobody can pose as another.
+	p, roomID := callerFrom(r.Context()).p, roomIDFrom(r)
+	name = p.Name
+	if utf8.RuneCountInString(name) > maxPresenceName {
+		name = string([]rune(name)[:maxPresenceName])
+	}
+	changed := a.watchers.add(roomID)
+	defer a.watchers.remove(roomID, changed)
+	a.streams.serve(w, r, name, &streamAuth{
+		expires: p.Expires, changed: changed, recheck: a.members.ttl,
+		allowed: func(ctx context.Context) (bool, error) {
+			role, err := a.roleAtLeast(ctx, p, roomID, auth.Viewer)
+			return role >= auth.Viewer, err
+		},
+	})
+}
+
+// serve streams the room's events; sa, when not nil, ends the stream when
+// its caller may no longer read the room.
+func (s *streams) serve(w http.ResponseWriter, r *http.Request, name string, sa *streamAuth) {
+	pos, err := parsePosition(r)
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -177,7 +219,7 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 
 	dw := newDeadlineWriter(w, s.cfg.WriteTimeout, cancel)
 	dw.metrics = s.cfg.Metrics
-	p := &pump{s: s, rm: rm, join: join, streamID: streamID, dw: dw, ready: ready, pos: pos, cancel: cancel, log: log}
+	p := &pump{s: s, rm: rm, join: join, streamID: streamID, dw: dw, ready: ready, pos: pos, cancel: cancel, log: log, auth: sa}
 	var wg sync.WaitGroup
 	wg.Go(func() { p.run(ctx) })
 
@@ -211,6 +253,7 @@ type pump struct {
 	pos      int64
 	cancel   context.CancelFunc
 	log      *slog.Logger
+	auth     *streamAuth // nil: the stream never ends for want of a role
 
 	sent         int64  // events handed to the writer
 	presenceSeen int64  // the presence change last sent
@@ -242,6 +285,15 @@ func (p *pump) run(ctx context.Context) {
 	throttle.Stop()
 	var throttleC <-chan time.Time
 	var held *room.Message
+	var expiredC, recheckC <-chan time.Time
+	var changedC <-chan struct{}
+	if p.auth != nil {
+		expiry := time.NewTimer(time.Until(p.auth.expires))
+		defer expiry.Stop()
+		recheck := time.NewTicker(p.auth.recheck)
+		defer recheck.Stop()
+		expiredC, recheckC, changedC = expiry.C, recheck.C, p.auth.changed
+	}
 	for {
 		var m *room.Message
 		var ok bool
@@ -266,6 +318,21 @@ func (p *pump) run(ctx context.Context) {
 				return
 			case <-heartbeat.C:
 				p.publish(&sse.Event{Comment: []byte("ping")})
+				continue
+			case <-expiredC:
+				p.endAuth(ctx, "token expired")
+				return
+			case <-changedC:
+				if !p.stillAllowed(ctx) {
+					p.endAuth(ctx, "role taken away")
+					return
+				}
+				continue
+			case <-recheckC:
+				if !p.stillAllowed(ctx) {
+					p.endAuth(ctx, "role taken away")
+					return
+				}
 				continue
 			case <-presenceC:
 				continue // sent at the top of the loop
@@ -475,6 +542,31 @@ func (p *pump) finish(ctx context.Context, reason string) {
 	p.dw.waitFlushed(ctx, p.sent, p.s.cfg.WriteTimeout)
 	p.stop(reason)
 }
+
+// stillAllowed reports whether the stream's caller may still read the
+// room. A check that fails (the database is away) keeps the stream: the
+// next one decides.
+func (p *pump) stillAllowed(ctx context.Context) bool {
+	ok, err := p.auth.allowed(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("stream access check failed", "err", err)
+		}
+		return true
+	}
+	return ok
+}
+
+// endAuth sends auth_expired and ends the stream: the client gets a fresh
+// token (POST /session) and resumes with Last-Event-ID.
+func (p *pump) endAuth(ctx context.Context, why string) {
+	p.send(EventAuthExpired, -1, []byte("{}"))
+	p.dw.waitFlushed(ctx, p.sent, p.s.cfg.WriteTimeout)
+	p.stop(why)
+}
+
+// EventAuthExpired ends a stream whose caller may no longer read the room.
+const EventAuthExpired = "auth_expired"
 
 func (p *pump) stop(reason string) {
 	p.reason = reason

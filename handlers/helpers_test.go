@@ -35,6 +35,7 @@ type serverOptions struct {
 	queue        int
 	writeTimeout time.Duration
 	heartbeat    time.Duration
+	auth         handlers.AuthConfig
 }
 
 func newTestServer(t testing.TB, st *store.Store, o serverOptions) *testServer {
@@ -45,6 +46,7 @@ func newTestServer(t testing.TB, st *store.Store, o serverOptions) *testServer {
 	h := handlers.New(handlers.Config{
 		Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 4 << 20,
 		Streams: handlers.StreamConfig{WriteTimeout: o.writeTimeout, Heartbeat: o.heartbeat, Done: done},
+		Auth:    o.auth,
 	})
 	srv := httptest.NewServer(h)
 	ts := &testServer{t: t, URL: srv.URL, Store: st, Rooms: rooms, Snapshots: snaps, srv: srv, done: done}
@@ -121,13 +123,35 @@ type sseClient struct {
 // subscribe opens the stream of roomID; lastID "" sends no position.
 func subscribe(t testing.TB, base, roomID, lastID, query string) (*sseClient, *http.Response) {
 	t.Helper()
+	h := http.Header{}
+	if lastID != "" {
+		h.Set("Last-Event-ID", lastID)
+	}
+	return subscribeURL(t, base+"/rooms/"+roomID+"/events"+query, h)
+}
+
+// subscribeWith opens the stream at url with header, failing the test
+// unless it opens.
+func subscribeWith(t testing.TB, url string, header http.Header) *sseClient {
+	t.Helper()
+	c, resp := subscribeURL(t, url, header)
+	if c == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("stream %s: %d %s", url, resp.StatusCode, body)
+	}
+	return c
+}
+
+func subscribeURL(t testing.TB, url string, header http.Header) (*sseClient, *http.Response) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/rooms/"+roomID+"/events"+query, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

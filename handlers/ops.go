@@ -59,7 +59,9 @@ func (a *API) getGraph(w http.ResponseWriter, r *http.Request) {
 	state, version := rm.Capture()
 	state.Sort()
 	w.Header().Set("ETag", etag(version))
-	w.Header().Set("Cache-Control", "no-cache")
+	if w.Header().Get("Cache-Control") == "" { // no-store for a token's caller stays
+		w.Header().Set("Cache-Control", "no-cache")
+	}
 	writeJSON(w, r, http.StatusOK, graphResponse{RoomID: rm.ID(), Version: version, Nodes: state.Nodes, Edges: state.Edges})
 }
 

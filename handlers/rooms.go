@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"github.com/liveshare/liveshare/auth"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/store"
 )
@@ -58,6 +59,9 @@ type roomResponse struct {
 	Subscribers  int       `json:"subscribers"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// Role is the caller's role in the room, in the answers about one room
+	// (so the page knows what to offer).
+	Role string `json:"role,omitempty"`
 }
 
 func (a *API) roomResponse(rm store.Room) roomResponse {
@@ -110,13 +114,21 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d characters", maxRoomName))
 		return
 	}
-	rm, err := a.store.CreateRoom(r.Context(), req.Name)
+	// The creator owns the room; in open mode everyone does, so nobody is
+	// recorded.
+	createdBy := ""
+	if p := callerFrom(r.Context()).p; !p.Anonymous {
+		createdBy = p.Subject
+	}
+	rm, err := a.store.CreateRoomBy(r.Context(), req.Name, createdBy)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/rooms/"+rm.ID)
-	writeJSON(w, r, http.StatusCreated, a.roomResponse(rm))
+	resp := a.roomResponse(rm)
+	resp.Role = auth.Owner.String()
+	writeJSON(w, r, http.StatusCreated, resp)
 }
 
 type listRoomsResponse struct {
@@ -131,7 +143,19 @@ func (a *API) listRooms(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	rooms, next, err := a.store.ListRooms(r.Context(), int(limit), q.Get("cursor"))
+	var rooms []store.Room
+	var next string
+	// Those with a role in every room see them all; others see the rooms
+	// they created, are members of, or their token names.
+	if p := callerFrom(r.Context()).p; p.Anonymous || p.TokenRole(auth.Wildcard) > auth.None {
+		rooms, next, err = a.store.ListRooms(r.Context(), int(limit), q.Get("cursor"))
+	} else {
+		named := make([]string, 0, len(p.Rooms))
+		for id := range p.Rooms {
+			named = append(named, id)
+		}
+		rooms, next, err = a.store.ListRoomsFor(r.Context(), p.Subject, named, int(limit), q.Get("cursor"))
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -152,7 +176,14 @@ func (a *API) getRoom(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, r, http.StatusOK, a.roomResponse(rm))
+	role, err := a.roleOf(r.Context(), callerFrom(r.Context()).p, rm.ID)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	resp := a.roomResponse(rm)
+	resp.Role = min(role, auth.Owner).String() // admin is not a room's role
+	writeJSON(w, r, http.StatusOK, resp)
 }
 
 func (a *API) deleteRoom(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +193,7 @@ func (a *API) deleteRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.rooms.Forget(id)
+	a.members.forget(id)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/liveshare/liveshare/auth"
 	"github.com/liveshare/liveshare/cluster"
 	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
@@ -42,6 +43,9 @@ type Config struct {
 	// App serves the browser page at GET / and its files at GET /app/*;
 	// nil leaves both unrouted.
 	App http.Handler
+	// Auth is who may call, and from where; the zero value is open mode
+	// without a Host check.
+	Auth AuthConfig
 }
 
 // API serves LiveShare's HTTP endpoints.
@@ -53,30 +57,62 @@ type API struct {
 	maxBody     int64
 	bodyTimeout time.Duration
 	streams     *streams
+	auth        AuthConfig
+	anonymous   *auth.Principal
+	members     *memberCache
+	watchers    watchers
 }
 
 // New returns the router with every endpoint and middleware.
 func New(cfg Config) http.Handler {
+	a := NewAPI(cfg)
+	return a.Router(cfg)
+}
+
+// NewAPI returns the API of cfg; Router routes it. cmd/api keeps the API to
+// tell it of member changes made on other instances (MembersChanged).
+func NewAPI(cfg Config) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 30 * time.Second
-	}
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = 10 * time.Second
 	}
 	cfg.Streams.Metrics = cfg.Metrics
-	a := &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout,
-		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots)}
+	if cfg.Auth.Mode == "" {
+		cfg.Auth.Mode = ModeOpen
+	}
+	return &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout,
+		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots),
+		auth:    cfg.Auth, anonymous: auth.AnonymousPrincipal(), members: newMemberCache(cfg.Store, cfg.Auth.MembersTTL)}
+}
 
+// Router returns the router with every endpoint and middleware. Every
+// route has one access rule (public, caller, admin, createRooms or a role
+// in the room); cmd/api's authorization matrix test fails for a route
+// without one.
+func (a *API) Router(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	r := chi.NewRouter()
 	// HEAD of every GET route: the GET's status and headers, no body
 	// (net/http drops what a handler writes to a HEAD response).
-	r.Use(requestContext(cfg.Logger), accessLog(cfg.Metrics), recoverer, middleware.GetHead)
+	r.Use(requestContext(cfg.Logger), accessLog(cfg.Metrics), recoverer, securityHeaders, middleware.GetHead)
+	if !a.auth.jwt() && len(a.auth.Hosts) > 0 {
+		r.Use(hostCheck(a.auth.Hosts, a.auth.AnyIPHost))
+	}
+	if len(a.auth.CORSOrigins) > 0 {
+		r.Use(corsHandler(a.auth.CORSOrigins))
+	}
+	r.Use(requireJSON, a.authenticate, a.csrfCheck)
+	viewer, editor, owner := a.needRole(auth.Viewer), a.needRole(auth.Editor), a.needRole(auth.Owner)
 	r.NotFound(NotFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed here", r.Method))
@@ -89,35 +125,43 @@ func New(cfg Config) http.Handler {
 	}
 	r.Get("/readyz", a.readyz)
 	routeDocs(r) // GET /openapi.yaml, GET /docs and /docs/*
-	r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
+	if !a.auth.MetricsElsewhere {
+		r.With(a.needAdmin).Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
+	}
 
 	// REST requests get a deadline; event streams must not.
 	rest := withTimeout(cfg.RequestTimeout)
-	r.With(rest).Post("/rooms", a.createRoom)
-	r.With(rest).Get("/rooms", a.listRooms)
+	r.With(rest, a.needCaller).Post("/session", a.createSession)
+	r.With(rest, a.needCaller).Get("/session", a.getSession)
+	r.With(rest).Delete("/session", a.deleteSession)
+	r.With(rest, a.needCreateRooms).Post("/rooms", a.createRoom)
+	r.With(rest, a.needCaller).Get("/rooms", a.listRooms)
 	r.Route("/rooms/{roomID}", func(r chi.Router) {
 		// Again here: the top-level GetHead takes this subrouter's mount
 		// for a HEAD route and passes GET /rooms/{id}'s HEAD on as HEAD.
 		r.Use(roomIDParam, middleware.GetHead)
-		r.Get("/events", a.streams.serve)
+		r.With(viewer).Get("/events", a.serveEvents)
 		r.Group(func(r chi.Router) {
 			r.Use(rest)
-			r.Get("/", a.getRoom)
-			r.Delete("/", a.deleteRoom)
-			r.Get("/graph", a.getGraph)
-			r.Post("/ops", a.postOps)
-			r.Get("/ops", a.listOps)
-			r.Get("/presence", a.getPresence)
-			r.Get("/snapshots", a.listSnapshots)
-			r.Post("/snapshots", a.createSnapshot)
-			r.Delete("/snapshots", a.clearSnapshots)
-			r.Get("/snapshots/latest", a.latestSnapshot)
-			r.Get("/snapshots/stats", a.roomSnapshotStats)
-			r.With(snapshotIDParam).Get("/snapshots/{snapshotID}", a.getSnapshot)
-			r.With(snapshotIDParam).Post("/snapshots/{snapshotID}/restore", a.restoreSnapshot)
+			r.With(viewer).Get("/", a.getRoom)
+			r.With(owner).Delete("/", a.deleteRoom)
+			r.With(viewer).Get("/graph", a.getGraph)
+			r.With(editor).Post("/ops", a.postOps)
+			r.With(viewer).Get("/ops", a.listOps)
+			r.With(viewer).Get("/presence", a.getPresence)
+			r.With(viewer).Get("/snapshots", a.listSnapshots)
+			r.With(editor).Post("/snapshots", a.createSnapshot)
+			r.With(owner).Delete("/snapshots", a.clearSnapshots)
+			r.With(viewer).Get("/snapshots/latest", a.latestSnapshot)
+			r.With(viewer).Get("/snapshots/stats", a.roomSnapshotStats)
+			r.With(viewer, snapshotIDParam).Get("/snapshots/{snapshotID}", a.getSnapshot)
+			r.With(owner, snapshotIDParam).Post("/snapshots/{snapshotID}/restore", a.restoreSnapshot)
+			r.With(owner).Get("/members", a.listMembers)
+			r.With(owner).Put("/members/{subject}", a.putMember)
+			r.With(owner).Delete("/members/{subject}", a.deleteMember)
 		})
 	})
-	r.With(rest).Get("/snapshots/stats", a.globalSnapshotStats)
+	r.With(rest, a.needAdmin).Get("/snapshots/stats", a.globalSnapshotStats)
 	return r
 }
 

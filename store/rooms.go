@@ -62,17 +62,29 @@ func (s *Store) GetRoom(ctx context.Context, id string) (Room, error) {
 // Pagination is by key (created_at, id), so rooms created or deleted between
 // pages neither repeat nor shift the pages.
 func (s *Store) ListRooms(ctx context.Context, limit int, cursor string) (rooms []Room, next string, err error) {
+	rooms, next, err = s.listRooms(ctx, limit, cursor, "", nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("list rooms: %w", err)
+	}
+	return rooms, next, nil
+}
+
+// listRooms is ListRooms of the rooms that also match where (SQL with ?
+// placeholders for args; "" for all rooms).
+func (s *Store) listRooms(ctx context.Context, limit int, cursor, where string, args []any) (rooms []Room, next string, err error) {
 	if limit <= 0 {
 		limit = defaultListLimit
 	}
-	query := `SELECT ` + roomColumns + ` FROM rooms`
-	var args []any
+	query := `SELECT ` + roomColumns + ` FROM rooms WHERE 1=1`
+	if where != "" {
+		query += ` AND ` + where
+	}
 	if cursor != "" {
 		createdAt, id, err := decodeCursor(cursor)
 		if err != nil {
-			return nil, "", fmt.Errorf("list rooms: %w", err)
+			return nil, "", err
 		}
-		query += ` WHERE (created_at, id) < (?, ?)`
+		query += ` AND (created_at, id) < (?, ?)`
 		args = append(args, s.timeArg(createdAt), id)
 	}
 	// One more than asked tells whether there is a next page.
@@ -81,19 +93,19 @@ func (s *Store) ListRooms(ctx context.Context, limit int, cursor string) (rooms 
 
 	rows, err := s.db.QueryContext(ctx, s.db.Rebind(query), args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("list rooms: %w", err)
+		return nil, "", err
 	}
 	defer rows.Close()
 	rooms = make([]Room, 0, min(limit+1, 64))
 	for rows.Next() {
 		r, err := scanRoom(rows)
 		if err != nil {
-			return nil, "", fmt.Errorf("list rooms: %w", err)
+			return nil, "", err
 		}
 		rooms = append(rooms, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list rooms: %w", err)
+		return nil, "", err
 	}
 	if len(rooms) > limit {
 		rooms = rooms[:limit]

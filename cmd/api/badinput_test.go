@@ -25,6 +25,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 		graphBefore := srv.must("GET", "/rooms/"+rm.ID+"/graph", nil).Body
 		ops := "/rooms/" + rm.ID + "/ops"
+		members := "/rooms/" + rm.ID + "/members"
 		one := func(op string) string { return `{"ops":[` + op + `]}` }
 		manyOps := func(n int) string {
 			parts := make([]string, n)
@@ -85,6 +86,17 @@ func TestBadInputChangesNothing(t *testing.T) {
 			{"room name too long", "POST", "/rooms", `{"name":"` + strings.Repeat("n", 257) + `"}`, nil, 400, "invalid_request", -1},
 			{"room unknown field", "POST", "/rooms", `{"name":"x","owner":"me"}`, nil, 400, "invalid_json", -1},
 			{"method not allowed", "PUT", ops, "", nil, 405, "method_not_allowed", -1},
+			{"ops as text/plain (a no-cors fetch)", "POST", ops, one(`{"op":"remove_node","id":"users"}`), []string{"Content-Type", "text/plain;charset=UTF-8"}, 415, "unsupported_media_type", -1},
+			{"ops as a form", "POST", ops, "ops=1", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "unsupported_media_type", -1},
+			{"snapshot as a form", "POST", "/rooms/" + rm.ID + "/snapshots", "", []string{"Content-Type", "multipart/form-data; boundary=x"}, 415, "unsupported_media_type", -1},
+			{"member role unknown", "PUT", members + "/bob", `{"role":"admin"}`, nil, 400, "invalid_role", -1},
+			{"member role missing", "PUT", members + "/bob", `{}`, nil, 400, "invalid_role", -1},
+			{"member unknown field", "PUT", members + "/bob", `{"role":"viewer","until":"never"}`, nil, 400, "invalid_json", -1},
+			{"member empty body", "PUT", members + "/bob", ``, nil, 400, "invalid_json", -1},
+			{"member subject too long", "PUT", members + "/" + strings.Repeat("s", 257), `{"role":"viewer"}`, nil, 400, "invalid_subject", -1},
+			{"member subject with a control character", "PUT", members + "/a%0Ab", `{"role":"viewer"}`, nil, 400, "invalid_subject", -1},
+			{"remove a non-member", "DELETE", members + "/nobody", "", nil, 404, "member_not_found", -1},
+			{"members of an unknown room", "PUT", "/rooms/00000000-0000-4000-8000-000000000000/members/bob", `{"role":"viewer"}`, nil, 404, "room_not_found", -1},
 			// I-JSON (RFC 7493), the same on both databases.
 			{"invalid UTF-8 in a label", "POST", ops, one(`{"op":"add_node","node":{"id":"u8","label":"a\xffb"}}`), nil, 400, "invalid_json", -1},
 			{"lone surrogate in a label", "POST", ops, one(`{"op":"add_node","node":{"id":"sur","label":"a\ud800b"}}`), nil, 400, "invalid_json", -1},
@@ -132,6 +144,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 					t.Errorf("room version %d after a rejected request, want 3", v)
 				}
 			})
+		}
+		if r := srv.must("GET", members, nil); r.Status != 200 || strings.TrimSpace(string(r.Body)) != `{"members":[]}` {
+			t.Errorf("members after rejected changes: %d %s", r.Status, r.Body)
 		}
 		if after := srv.must("GET", "/rooms?limit=100", nil).Body; string(after) != string(roomsBefore) {
 			t.Errorf("rooms changed by rejected requests:\nbefore %s\nafter  %s", roomsBefore, after)

@@ -31,6 +31,7 @@ type Config struct {
 	SSEQueue         int
 	PprofAddr        string // empty: no pprof listener
 	PollInterval     time.Duration
+	Auth             AuthSettings
 }
 
 // setting is one configuration value: its env var, flag and default.
@@ -115,6 +116,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 			return nil
 		}},
 	}
+	settings = append(settings, authSettings(&c.Auth)...)
 
 	fs := flag.NewFlagSet("liveshare", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
@@ -126,6 +128,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		}
 		values[i] = fs.String(s.flag, def, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
 	}
+	hideSecretDefaults(fs)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -134,8 +137,11 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	for i, s := range settings {
 		if err := s.parse(*values[i]); err != nil {
-			return Config{}, fmt.Errorf("invalid %s (-%s) %q: %v", s.env, s.flag, *values[i], err)
+			return Config{}, fmt.Errorf("invalid %s (-%s) %q: %v", s.env, s.flag, redact(s.env, *values[i]), err)
 		}
+	}
+	if err := c.Auth.resolveMode(c.Addr); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }

@@ -521,13 +521,23 @@ type snapEvent struct {
 // snapSubscribe opens roomID's event stream; lastID "" sends no position.
 func snapSubscribe(t *testing.T, base, roomID, lastID string) *snapSSE {
 	t.Helper()
+	h := http.Header{}
+	if lastID != "" {
+		h.Set("Last-Event-ID", lastID)
+	}
+	return snapSubscribeHeader(t, base, roomID, h)
+}
+
+// snapSubscribeHeader opens roomID's event stream with header.
+func snapSubscribeHeader(t *testing.T, base, roomID string, header http.Header) *snapSSE {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, "GET", base+"/rooms/"+roomID+"/events", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

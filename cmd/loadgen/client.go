@@ -23,8 +23,13 @@ func (g *gen) do(ctx context.Context, method, path string, body []byte, extra ..
 	if err != nil {
 		return 0, nil, err
 	}
-	if body != nil {
+	// Every POST says JSON, even without a body: the server refuses any
+	// other (a cross-site form could send those).
+	if body != nil || method == http.MethodPost {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if g.token != "" {
+		req.Header.Set("Authorization", "Bearer "+g.token)
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		req.Header.Set(extra[i], extra[i+1])
@@ -170,6 +175,9 @@ func (g *gen) subscribe(ctx context.Context, client *http.Client, roomID string,
 	req, err := http.NewRequestWithContext(ctx, "GET", g.base+"/rooms/"+roomID+"/events", nil)
 	if err != nil {
 		return nil, err
+	}
+	if g.token != "" {
+		req.Header.Set("Authorization", "Bearer "+g.token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

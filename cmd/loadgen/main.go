@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	g := &gen{o: o, base: strings.TrimRight(o.url, "/"), log: stderr, client: newClient(o.writers + 8)}
+	g := &gen{o: o, base: strings.TrimRight(o.url, "/"), log: stderr, client: newClient(o.writers + 8), token: os.Getenv("LIVESHARE_TOKEN")}
 	var res result
 	switch o.scenario {
 	case "ingest":
@@ -201,6 +201,9 @@ type gen struct {
 	base   string
 	log    io.Writer
 	client *http.Client
+	// token, from LIVESHARE_TOKEN (an env var, not a flag, so it stays out
+	// of ps), authenticates every request to a server in jwt mode.
+	token string
 }
 
 func newClient(conns int) *http.Client {

@@ -50,7 +50,14 @@
     snapTimer: null,
     focusLabel: null, // node id whose label input gets the focus when it arrives
     roomsCursor: null,
+    mode: null, // 'open' | 'jwt', from GET /session
+    me: null, // the signed-in caller (GET /session), null when signed out
+    role: null, // the caller's role in the open room: viewer | editor | owner
   };
+
+  // The roles in order: each may do what the ones below it may.
+  const RANK = { viewer: 1, editor: 2, owner: 3 };
+  const can = (role) => (RANK[st.role] || 0) >= RANK[role];
 
   // ---------- API ----------
 
@@ -64,10 +71,12 @@
 
   async function api(method, path, body, headers = {}) {
     const init = { method, headers: { Accept: 'application/json', ...headers } };
-    if (body !== undefined) {
+    // The server takes only JSON on POST, PUT and PATCH, even without a
+    // body: that is what keeps other sites' forms out.
+    if (body !== undefined || method === 'POST' || method === 'PUT' || method === 'PATCH') {
       init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
     }
+    if (body !== undefined) init.body = JSON.stringify(body);
     let res;
     try {
       res = await fetch(path, init);
@@ -170,7 +179,97 @@
     const q = new URLSearchParams(location.search).get('room');
     if (q) return q;
     const h = location.hash.replace(/^#/, '');
+    if (h.includes('=')) return new URLSearchParams(h).get('room');
     return h || null;
+  }
+
+  // ---------- who is calling ----------
+
+  // tokenFromFragment takes a token given as /#token=… and removes it from
+  // the address bar at once: a fragment never reaches a server, but the
+  // address bar is shown, shared and kept in the history.
+  function tokenFromFragment() {
+    const h = location.hash.replace(/^#/, '');
+    if (!h.includes('token=')) return null;
+    const params = new URLSearchParams(h);
+    const token = params.get('token');
+    params.delete('token');
+    const rest = params.toString();
+    history.replaceState(null, '', location.pathname + location.search + (rest ? '#' + rest : ''));
+    return token;
+  }
+
+  // signIn turns a token into the session cookie, which the event stream
+  // (EventSource cannot send headers) and every later request carry.
+  async function signIn(token) {
+    try {
+      await api('POST', '/session', undefined, { Authorization: 'Bearer ' + token.trim() });
+      return true;
+    } catch (e) {
+      showError('Could not sign in', e);
+      return false;
+    }
+  }
+
+  // loadSession learns the mode and who is signed in.
+  async function loadSession() {
+    try {
+      st.me = await api('GET', '/session');
+      st.mode = st.me.mode;
+    } catch (e) {
+      st.me = null;
+      if (e.status === 401) st.mode = 'jwt';
+      else showError('Could not reach the service', e);
+    }
+  }
+
+  function renderSession() {
+    const jwt = st.mode === 'jwt';
+    const out = jwt && !st.me;
+    $('me').hidden = jwt;
+    $('signed-in').hidden = !jwt || out;
+    $('who').textContent = st.me ? st.me.name || st.me.subject : '';
+    $('signin').hidden = !out;
+    document.querySelector('main.layout').hidden = out;
+    $('create-room').hidden = jwt && !(st.me && (st.me.create_rooms || st.me.admin));
+  }
+
+  async function signOut() {
+    try {
+      await api('DELETE', '/session');
+    } catch (e) {
+      showError('Could not sign out', e);
+    }
+    closeStream();
+    Object.assign(st, { me: null, roomId: null, role: null });
+    history.pushState(null, '', '/');
+    renderSession();
+    render();
+  }
+
+  // start shows the rooms and opens the one in the address, once the page
+  // may call the service.
+  function start() {
+    renderSession();
+    if (st.mode === 'jwt' && !st.me) return;
+    render();
+    loadRooms(false);
+    const id = roomFromURL();
+    if (id) openRoom(id, false);
+  }
+
+  // accessEnded runs on auth_expired: the token expired or the room's
+  // owners took the role away. The page stops the stream (EventSource would
+  // reconnect by itself) and asks again: a signed-out page asks for a token,
+  // a signed-in one tries the room again (and says if it is gone).
+  async function accessEnded() {
+    const id = st.roomId;
+    closeStream();
+    setConn('closed', 'access ended');
+    banner('Your access to this room ended: the token expired or your role was taken away.', '', 20000);
+    await loadSession();
+    renderSession();
+    if (st.me && id && st.roomId === id) openRoom(id, false);
   }
 
   async function openRoom(id, push) {
@@ -184,11 +283,14 @@
     for (const a of document.querySelectorAll('#rooms a')) a.classList.toggle('current', a.dataset.id === id);
     $('activity').textContent = '';
     $('snapshots').textContent = '';
+    $('members').textContent = '';
+    st.role = null;
     render();
     try {
       const r = await api('GET', `/rooms/${encodeURIComponent(id)}`);
       if (st.roomId !== id) return;
       st.roomName = r.name;
+      st.role = r.role || 'owner';
     } catch (e) {
       if (st.roomId !== id) return;
       showError('Could not open the room', e);
@@ -197,6 +299,7 @@
     }
     connect(null);
     loadSnapshots();
+    loadMembers();
     clearInterval(st.snapTimer);
     // Snapshots are also taken in the background: refresh the panel now
     // and then, while the stream is live (an outage is shown once, by the
@@ -228,6 +331,7 @@
   }
 
   function myName() {
+    if (st.mode === 'jwt' && st.me) return st.me.name || st.me.subject; // the server names us from the token
     return $('my-name').value.trim() || 'guest';
   }
 
@@ -261,6 +365,9 @@
         setConn('reconnecting');
       }
     };
+    es.addEventListener('auth_expired', () => {
+      if (es === st.es) accessEnded();
+    });
     for (const type of ['snapshot', 'reset', 'ops', 'presence', 'room_deleted']) {
       es.addEventListener(type, (ev) => {
         if (es !== st.es) return;
@@ -310,6 +417,11 @@
       await api('GET', `/rooms/${encodeURIComponent(id)}`);
     } catch (e) {
       if (st.roomId !== id) return;
+      if (e.status === 401) {
+        await loadSession();
+        renderSession();
+        return;
+      }
       if (e.status === 404 || e.status === 400) {
         showError('The room cannot be followed', e);
         return;
@@ -478,6 +590,10 @@
   // ---------- sending ops ----------
 
   async function postOps(ops, what) {
+    if (!can('editor')) {
+      banner(`Your role in this room is ${st.role}: you can look, not change.`, 'info', 4000);
+      return null;
+    }
     if (!st.roomId) return null;
     try {
       return await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/ops`,
@@ -530,6 +646,7 @@
   }
 
   async function moveNode(id, x, y) {
+    if (!can('editor')) return;
     x = Math.round(x);
     y = Math.round(y);
     const pm = { x, y, version: null };
@@ -568,6 +685,7 @@
         const b = document.createElement('button');
         b.className = 'small restore';
         b.textContent = 'Restore';
+        b.disabled = !can('owner');
         b.addEventListener('click', () => confirmRestore(s));
         li.append(span, b);
         list.append(li);
@@ -593,6 +711,65 @@
     };
     dlg.showModal();
     $('confirm-cancel').focus();
+  }
+
+  // ---------- members ----------
+
+  async function loadMembers() {
+    const id = st.roomId;
+    if (!id || st.mode !== 'jwt' || !can('owner')) return;
+    try {
+      const res = await api('GET', `/rooms/${encodeURIComponent(id)}/members`);
+      if (st.roomId !== id) return;
+      const list = $('members');
+      list.textContent = '';
+      if (!res.members.length) {
+        const li = document.createElement('li');
+        li.className = 'muted';
+        li.textContent = 'nobody yet: share the room below';
+        list.append(li);
+      }
+      for (const m of res.members) {
+        const li = document.createElement('li');
+        li.dataset.subject = m.subject;
+        li.dataset.role = m.role;
+        const span = document.createElement('span');
+        span.textContent = `${m.subject} · ${m.role}`;
+        const b = document.createElement('button');
+        b.className = 'small';
+        b.textContent = 'Remove';
+        b.addEventListener('click', () => removeMember(m.subject));
+        li.append(span, b);
+        list.append(li);
+      }
+    } catch (e) {
+      showError('Could not list the members', e);
+    }
+  }
+
+  async function addMember(ev) {
+    ev.preventDefault();
+    const subject = $('member-subject').value.trim();
+    const role = $('member-role').value;
+    if (!subject || !st.roomId) return;
+    try {
+      await api('PUT', `/rooms/${encodeURIComponent(st.roomId)}/members/${encodeURIComponent(subject)}`, { role });
+      $('member-subject').value = '';
+      activity(`shared the room with ${subject} as ${role}`, true);
+      loadMembers();
+    } catch (e) {
+      showError('Could not share the room', e);
+    }
+  }
+
+  async function removeMember(subject) {
+    try {
+      await api('DELETE', `/rooms/${encodeURIComponent(st.roomId)}/members/${encodeURIComponent(subject)}`);
+      activity(`removed ${subject} from the room`, true);
+      loadMembers();
+    } catch (e) {
+      showError('Could not remove the member', e);
+    }
   }
 
   async function takeSnapshot() {
@@ -659,8 +836,18 @@
     renderHeader();
     const open = !!st.roomId;
     $('empty').hidden = open;
-    for (const b of $('toolbar').querySelectorAll('button')) b.disabled = !open;
-    $('snap-now').disabled = !open;
+    // What the role does not allow is disabled; the server refuses it too.
+    const edit = open && can('editor');
+    for (const b of $('toolbar').querySelectorAll('button')) b.disabled = b.id === 'fit' ? !open : !edit;
+    $('snap-now').disabled = !edit;
+    for (const b of document.querySelectorAll('#snapshots button.restore')) b.disabled = !can('owner');
+    for (const f of ['node-label', 'node-kind', 'node-columns', 'edge-label', 'edge-kind']) $(f).readOnly = !edit;
+    for (const b of document.querySelectorAll('#node-form button, #edge-form button')) b.disabled = !edit;
+    $('members-panel').hidden = !(open && st.mode === 'jwt' && can('owner'));
+    const roleEl = $('role');
+    roleEl.hidden = !(open && st.mode === 'jwt' && st.role);
+    roleEl.textContent = st.role || '';
+    roleEl.dataset.role = st.role || '';
     $('viewport').setAttribute('transform', `translate(${st.view.x},${st.view.y}) scale(${st.view.k})`);
 
     const boxes = new Map();
@@ -944,7 +1131,9 @@
       cancelModes();
       return;
     }
-    if (hit && hit.type === 'node') {
+    if (hit && hit.type === 'node' && !can('editor')) {
+      st.selected = hit; // a viewer selects, it does not drag
+    } else if (hit && hit.type === 'node') {
       st.selected = hit;
       const n = st.nodes.get(hit.id);
       const b = box(n);
@@ -1079,7 +1268,7 @@
 
   // ---------- start ----------
 
-  function init() {
+  async function init() {
     const fromURL = new URLSearchParams(location.search).get('name');
     if (fromURL) localStorage.setItem('liveshare.name', fromURL.slice(0, 64));
     $('my-name').value = localStorage.getItem('liveshare.name') || 'guest-' + randomId(4);
@@ -1103,6 +1292,17 @@
     $('fit').addEventListener('click', fit);
     $('snap-now').addEventListener('click', takeSnapshot);
     $('node-form').addEventListener('submit', saveNode);
+    $('add-member').addEventListener('submit', addMember);
+    $('sign-out').addEventListener('click', signOut);
+    $('signin-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const token = $('token').value;
+      $('token').value = '';
+      if (token.trim() && (await signIn(token))) {
+        await loadSession();
+        start();
+      }
+    });
     $('edge-form').addEventListener('submit', saveEdge);
     const svg = $('canvas');
     svg.addEventListener('pointerdown', onPointerDown);
@@ -1134,14 +1334,24 @@
         nodes: [...st.nodes.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
         edges: [...st.edges.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
         users: st.users.map((u) => u.name), recovery: st.recovery, pending: st.pendingMoves.size, fitted: st.fitted,
+        mode: st.mode, role: st.role, me: st.me && st.me.subject,
       }),
       fit,
     };
 
-    render();
-    loadRooms(false);
-    const id = roomFromURL();
-    if (id) openRoom(id, false);
+    // A token may also arrive in the fragment of the open page (a link
+    // followed in this tab), which does not reload it.
+    window.addEventListener('hashchange', async () => {
+      const t = tokenFromFragment();
+      if (t && (await signIn(t))) {
+        await loadSession();
+        start();
+      }
+    });
+    const token = tokenFromFragment();
+    if (token) await signIn(token); // a new token wins over an old session
+    await loadSession();
+    start();
   }
 
   init();
