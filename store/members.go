@@ -36,8 +36,8 @@ type Access struct {
 func (s *Store) CreateRoomBy(ctx context.Context, name, createdBy string) (Room, error) {
 	now := s.clock()
 	r := Room{ID: uuid.NewString(), Name: name, CreatedAt: now, UpdatedAt: now}
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(
-		`INSERT INTO rooms (id, name, version, element_count, created_at, updated_at, created_by) VALUES (?, ?, 0, 0, ?, ?, ?)`),
+	_, err := s.execWrite(ctx,
+		`INSERT INTO rooms (id, name, version, element_count, created_at, updated_at, created_by) VALUES (?, ?, 0, 0, ?, ?, ?)`,
 		r.ID, r.Name, s.timeArg(now), s.timeArg(now), createdBy)
 	if err != nil {
 		return Room{}, fmt.Errorf("create room: %w", err)
