@@ -1,9 +1,7 @@
 package handlers_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,8 +13,6 @@ import (
 	"github.com/liveshare/liveshare/handlers"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/snapshot"
-	"github.com/liveshare/liveshare/store"
-	"github.com/liveshare/liveshare/web"
 )
 
 // FuzzHTTPAsOutsider sends whole requests to the router in jwt mode as a
@@ -48,18 +44,7 @@ func FuzzHTTPAsOutsider(f *testing.F) {
 		f.Add(s.caller, s.method, s.path, s.hkey, s.hval, []byte(s.body))
 	}
 
-	st, err := store.Open(context.Background(), store.Config{DataDir: f.TempDir()})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	snaps := snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, Keep: 3, MaxBytes: 1 << 20})
-	rooms := room.NewManager(st, room.Options{Snapshots: snaps, StateBudget: snapshot.StateBudget(1 << 20)})
-	f.Cleanup(rooms.Close)
-	done := make(chan struct{})
-	f.Cleanup(func() { close(done) })
-	h := handlers.New(handlers.Config{Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 64 << 10,
-		App: web.App(http.HandlerFunc(handlers.NotFound)), Streams: handlers.StreamConfig{Done: done}, Auth: jwtConfig(f)})
+	st, rooms, snaps, h := fuzzRouter(f, jwtConfig(f))
 
 	ctx := context.Background()
 	rm, err := st.CreateRoomBy(ctx, "guarded", "olga")
@@ -102,54 +87,22 @@ func FuzzHTTPAsOutsider(f *testing.F) {
 			}
 		},
 	}
-	state := func(t *testing.T) string {
-		list, _, err := st.ListRooms(ctx, 100, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for _, r := range list {
-			v, _, err := st.RoomVersion(ctx, r.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ms, err := st.Members(ctx, r.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&b, "%s=%s@%d members=%v ", r.ID, r.Name, v, ms)
-		}
-		tot, err := st.SnapshotTotals(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "snapshots=%d", tot.Snapshots)
-		return b.String()
-	}
 	before := ""
 
 	f.Fuzz(func(t *testing.T, caller, method byte, path, hkey, hval string, body []byte) {
 		if before == "" {
-			before = state(t)
+			before = storeState(t, st)
 		}
 		path = strings.NewReplacer("{room}", rm.ID, "{snap}", meta.ID).Replace(path)
-		if !strings.HasPrefix(path, "/") {
-			path = "/" + path
+		if strings.EqualFold(hkey, "Authorization") || strings.EqualFold(hkey, "Cookie") {
+			hkey = "" // who calls is the caller's part
 		}
-		m := fuzzMethods[int(method)%len(fuzzMethods)]
-		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		defer cancel()
-		req, err := http.NewRequestWithContext(rctx, m, "http://liveshare.test"+path, bytes.NewReader(body))
-		if err != nil {
+		req, cancel := fuzzRequest(ctx, method, path, hkey, hval, body)
+		if req == nil {
 			return
 		}
-		req.Header.Set("Content-Type", "application/json")
-		if hkey != "" && !strings.EqualFold(hkey, "Authorization") && !strings.EqualFold(hkey, "Cookie") {
-			func() {
-				defer func() { _ = recover() }()
-				req.Header.Set(hkey, hval)
-			}()
-		}
+		defer cancel()
+		m := req.Method
 		who := int(caller) % len(callers)
 		callers[who](req)
 		rec := httptest.NewRecorder()
@@ -157,7 +110,7 @@ func FuzzHTTPAsOutsider(f *testing.F) {
 		if rec.Code >= 500 {
 			t.Fatalf("caller %d: %s %q → %d %s", who, m, path, rec.Code, rec.Body.String())
 		}
-		if after := state(t); after != before {
+		if after := storeState(t, st); after != before {
 			t.Fatalf("caller %d changed the state with %s %q %q (answered %d %s):\nbefore %s\nafter  %s",
 				who, m, path, body, rec.Code, rec.Body.String(), before, after)
 		}

@@ -52,18 +52,7 @@ func FuzzHTTP(f *testing.F) {
 		f.Add(s.method, s.path, s.hkey, s.hval, []byte(s.body))
 	}
 
-	st, err := store.Open(context.Background(), store.Config{DataDir: f.TempDir()})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	snaps := snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, Keep: 3, MaxBytes: 1 << 20})
-	rooms := room.NewManager(st, room.Options{Snapshots: snaps, StateBudget: snapshot.StateBudget(1 << 20)})
-	f.Cleanup(rooms.Close)
-	done := make(chan struct{})
-	f.Cleanup(func() { close(done) })
-	h := handlers.New(handlers.Config{Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 64 << 10,
-		App: web.App(http.HandlerFunc(handlers.NotFound)), Streams: handlers.StreamConfig{Done: done}})
+	st, rooms, snaps, h := fuzzRouter(f, handlers.AuthConfig{})
 
 	ctx := context.Background()
 	var roomID, snapID string
@@ -92,59 +81,96 @@ func FuzzHTTP(f *testing.F) {
 		}
 		snapID = meta.ID
 	}
-	state := func(t *testing.T) string {
-		list, _, err := st.ListRooms(ctx, 100, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for _, rm := range list {
-			v, _, err := st.RoomVersion(ctx, rm.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&b, "%s=%s@%d ", rm.ID, rm.Name, v)
-		}
-		tot, err := st.SnapshotTotals(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "snapshots=%d", tot.Snapshots)
-		return b.String()
-	}
-
 	f.Fuzz(func(t *testing.T, method byte, path, hkey, hval string, body []byte) {
 		ensureRoom(t)
 		path = strings.NewReplacer("{room}", roomID, "{snap}", snapID).Replace(path)
-		if !strings.HasPrefix(path, "/") {
-			path = "/" + path
-		}
-		m := fuzzMethods[int(method)%len(fuzzMethods)]
-		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		defer cancel()
-		req, err := http.NewRequestWithContext(rctx, m, "http://liveshare.test"+path, bytes.NewReader(body))
-		if err != nil {
+		req, cancel := fuzzRequest(ctx, method, path, hkey, hval, body)
+		if req == nil {
 			return // not a request a client could send
 		}
-		req.Header.Set("Content-Type", "application/json")
-		if hkey != "" {
-			func() {
-				defer func() { _ = recover() }() // an invalid header name: not sendable
-				req.Header.Set(hkey, hval)
-			}()
-		}
-		before := state(t)
+		defer cancel()
+		m := req.Method
+		before := storeState(t, st)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
 			t.Fatalf("%s %q (%s: %q) %q → %d %s", m, path, hkey, hval, body, rec.Code, rec.Body.String())
 		}
 		if rec.Code >= 400 {
-			if after := state(t); after != before {
+			if after := storeState(t, st); after != before {
 				t.Fatalf("%s %q %q was refused with %d but changed the state:\nbefore %s\nafter  %s", m, path, body, rec.Code, before, after)
 			}
 		}
 	})
+}
+
+// fuzzRouter is the real router over a fresh SQLite store, with auth.
+func fuzzRouter(f *testing.F, ac handlers.AuthConfig) (*store.Store, *room.Manager, *snapshot.Registry, http.Handler) {
+	st, err := store.Open(context.Background(), store.Config{DataDir: f.TempDir()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	snaps := snapshot.NewRegistry(st, snapshot.Config{Interval: time.Hour, Keep: 3, MaxBytes: 1 << 20})
+	rooms := room.NewManager(st, room.Options{Snapshots: snaps, StateBudget: snapshot.StateBudget(1 << 20)})
+	f.Cleanup(rooms.Close)
+	done := make(chan struct{})
+	f.Cleanup(func() { close(done) })
+	h := handlers.New(handlers.Config{Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 64 << 10,
+		App: web.App(http.HandlerFunc(handlers.NotFound)), Streams: handlers.StreamConfig{Done: done}, Auth: ac})
+	return st, rooms, snaps, h
+}
+
+// fuzzRequest builds a JSON request from fuzzed parts, with a deadline
+// that ends an event stream; nil when no client could send it. A header
+// named hkey is set unless its name is not sendable.
+func fuzzRequest(ctx context.Context, method byte, path, hkey, hval string, body []byte) (*http.Request, context.CancelFunc) {
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	m := fuzzMethods[int(method)%len(fuzzMethods)]
+	rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	req, err := http.NewRequestWithContext(rctx, m, "http://liveshare.test"+path, bytes.NewReader(body))
+	if err != nil {
+		cancel()
+		return nil, nil
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if hkey != "" {
+		func() {
+			defer func() { _ = recover() }() // an invalid header name
+			req.Header.Set(hkey, hval)
+		}()
+	}
+	return req, cancel
+}
+
+// storeState is what a refused request must leave as it was: the rooms,
+// their names, versions and members, and the number of snapshots.
+func storeState(t *testing.T, st *store.Store) string {
+	ctx := context.Background()
+	list, _, err := st.ListRooms(ctx, 100, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, r := range list {
+		v, _, err := st.RoomVersion(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := st.Members(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s=%s@%d members=%v ", r.ID, r.Name, v, ms)
+	}
+	tot, err := st.SnapshotTotals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "snapshots=%d", tot.Snapshots)
+	return b.String()
 }
 
 func mustOps(t *testing.T, ops ...string) []graph.Op {
