@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -147,44 +146,22 @@ func (f *follower) stream(ctx context.Context, base string) bool {
 	if resp.StatusCode != http.StatusOK {
 		return false
 	}
-	r := bufio.NewReader(resp.Body)
-	var ev snapEvent
-	var data []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
+	done := false
+	_ = readEvents(resp.Body, func(ev snapEvent) bool {
+		if ev.Name == "" {
+			return true
+		}
+		if err := f.record(ev); err != nil {
+			f.mu.Lock()
+			f.err = err
+			f.mu.Unlock()
+			done = true
 			return false
 		}
-		line = strings.TrimSuffix(line, "\n")
-		switch {
-		case line == "":
-			if ev.Name != "" {
-				ev.Data = strings.Join(data, "\n")
-				if err := f.record(ev); err != nil {
-					f.mu.Lock()
-					f.err = err
-					f.mu.Unlock()
-					return true
-				}
-				if ev.Name == "room_deleted" {
-					return true
-				}
-			}
-			ev, data = snapEvent{}, nil
-		case strings.HasPrefix(line, ":"):
-		default:
-			field, value, _ := strings.Cut(line, ":")
-			value = strings.TrimPrefix(value, " ")
-			switch field {
-			case "id":
-				ev.ID = value
-			case "event":
-				ev.Name = value
-			case "data":
-				data = append(data, value)
-			}
-		}
-	}
+		done = ev.Name == "room_deleted"
+		return !done
+	})
+	return done
 }
 
 func (f *follower) state() (seqs []int64, deleted bool, err error) {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
@@ -518,6 +519,44 @@ type snapEvent struct {
 	ID, Name, Data string
 }
 
+// readEvents parses an event stream from r and hands each event with data
+// or a name to fn until fn says stop (false) or the stream ends, whose
+// error it returns.
+func readEvents(r io.Reader, fn func(snapEvent) bool) error {
+	br := bufio.NewReaderSize(r, 1<<16)
+	var ev snapEvent
+	var data []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch {
+		case line == "":
+			if len(data) > 0 || ev.Name != "" {
+				ev.Data = strings.Join(data, "\n")
+				if !fn(ev) {
+					return nil
+				}
+			}
+			ev, data = snapEvent{}, nil
+		case strings.HasPrefix(line, ":"):
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "id":
+				ev.ID = value
+			case "event":
+				ev.Name = value
+			case "data":
+				data = append(data, value)
+			}
+		}
+	}
+}
+
 // snapSubscribe opens roomID's event stream; lastID "" sends no position.
 func snapSubscribe(t *testing.T, base, roomID, lastID string) *snapSSE {
 	t.Helper()
@@ -552,36 +591,10 @@ func snapSubscribeHeader(t *testing.T, base, roomID string, header http.Header) 
 	c := &snapSSE{resp: resp, cancel: cancel, events: make(chan snapEvent, 1024)}
 	go func() {
 		defer close(c.events)
-		r := bufio.NewReaderSize(resp.Body, 1<<16)
-		var ev snapEvent
-		var data []string
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			line = strings.TrimSuffix(line, "\n")
-			switch {
-			case line == "":
-				if len(data) > 0 || ev.Name != "" {
-					ev.Data = strings.Join(data, "\n")
-					c.events <- ev
-				}
-				ev, data = snapEvent{}, nil
-			case strings.HasPrefix(line, ":"):
-			default:
-				field, value, _ := strings.Cut(line, ":")
-				value = strings.TrimPrefix(value, " ")
-				switch field {
-				case "id":
-					ev.ID = value
-				case "event":
-					ev.Name = value
-				case "data":
-					data = append(data, value)
-				}
-			}
-		}
+		_ = readEvents(resp.Body, func(ev snapEvent) bool {
+			c.events <- ev
+			return true
+		})
 	}()
 	t.Cleanup(func() {
 		cancel()
