@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // defaultListLimit is the page size of ListRooms when it is given none.
@@ -26,16 +24,10 @@ func scanRoom(row scanner) (Room, error) {
 	return r, err
 }
 
-// CreateRoom creates an empty room (version 0) with a new random UUID.
+// CreateRoom creates an empty room (version 0) with a new random UUID and
+// no creator (open mode).
 func (s *Store) CreateRoom(ctx context.Context, name string) (Room, error) {
-	now := s.clock()
-	r := Room{ID: uuid.NewString(), Name: name, CreatedAt: now, UpdatedAt: now}
-	_, err := s.execWrite(ctx, `INSERT INTO rooms (id, name, version, element_count, created_at, updated_at) VALUES (?, ?, 0, 0, ?, ?)`,
-		r.ID, r.Name, s.timeArg(now), s.timeArg(now))
-	if err != nil {
-		return Room{}, fmt.Errorf("create room: %w", err)
-	}
-	return r, nil
+	return s.CreateRoomBy(ctx, name, "")
 }
 
 // GetRoom returns the room, or ErrNotFound.
