@@ -70,12 +70,17 @@ func (s *Store) AppendOps(ctx context.Context, a Append) (AppendResult, error) {
 // groupRows flattens a group into the columns of its op and key rows.
 type groupRows struct {
 	ops, clientIDs []string
-	keys           []string
-	keyVersions    []int64
-	keyApplied     []int64
+	// sealed holds the sealed payloads (ops then holds ""), keyID the key
+	// they are sealed with; both empty when nothing is sealed.
+	sealed      [][]byte
+	keyID       string
+	keys        []string
+	keyVersions []int64
+	keyApplied  []int64
 }
 
-func flatten(a Append) (groupRows, int, error) {
+// flatten seals each op, when sl has keys, bound to its room and seq.
+func flatten(a Append, roomID string, sl *sealer) (groupRows, int, error) {
 	var g groupRows
 	n := 0
 	for _, w := range a.Writes {
@@ -85,6 +90,9 @@ func flatten(a Append) (groupRows, int, error) {
 		return g, 0, errors.New("no ops")
 	}
 	g.ops, g.clientIDs = make([]string, 0, n), make([]string, 0, n)
+	if sl.ring != nil {
+		g.sealed = make([][]byte, 0, n)
+	}
 	version := a.ExpectedVersion
 	for wi, w := range a.Writes {
 		if len(w.Ops) == 0 {
@@ -94,9 +102,18 @@ func flatten(a Append) (groupRows, int, error) {
 			if len(op) == 0 {
 				return g, 0, fmt.Errorf("write %d: op %d is empty", wi, i)
 			}
-			// Bound as a string: text on both sides, stored byte for byte.
-			g.ops = append(g.ops, string(op))
 			g.clientIDs = append(g.clientIDs, w.ClientID)
+			if sl.ring == nil {
+				// Bound as a string: text on both sides, stored byte for byte.
+				g.ops = append(g.ops, string(op))
+				continue
+			}
+			seq := a.ExpectedVersion + int64(len(g.clientIDs))
+			sealed, keyID, err := sl.seal(op, opAD(roomID, seq))
+			if err != nil {
+				return g, 0, fmt.Errorf("seal op %d: %w", seq, err)
+			}
+			g.ops, g.sealed, g.keyID = append(g.ops, ""), append(g.sealed, sealed), keyID
 		}
 		version += int64(len(w.Ops))
 		if w.IdempotencyKey != "" {
@@ -113,7 +130,7 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 	if !ok {
 		return AppendResult{}, ErrNotFound
 	}
-	rows, n, err := flatten(a)
+	rows, n, err := flatten(a, id, s.keys.forRoom(id))
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -161,9 +178,9 @@ WITH r AS (
    WHERE id = $1 AND version = $2
   RETURNING id
 ), o AS (
-  INSERT INTO ops (room_id, seq, op, client_id, created_at)
-  SELECT r.id, $2 + t.n, t.op, t.client_id, $5
-    FROM r, unnest($6::text[], $7::text[]) WITH ORDINALITY AS t(op, client_id, n)
+  INSERT INTO ops (room_id, seq, op, client_id, created_at, key_id, sealed)
+  SELECT r.id, $2 + t.n, t.op, t.client_id, $5, $11, t.sealed
+    FROM r, unnest($6::text[], $7::text[], $12::bytea[]) WITH ORDINALITY AS t(op, client_id, sealed, n)
 ), k AS (
   INSERT INTO idempotency_keys (room_id, key, version, applied, created_at)
   SELECT r.id, t.key, t.version, t.applied, $5
@@ -184,6 +201,8 @@ func (s *Store) appendPostgres(ctx context.Context, id string, a Append, g group
 	)
 	err := stmt.QueryRowxContext(ctx, id, a.ExpectedVersion, res.Version, a.ElementCount, res.CreatedAt,
 		pq.Array(g.ops), pq.Array(g.clientIDs), pq.Array(g.keys), pq.Array(g.keyVersions), pq.Array(g.keyApplied),
+		// An empty sealed array pads with NULLs: the ops are plain.
+		g.keyID, pq.ByteaArray(append([][]byte{}, g.sealed...)),
 	).Scan(&applied, &current)
 	switch {
 	case err != nil:
@@ -219,7 +238,7 @@ func (s *Store) appendSQLite(ctx context.Context, tx *sqlx.Tx, id string, a Appe
 		}
 		return &VersionMismatchError{Current: current}
 	}
-	if err := s.insertOps(ctx, tx, id, a.ExpectedVersion+1, g.ops, g.clientIDs, res.CreatedAt); err != nil {
+	if err := s.insertOps(ctx, tx, id, a.ExpectedVersion+1, g, res.CreatedAt); err != nil {
 		return err
 	}
 	for i, key := range g.keys {
@@ -248,23 +267,27 @@ func (s *Store) clearExpiredKeys(ctx context.Context, e sqlx.ExtContext, id stri
 }
 
 // opsPerInsert bounds the rows of one SQLite INSERT, far below its limit on
-// bound parameters (5 per row).
+// bound parameters (7 per row).
 const opsPerInsert = 200
 
 // insertOps inserts ops with consecutive seqs from firstSeq.
-func (s *Store) insertOps(ctx context.Context, e sqlx.ExtContext, id string, firstSeq int64, ops, clientIDs []string, now time.Time) error {
+func (s *Store) insertOps(ctx context.Context, e sqlx.ExtContext, id string, firstSeq int64, g groupRows, now time.Time) error {
 	createdAt := s.timeArg(now)
-	for start := 0; start < len(ops); start += opsPerInsert {
-		end := min(start+opsPerInsert, len(ops))
+	for start := 0; start < len(g.ops); start += opsPerInsert {
+		end := min(start+opsPerInsert, len(g.ops))
 		var b strings.Builder
-		b.WriteString(`INSERT INTO ops (room_id, seq, op, client_id, created_at) VALUES `)
-		args := make([]any, 0, 5*(end-start))
+		b.WriteString(`INSERT INTO ops (room_id, seq, op, client_id, created_at, key_id, sealed) VALUES `)
+		args := make([]any, 0, 7*(end-start))
 		for i := start; i < end; i++ {
 			if i > start {
 				b.WriteString(", ")
 			}
-			b.WriteString("(?, ?, ?, ?, ?)")
-			args = append(args, id, firstSeq+int64(i), ops[i], clientIDs[i], createdAt)
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+			var sealed []byte // nil binds NULL: a plain op
+			if g.sealed != nil {
+				sealed = g.sealed[i]
+			}
+			args = append(args, id, firstSeq+int64(i), g.ops[i], g.clientIDs[i], createdAt, g.keyID, sealed)
 		}
 		if _, err := e.ExecContext(ctx, e.Rebind(b.String()), args...); err != nil {
 			return fmt.Errorf("insert ops: %w", err)
@@ -355,7 +378,7 @@ func (s *Store) OpsSince(ctx context.Context, roomID string, since int64, limit 
 	if !ok {
 		return ops, nil
 	}
-	query := `SELECT seq, op, client_id, created_at FROM ops WHERE room_id = ? AND seq > ? ORDER BY seq`
+	query := `SELECT seq, op, client_id, created_at, key_id, sealed FROM ops WHERE room_id = ? AND seq > ? ORDER BY seq`
 	args := []any{id, since}
 	if limit > 0 {
 		query += ` LIMIT ?`
@@ -366,13 +389,21 @@ func (s *Store) OpsSince(ctx context.Context, roomID string, since int64, limit 
 		return nil, fmt.Errorf("read ops of room %s: %w", roomID, err)
 	}
 	defer rows.Close()
+	sl := s.keys.forRoom(id)
 	for rows.Next() {
 		var (
-			r  OpRecord
-			op []byte // database/sql copies into a *[]byte
+			r      OpRecord
+			op     []byte // database/sql copies into a *[]byte
+			keyID  string
+			sealed []byte
 		)
-		if err := rows.Scan(&r.Seq, &op, &r.ClientID, timeDest(&r.CreatedAt)); err != nil {
+		if err := rows.Scan(&r.Seq, &op, &r.ClientID, timeDest(&r.CreatedAt), &keyID, &sealed); err != nil {
 			return nil, fmt.Errorf("read ops of room %s: %w", roomID, err)
+		}
+		if keyID != "" {
+			if op, err = sl.open(sealed, keyID, opAD(id, r.Seq)); err != nil {
+				return nil, fmt.Errorf("read ops of room %s: op %d: %w", roomID, r.Seq, err)
+			}
 		}
 		r.Op = op
 		ops = append(ops, r)

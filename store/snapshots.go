@@ -124,7 +124,6 @@ func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (Sn
 		return SnapshotMeta{}, 0, fmt.Errorf("negative version %d", n.Version)
 	}
 	keep = max(keep, 1)
-	chunks := splitChunks(n.Data)
 	now := s.clock()
 	meta := SnapshotMeta{
 		ID:           uuid.NewString(),
@@ -136,11 +135,16 @@ func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (Sn
 		Trigger:      n.Trigger,
 		Format:       n.Format,
 	}
+	sealed, keyID, err := s.keys.forRoom(roomID).seal(n.Data, snapshotAD(roomID, meta.ID, n.Version))
+	if err != nil {
+		return SnapshotMeta{}, 0, fmt.Errorf("seal: %w", err)
+	}
+	chunks := splitChunks(sealed)
 
 	// Claim the version with the first piece. The room must exist, and
 	// stay until the commit: on PostgreSQL the foreign key takes FOR KEY
 	// SHARE, which excludes DeleteRoom but not the room's writers.
-	err := s.transact(ctx, func(tx *sqlx.Tx) error {
+	err = s.transact(ctx, func(tx *sqlx.Tx) error {
 		version, _, err := s.readRoomForSnapshot(ctx, tx, roomID, "FOR KEY SHARE")
 		if err != nil {
 			return err
@@ -154,9 +158,9 @@ func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (Sn
 			return fmt.Errorf("delete stale claims: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, tx.Rebind(
-			`INSERT INTO snapshots (`+snapshotMetaColumns+`, data, chunks, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			`INSERT INTO snapshots (`+snapshotMetaColumns+`, data, chunks, complete, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			meta.ID, meta.RoomID, meta.Version, s.timeArg(now), meta.SizeBytes, meta.ElementCount, meta.Trigger, meta.Format,
-			chunks[0], len(chunks), len(chunks) == 1)
+			chunks[0], len(chunks), len(chunks) == 1, keyID)
 		if isUniqueViolation(err) {
 			return ErrSnapshotExists
 		}
@@ -194,11 +198,15 @@ func (s *Store) ClearSnapshots(ctx context.Context, n NewSnapshot) (SnapshotMeta
 	if !ok {
 		return SnapshotMeta{}, 0, fmt.Errorf("clear snapshots of room %s: %w", n.RoomID, ErrNotFound)
 	}
-	chunks := splitChunks(n.Data)
 	now := s.clock()
 	meta := SnapshotMeta{ID: uuid.NewString(), RoomID: roomID, Version: n.Version, CreatedAt: now,
 		SizeBytes: int64(len(n.Data)), ElementCount: n.ElementCount, Trigger: n.Trigger, Format: n.Format}
-	err := s.transact(ctx, func(tx *sqlx.Tx) error {
+	sealed, keyID, err := s.keys.forRoom(roomID).seal(n.Data, snapshotAD(roomID, meta.ID, n.Version))
+	if err != nil {
+		return SnapshotMeta{}, 0, fmt.Errorf("clear snapshots of room %s: seal: %w", n.RoomID, err)
+	}
+	chunks := splitChunks(sealed)
+	err = s.transact(ctx, func(tx *sqlx.Tx) error {
 		version, _, err := s.readRoomForSnapshot(ctx, tx, roomID, "FOR NO KEY UPDATE")
 		if err != nil {
 			return err
@@ -210,9 +218,9 @@ func (s *Store) ClearSnapshots(ctx context.Context, n NewSnapshot) (SnapshotMeta
 			return fmt.Errorf("delete snapshots: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, tx.Rebind(
-			`INSERT INTO snapshots (`+snapshotMetaColumns+`, data, chunks, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			`INSERT INTO snapshots (`+snapshotMetaColumns+`, data, chunks, complete, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			meta.ID, meta.RoomID, meta.Version, s.timeArg(now), meta.SizeBytes, meta.ElementCount, meta.Trigger, meta.Format,
-			chunks[0], len(chunks), true)
+			chunks[0], len(chunks), true, keyID)
 		if err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
@@ -412,67 +420,81 @@ func (s *Store) GetSnapshotMeta(ctx context.Context, roomID, id string) (Snapsho
 	return m, nil
 }
 
-// GetSnapshot returns the room's stored snapshot id with its data, or
-// ErrSnapshotNotFound when the room has no stored snapshot with that id
-// (including another room's snapshot, an unknown room, and an id that is no
-// UUID).
+// GetSnapshot returns the room's stored snapshot id with its data (plain,
+// opened when it is sealed), or ErrSnapshotNotFound when the room has no
+// stored snapshot with that id (including another room's snapshot, an
+// unknown room, and an id that is no UUID). A sealed snapshot that does not
+// open is an error wrapping ErrSealOpen.
 func (s *Store) GetSnapshot(ctx context.Context, roomID, id string) (Snapshot, error) {
 	rid, okRoom := canonicalID(roomID)
 	sid, okID := canonicalID(id)
 	if !okRoom || !okID {
 		return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, ErrSnapshotNotFound)
 	}
-	var (
-		data   []byte
-		chunks int
-	)
-	m, err := scanSnapshotMeta(s.db.QueryRowContext(ctx, s.db.Rebind(
-		`SELECT `+snapshotMetaColumns+`, data, chunks FROM snapshots WHERE id = ? AND room_id = ? AND complete`), sid, rid), &data, &chunks)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, ErrSnapshotNotFound)
+	m, err := s.GetSnapshotMeta(ctx, rid, sid)
+	if err != nil {
+		return Snapshot{}, err
 	}
+	data, keyID, err := s.snapshotData(ctx, s.db, rid, sid, m.SizeBytes)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, err)
 	}
-	if chunks > 1 {
-		if data, err = s.readChunks(ctx, sid, data, chunks, m.SizeBytes); err != nil {
-			return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, err)
-		}
+	if data, err = s.keys.forRoom(rid).open(data, keyID, snapshotAD(rid, sid, m.Version)); err != nil {
+		return Snapshot{}, fmt.Errorf("get snapshot %s of room %s: %w", id, roomID, err)
 	}
 	return Snapshot{SnapshotMeta: m, Data: nonNil(data)}, nil
 }
 
-// readChunks appends the pieces after the first to first.
-func (s *Store) readChunks(ctx context.Context, id string, first []byte, chunks int, size int64) ([]byte, error) {
-	data := make([]byte, 0, size)
-	data = append(data, first...)
-	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT idx, data FROM snapshot_chunks WHERE snapshot_id = ? ORDER BY idx`), id)
+// snapshotDataQuery reads a stored snapshot's bytes, its key id and its
+// pieces in one statement, so that they agree even while rekey rewrites
+// them: the row comes first (idx 0), then the pieces in order.
+const snapshotDataQuery = `
+SELECT 0 AS idx, data, key_id, chunks FROM snapshots WHERE id = ? AND room_id = ? AND complete
+UNION ALL
+SELECT c.idx, c.data, '', 0 FROM snapshot_chunks c JOIN snapshots s ON s.id = c.snapshot_id
+ WHERE c.snapshot_id = ? AND s.room_id = ? AND s.complete
+ORDER BY idx`
+
+// snapshotData returns the stored (possibly sealed) bytes of a complete
+// snapshot, all its pieces joined, and the key id they are sealed with.
+func (s *Store) snapshotData(ctx context.Context, q sqlx.QueryerContext, roomID, id string, size int64) (data []byte, keyID string, err error) {
+	rows, err := q.QueryContext(ctx, s.db.Rebind(snapshotDataQuery), id, roomID, id, roomID)
 	if err != nil {
-		return nil, fmt.Errorf("read pieces: %w", err)
+		return nil, "", fmt.Errorf("read data: %w", err)
 	}
 	defer rows.Close()
-	next := 1
+	// Sealing adds a nonce and a tag to the plain size.
+	data = make([]byte, 0, size+64)
+	next, chunks := 0, 0
 	for rows.Next() {
 		var (
-			idx   int
-			piece sql.RawBytes
+			idx    int
+			piece  sql.RawBytes
+			rowKey string
+			n      int
 		)
-		if err := rows.Scan(&idx, &piece); err != nil {
-			return nil, fmt.Errorf("read pieces: %w", err)
+		if err := rows.Scan(&idx, &piece, &rowKey, &n); err != nil {
+			return nil, "", fmt.Errorf("read data: %w", err)
 		}
 		if idx != next {
-			return nil, fmt.Errorf("piece %d missing", next)
+			return nil, "", fmt.Errorf("piece %d missing", next)
+		}
+		if idx == 0 {
+			keyID, chunks = rowKey, n
 		}
 		data = append(data, piece...)
 		next++
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read pieces: %w", err)
+		return nil, "", fmt.Errorf("read data: %w", err)
+	}
+	if next == 0 {
+		return nil, "", ErrSnapshotNotFound // trimmed since its meta was read
 	}
 	if next != chunks {
-		return nil, fmt.Errorf("%d of %d pieces stored", next, chunks)
+		return nil, "", fmt.Errorf("%d of %d pieces stored", next, chunks)
 	}
-	return data, nil
+	return data, keyID, nil
 }
 
 // DeleteSnapshots deletes all of the room's snapshots and returns how many.
@@ -527,6 +549,14 @@ func (s *Store) SnapshotTotals(ctx context.Context) (SnapshotTotals, error) {
 		return SnapshotTotals{}, fmt.Errorf("read snapshot totals: %w", err)
 	}
 	return t, nil
+}
+
+// ignoreNoRows is err, or nil when err is sql.ErrNoRows.
+func ignoreNoRows(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	return err
 }
 
 func nonNil(b []byte) []byte {

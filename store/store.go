@@ -93,6 +93,11 @@ type Config struct {
 	DatabaseURL string
 	// DataDir holds the SQLite file; it is created (0o750) if missing.
 	DataDir string
+	// Keys seal every op payload and snapshot stored from now on, and open
+	// those sealed before; nil stores them plain (and still reads plain
+	// rows). Open refuses a database that has rows sealed with keys Keys
+	// lacks.
+	Keys *Keyring
 }
 
 const (
@@ -135,6 +140,9 @@ type Store struct {
 	appendStmt  *sqlx.Stmt // PostgreSQL only: a whole group commit
 	versionStmt *sqlx.Stmt
 
+	// keys seal and open payloads (nil: nothing is sealed).
+	keys *Keyring
+
 	// url and channel are PostgreSQL's: the database URL, for the
 	// listening connection, and the notification channel.
 	url, channel string
@@ -153,6 +161,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open store: ping %s database: %w", s.dialect, err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.keys = cfg.Keys
+	if err := s.checkKeys(ctx); err != nil {
 		_ = s.db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -631,11 +631,14 @@ func TestNewerSchemaRefused(t *testing.T) {
 			t.Fatalf("Ready: %v", err)
 		}
 
-		// A newer LiveShare migrated this database.
+		// A newer LiveShare migrated this database: one version past the
+		// newest embedded migration.
+		files := migrationFiles(t)
+		newest, _ := strconv.Atoi(strings.SplitN(files[len(files)-1], "_", 2)[0])
 		db := rawDB(t, cfg)
-		insert := `INSERT INTO goose_db_version (version_id, is_applied) VALUES (7, true)`
+		insert := fmt.Sprintf(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (%d, true)`, newest+1)
 		if cfg.DatabaseURL == "" {
-			insert = `INSERT INTO goose_db_version (version_id, is_applied) VALUES (7, 1)`
+			insert = fmt.Sprintf(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (%d, 1)`, newest+1)
 		}
 		if _, err := db.ExecContext(ctx, insert); err != nil {
 			t.Fatal(err)
@@ -648,9 +651,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 		if err == nil {
 			t.Fatal("Open on a newer schema succeeded")
 		}
-		files := migrationFiles(t)
-		newest, _ := strconv.Atoi(strings.SplitN(files[len(files)-1], "_", 2)[0])
-		if want := fmt.Sprintf("database schema version 7 is newer than this binary knows (%d): upgrade LiveShare", newest); !strings.Contains(err.Error(), want) {
+		if want := fmt.Sprintf("database schema version %d is newer than this binary knows (%d): upgrade LiveShare", newest+1, newest); !strings.Contains(err.Error(), want) {
 			t.Errorf("Open error = %q, want it to say %q", err, want)
 		}
 	})
