@@ -100,6 +100,8 @@ func (s *Store) Rekey(ctx context.Context, batch int, progress func(RekeyProgres
 		}
 	}
 	for range rekeyPasses {
+		// Each pass meets the rows that do not open again: count them once.
+		p.Unopenable = 0
 		before := p.Ops + p.Snapshots
 		if err := s.rekeyOps(ctx, batch, &p, report); err != nil {
 			return RekeyResult{RekeyProgress: p}, err
