@@ -291,6 +291,10 @@ func snapshotProblem(err error) *Problem {
 		return newProblem(http.StatusRequestEntityTooLarge, "snapshot_too_large", "the room's snapshot is larger than LIVESHARE_SNAPSHOT_MAX_BYTES and was not stored")
 	case errors.Is(err, snapshot.ErrMalformed):
 		return newProblem(http.StatusUnprocessableEntity, "snapshot_corrupt", "the stored snapshot does not verify; restore another one")
+	case errors.Is(err, store.ErrSealOpen):
+		// An op of the log does not open (altered, or moved from another
+		// room or seq): the room cannot be replayed past it.
+		return newProblem(http.StatusServiceUnavailable, "room_unrecoverable", "the room's op log holds an op that does not open; it cannot be replayed")
 	case errors.Is(err, room.ErrUnrecoverable):
 		return newProblem(http.StatusServiceUnavailable, "room_unrecoverable", "the room has no snapshot that verifies and its op log is pruned")
 	}

@@ -51,6 +51,7 @@ type Metrics struct {
 	sseDelay       prometheus.Histogram
 
 	snapshots      *prometheus.CounterVec
+	snapshotReject *prometheus.CounterVec
 	snapshotEncode prometheus.Histogram
 	snapshotSize   prometheus.Histogram
 }
@@ -111,6 +112,10 @@ func New(reg *prometheus.Registry) *Metrics {
 			Namespace: namespace, Subsystem: "snapshot", Name: "attempts_total",
 			Help: "Snapshot attempts, by trigger and outcome (stored, unchanged, too_large, failed).",
 		}, []string{"trigger", "outcome"}),
+		snapshotReject: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "snapshot", Name: "rejected_total",
+			Help: "Stored snapshots passed over when read, by reason: corrupt (does not decode or verify) or unsealable (a sealed snapshot that does not open).",
+		}, []string{"reason"}),
 		snapshotEncode: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "snapshot", Name: "encode_duration_seconds",
 			Help:    "Time to sort and encode a room's state into a snapshot.",
@@ -124,7 +129,7 @@ func New(reg *prometheus.Registry) *Metrics {
 	}
 	reg.MustRegister(m.httpRequests, m.httpDuration, m.opsCommitted, m.batchSize, m.commitDuration,
 		m.roomLoad, m.sseSubscribers, m.sseEvents, m.sseSlow, m.sseDelay, m.snapshots,
-		m.snapshotEncode, m.snapshotSize)
+		m.snapshotReject, m.snapshotEncode, m.snapshotSize)
 	return m
 }
 
@@ -229,6 +234,19 @@ func (m *Metrics) SlowSubscriber(reason string) {
 func (m *Metrics) CommitToWrite(d time.Duration) {
 	if m != nil {
 		m.sseDelay.Observe(d.Seconds())
+	}
+}
+
+// Reasons a stored snapshot is rejected when read.
+const (
+	SnapshotCorrupt    = "corrupt"
+	SnapshotUnsealable = "unsealable"
+)
+
+// SnapshotRejected records a stored snapshot passed over as unusable.
+func (m *Metrics) SnapshotRejected(reason string) {
+	if m != nil {
+		m.snapshotReject.WithLabelValues(reason).Inc()
 	}
 }
 

@@ -337,6 +337,10 @@ func (m *Manager) tryLoadState(ctx context.Context, id string, forSubscribers bo
 	}
 	for {
 		recs, err := m.store.OpsSince(ctx, id, st.version, replayPage)
+		if errors.Is(err, store.ErrSealOpen) {
+			// No snapshot can stand in for an op: the load stops here.
+			return st, fmt.Errorf("load room %s: %w: %w", id, ErrUnrecoverable, err)
+		}
 		if err != nil {
 			return st, fmt.Errorf("load room %s: %w", id, err)
 		}

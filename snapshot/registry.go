@@ -269,7 +269,24 @@ func (reg *Registry) blob(ctx context.Context, roomID, id string) (store.Snapsho
 			return s, nil
 		}
 	}
-	return reg.store.GetSnapshot(ctx, roomID, id)
+	s, err := reg.store.GetSnapshot(ctx, roomID, id)
+	if errors.Is(err, store.ErrSealOpen) {
+		// Altered, or moved from another room or version: as unusable as
+		// a snapshot whose checksum fails, and handled the same way.
+		return store.Snapshot{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return s, err
+}
+
+// rejected logs and counts a stored snapshot passed over as unusable.
+func (reg *Registry) rejected(ctx context.Context, roomID, id string, version int64, err error) {
+	reason := metrics.SnapshotCorrupt
+	if errors.Is(err, store.ErrSealOpen) {
+		reason = metrics.SnapshotUnsealable
+	}
+	reg.cfg.Metrics.SnapshotRejected(reason)
+	reg.log.ErrorContext(ctx, "stored snapshot rejected", "room_id", roomID, "snapshot_id", id,
+		"version", version, "reason", reason, "err", err)
 }
 
 // Latest returns the room's newest stored snapshot whose header and
@@ -288,13 +305,15 @@ func (reg *Registry) Latest(ctx context.Context, roomID string) (store.Snapshot,
 				trimmed = true // by a newer one, meanwhile: read again
 				break
 			}
+			if err == nil {
+				err = Verify(s.Data)
+			}
+			if errors.Is(err, ErrMalformed) {
+				reg.rejected(ctx, roomID, meta.ID, meta.Version, err)
+				continue
+			}
 			if err != nil {
 				return store.Snapshot{}, err
-			}
-			if err := Verify(s.Data); err != nil {
-				reg.log.ErrorContext(ctx, "stored snapshot rejected", "room_id", roomID, "snapshot_id", s.ID,
-					"version", s.Version, "err", err)
-				continue
 			}
 			return s, nil
 		}
@@ -364,16 +383,21 @@ func (reg *Registry) snapshotEvent(ctx context.Context, meta store.SnapshotMeta)
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reg.cfg.TakeTimeout)
 		defer cancel()
 		s, err := reg.blob(bctx, meta.RoomID, meta.ID)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrMalformed) {
 			return nil, err
 		}
-		state, version, err := Decode(s.Data)
+		var (
+			state   graph.State
+			version int64
+		)
+		if err == nil {
+			state, version, err = Decode(s.Data)
+		}
 		if err == nil && version != s.Version {
 			err = fmt.Errorf("its data is at version %d: %w", version, ErrMalformed)
 		}
 		if err != nil {
-			reg.log.ErrorContext(ctx, "stored snapshot rejected", "room_id", meta.RoomID, "snapshot_id", meta.ID,
-				"version", meta.Version, "err", err)
+			reg.rejected(ctx, meta.RoomID, meta.ID, meta.Version, err)
 			// Remember the rejection, so that reconnecting subscribers do
 			// not decode it again and again.
 			reg.cache.put(key, meta.RoomID, err, 64)
@@ -438,16 +462,21 @@ func (reg *Registry) Restore(ctx context.Context, roomID string) (room.Restored,
 		if errors.Is(err, store.ErrSnapshotNotFound) {
 			continue // trimmed meanwhile: an older one may do, and the load checks pruning
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrMalformed) {
 			return room.Restored{}, false, fmt.Errorf("read snapshot %s of room %s: %w", meta.ID, roomID, err)
 		}
-		g, version, err := DecodeGraph(s.Data)
+		var (
+			g       *graph.Graph
+			version int64
+		)
+		if err == nil {
+			g, version, err = DecodeGraph(s.Data)
+		}
 		if err == nil && version != s.Version {
 			err = fmt.Errorf("its data is at version %d", version)
 		}
 		if err != nil {
-			reg.log.ErrorContext(ctx, "stored snapshot rejected", "room_id", roomID, "snapshot_id", s.ID,
-				"version", s.Version, "err", err)
+			reg.rejected(ctx, roomID, meta.ID, meta.Version, err)
 			continue
 		}
 		return room.Restored{Graph: g, Version: version, SnapshotID: s.ID, CreatedAt: s.CreatedAt}, true, nil
