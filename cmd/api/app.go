@@ -51,7 +51,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		defer release()
 	}
-	st, err := store.Open(ctx, store.Config{DatabaseURL: a.cfg.DatabaseURL, DataDir: a.cfg.DataDir})
+	st, err := store.Open(ctx, store.Config{DatabaseURL: a.cfg.DatabaseURL, DataDir: a.cfg.DataDir, Keys: a.cfg.EncryptionKeys})
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -160,7 +160,12 @@ func (a *App) Run(ctx context.Context) error {
 	if st.Dialect() == "postgres" {
 		database = "postgres"
 	}
-	a.log.Info("listening", "addr", ln.Addr().String(), "database", database, "auth", a.cfg.Auth.Mode)
+	// Which key seals, never the key: operators check a rotation here.
+	sealing := "off"
+	if k := a.cfg.EncryptionKeys; k != nil {
+		sealing = "key " + k.Current()
+	}
+	a.log.Info("listening", "addr", ln.Addr().String(), "database", database, "auth", a.cfg.Auth.Mode, "encryption", sealing)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -177,7 +177,7 @@ func (c *AuthSettings) handlerConfig(listenAddr string) (handlers.AuthConfig, er
 // secret, a database URL's password) out of -h, which prints each flag's
 // default.
 func hideSecretDefaults(fs *flag.FlagSet) {
-	for _, name := range []string{"jwt-secret", "database-url"} {
+	for _, name := range []string{"jwt-secret", "database-url", "encryption-keys"} {
 		if f := fs.Lookup(name); f != nil {
 			f.DefValue = ""
 		}
@@ -186,7 +186,7 @@ func hideSecretDefaults(fs *flag.FlagSet) {
 
 // redact keeps secrets out of the one line that names a bad setting.
 func redact(env, value string) string {
-	if env == "LIVESHARE_JWT_SECRET" {
+	if env == "LIVESHARE_JWT_SECRET" || env == "LIVESHARE_ENCRYPTION_KEYS" {
 		return "…"
 	}
 	return value

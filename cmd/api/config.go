@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/liveshare/liveshare/store"
 )
 
 // Config is the whole configuration of the service, from flags and env
@@ -31,7 +33,9 @@ type Config struct {
 	SSEQueue         int
 	PprofAddr        string // empty: no pprof listener
 	PollInterval     time.Duration
-	Auth             AuthSettings
+	// EncryptionKeys seal what is stored (DESIGN.md 9.6); nil seals nothing.
+	EncryptionKeys *store.Keyring
+	Auth           AuthSettings
 }
 
 // setting is one configuration value: its env var, flag and default.
@@ -108,6 +112,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 			return err
 		}},
 		{"LIVESHARE_POLL_INTERVAL", "poll-interval", "2s", "on PostgreSQL, how often the rooms held for subscribers are compared with the database, beside notifications (Go duration)", durationIn(&c.PollInterval, 10*time.Millisecond)},
+		encryptionKeysSetting(&c.EncryptionKeys),
 		{"LIVESHARE_PPROF_ADDR", "pprof-addr", "", "serve net/http/pprof on this separate host:port; empty is off", func(s string) error {
 			if s != "" && !strings.Contains(s, ":") {
 				return errors.New("must be host:port, or empty for none")
@@ -144,6 +149,18 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// encryptionKeysSetting is LIVESHARE_ENCRYPTION_KEYS, shared by the server
+// and rekey.
+func encryptionKeysSetting(dst **store.Keyring) setting {
+	return setting{"LIVESHARE_ENCRYPTION_KEYS", "encryption-keys", "",
+		"kid:base64key,… (32-byte keys, the first current): seal snapshots and op payloads at rest; prefer the env var, flags show in ps",
+		func(s string) error {
+			k, err := store.ParseKeyring(s)
+			*dst = k
+			return err
+		}}
 }
 
 func durationIn(dst *time.Duration, min time.Duration) func(string) error {
