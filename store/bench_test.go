@@ -5,34 +5,99 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/google/uuid"
+
+	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/snapshot"
 	"github.com/liveshare/liveshare/store"
 	"github.com/liveshare/liveshare/store/storetest"
 )
 
+// benchKeys is the ring of the keys=on benchmarks (a fixed test key).
+const benchKeys = "bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
 // BenchmarkAppendOps measures one committed AppendOps (one transaction) of a
-// 1-op and a 100-op batch; ops/s is ops committed per second.
+// 1-op and a 100-op batch, with encryption off and on; ops/s is ops
+// committed per second. Off and on are sub-benchmarks of one function, so
+// that -count interleaves them on a shared machine.
 func BenchmarkAppendOps(b *testing.B) {
 	for _, dialect := range []string{"sqlite", "postgres"} {
 		for _, batch := range []int{1, 100} {
-			b.Run(fmt.Sprintf("%s/batch=%d", dialect, batch), func(b *testing.B) {
-				ctx := context.Background()
-				s := storetest.Open(b, dialect)
-				room, err := s.CreateRoom(ctx, "bench")
-				if err != nil {
-					b.Fatal(err)
-				}
-				ops := makeOps("bench", batch)
-				version := int64(0)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					res, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: version, ElementCount: version, Writes: []store.AppendWrite{{Ops: ops, ClientID: "bench"}}})
+			for _, keys := range []string{"off", "on"} {
+				b.Run(fmt.Sprintf("%s/batch=%d/keys=%s", dialect, batch, keys), func(b *testing.B) {
+					ctx := context.Background()
+					cfg := storetest.Config(b, dialect)
+					if keys == "on" {
+						cfg.Keys = mustKeyring(b, benchKeys)
+					}
+					s, err := store.Open(ctx, cfg)
 					if err != nil {
 						b.Fatal(err)
 					}
-					version = res.Version
+					b.Cleanup(func() { s.Close() })
+					room, err := s.CreateRoom(ctx, "bench")
+					if err != nil {
+						b.Fatal(err)
+					}
+					ops := makeOps("bench", batch)
+					version := int64(0)
+					b.ReportAllocs()
+					b.ResetTimer()
+					for b.Loop() {
+						res, err := s.AppendOps(ctx, store.Append{RoomID: room.ID, ExpectedVersion: version, ElementCount: version, Writes: []store.AppendWrite{{Ops: ops, ClientID: "bench"}}})
+						if err != nil {
+							b.Fatal(err)
+						}
+						version = res.Version
+					}
+					b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "ops/s")
+				})
+			}
+		}
+	}
+}
+
+// benchState is a schema graph of n tables with five columns each, and
+// n/2 relations.
+func benchState(n int) graph.State {
+	s := graph.State{Nodes: make([]graph.Node, 0, n), Edges: make([]graph.Edge, 0, n/2)}
+	for i := range n {
+		data := fmt.Sprintf(`{"columns":[{"name":"id","type":"uuid"},{"name":"name_%d","type":"text"},{"name":"created_at","type":"timestamptz"},{"name":"owner_%d","type":"uuid"},{"name":"amount","type":"numeric"}]}`, i, i%97)
+		s.Nodes = append(s.Nodes, graph.Node{ID: fmt.Sprintf("t%d", i), Kind: "table", Label: fmt.Sprintf("table_%d", i),
+			X: float64(i%100) * 12.5, Y: float64(i/100) * 8, Data: []byte(data)})
+	}
+	for i := 0; i+1 < n; i += 2 {
+		s.Edges = append(s.Edges, graph.Edge{ID: fmt.Sprintf("e%d", i), Kind: "relation", Source: fmt.Sprintf("t%d", i),
+			Target: fmt.Sprintf("t%d", i+1), Label: "fk", Data: []byte(`{}`)})
+	}
+	return s
+}
+
+// BenchmarkSnapshotEncode measures what a snapshot costs before it reaches
+// the database: the codec's encode, and with keys on also the seal that
+// InsertSnapshot adds.
+func BenchmarkSnapshotEncode(b *testing.B) {
+	ring := mustKeyring(b, benchKeys)
+	roomID, id := uuid.NewString(), uuid.NewString()
+	for _, n := range []int{10000, 100000} {
+		state := benchState(n)
+		for _, keys := range []string{"off", "on"} {
+			b.Run(fmt.Sprintf("%dk/keys=%s", n/1000, keys), func(b *testing.B) {
+				b.ReportAllocs()
+				var size int
+				for b.Loop() {
+					data, err := snapshot.Encode(state, 7)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if keys == "on" {
+						if data, err = store.SealSnapshot(ring, roomID, id, 7, data); err != nil {
+							b.Fatal(err)
+						}
+					}
+					size = len(data)
 				}
-				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "ops/s")
+				b.ReportMetric(float64(size), "bytes")
 			})
 		}
 	}
