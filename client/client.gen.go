@@ -2072,7 +2072,7 @@ type ClientInterface interface {
 
 	// GetLatestSnapshot The newest stored snapshot, with its state (what a client recovers from)
 	//
-	// `Accept: application/octet-stream` answers the stored binary snapshot, with its meta in `X-Snapshot-*` headers.
+	// `Accept: application/octet-stream` answers the binary snapshot in the plain codec format (never the sealed bytes, with encryption at rest), with its meta in `X-Snapshot-*` headers.
 	//
 	// Corresponds with GET /rooms/{room}/snapshots/latest (the `GetLatestSnapshot` operationId).
 	GetLatestSnapshot(ctx context.Context, room RoomID, params *GetLatestSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2084,7 +2084,7 @@ type ClientInterface interface {
 
 	// GetSnapshot One stored snapshot, with its state
 	//
-	// `Accept: application/octet-stream` answers the stored binary snapshot, with its meta in `X-Snapshot-*` headers.
+	// `Accept: application/octet-stream` answers the binary snapshot in the plain codec format (never the sealed bytes, with encryption at rest), with its meta in `X-Snapshot-*` headers.
 	//
 	// Corresponds with GET /rooms/{room}/snapshots/{snapshot} (the `GetSnapshot` operationId).
 	GetSnapshot(ctx context.Context, room RoomID, snapshot SnapshotID, params *GetSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2580,7 +2580,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, room RoomID, reqEditors ...
 
 // GetLatestSnapshot The newest stored snapshot, with its state (what a client recovers from)
 //
-// `Accept: application/octet-stream` answers the stored binary snapshot, with its meta in `X-Snapshot-*` headers.
+// `Accept: application/octet-stream` answers the binary snapshot in the plain codec format (never the sealed bytes, with encryption at rest), with its meta in `X-Snapshot-*` headers.
 //
 // Corresponds with GET /rooms/{room}/snapshots/latest (the `GetLatestSnapshot` operationId).
 func (c *Client) GetLatestSnapshot(ctx context.Context, room RoomID, params *GetLatestSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2612,7 +2612,7 @@ func (c *Client) GetRoomSnapshotStats(ctx context.Context, room RoomID, reqEdito
 
 // GetSnapshot One stored snapshot, with its state
 //
-// `Accept: application/octet-stream` answers the stored binary snapshot, with its meta in `X-Snapshot-*` headers.
+// `Accept: application/octet-stream` answers the binary snapshot in the plain codec format (never the sealed bytes, with encryption at rest), with its meta in `X-Snapshot-*` headers.
 //
 // Corresponds with GET /rooms/{room}/snapshots/{snapshot} (the `GetSnapshot` operationId).
 func (c *Client) GetSnapshot(ctx context.Context, room RoomID, snapshot SnapshotID, params *GetSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4235,7 +4235,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetLatestSnapshotWithResponse The newest stored snapshot, with its state (what a client recovers from)
 	//
-	// `Accept: application/octet-stream` answers the stored binary snapshot, with its meta in `X-Snapshot-*` headers.
+	// `Accept: application/octet-stream` answers the binary snapshot in the plain codec format (never the sealed bytes, with encryption at rest), with its meta in `X-Snapshot-*` headers.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4251,7 +4251,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetSnapshotWithResponse One stored snapshot, with its state
 	//
-	// `Accept: application/octet-stream` answers the stored binary snapshot, with its meta in `X-Snapshot-*` headers.
+	// `Accept: application/octet-stream` answers the binary snapshot in the plain codec format (never the sealed bytes, with encryption at rest), with its meta in `X-Snapshot-*` headers.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8927,7 +8927,7 @@ func (c *ClientWithResponses) CreateSnapshotWithResponse(ctx context.Context, ro
 
 // GetLatestSnapshotWithResponse The newest stored snapshot, with its state (what a client recovers from)
 //
-// `Accept: application/octet-stream` answers the stored binary snapshot, with its meta in `X-Snapshot-*` headers.
+// `Accept: application/octet-stream` answers the binary snapshot in the plain codec format (never the sealed bytes, with encryption at rest), with its meta in `X-Snapshot-*` headers.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -8955,7 +8955,7 @@ func (c *ClientWithResponses) GetRoomSnapshotStatsWithResponse(ctx context.Conte
 
 // GetSnapshotWithResponse One stored snapshot, with its state
 //
-// `Accept: application/octet-stream` answers the stored binary snapshot, with its meta in `X-Snapshot-*` headers.
+// `Accept: application/octet-stream` answers the binary snapshot in the plain codec format (never the sealed bytes, with encryption at rest), with its meta in `X-Snapshot-*` headers.
 //
 // Returns a wrapper object for the known response body format(s).
 //
