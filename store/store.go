@@ -14,6 +14,12 @@
 // precision of PostgreSQL's timestamptz; SQLite stores them as INTEGER unix
 // microseconds.
 //
+// Encryption at rest (Config.Keys) is the store's alone: op payloads and
+// snapshot bytes are sealed on their way in and opened on their way out
+// (seal.go), so callers only ever see plain bytes. A new read of ops.op,
+// ops.sealed or snapshot data goes through OpsSince, GetSnapshot or their
+// helpers (snapshotData, sealer.open), never straight to the columns.
+//
 // A Store is safe for concurrent use.
 package store
 
