@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -32,11 +34,27 @@ func (s *Store) readChannel(ctx context.Context) error {
 	if err := s.db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return fmt.Errorf("read current schema: %w", err)
 	}
-	s.channel = "liveshare"
-	if schema != "public" {
-		s.channel += "_" + schema
-	}
+	s.channel = channelFor(schema)
 	return nil
+}
+
+// maxChannelLen is PostgreSQL's identifier limit (NAMEDATALEN-1): pg_notify
+// refuses a longer channel name, while LISTEN would silently truncate it.
+const maxChannelLen = 63
+
+// channelFor names the notification channel of a schema. A schema name too
+// long for a channel is replaced by a digest of it, so that instances still
+// hear each other instead of falling back to polling.
+func channelFor(schema string) string {
+	if schema == "public" {
+		return "liveshare"
+	}
+	name := "liveshare_" + schema
+	if len(name) <= maxChannelLen {
+		return name
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return "liveshare_" + hex.EncodeToString(sum[:16])
 }
 
 // Notify sends payloads on the notification channel, in one statement.
