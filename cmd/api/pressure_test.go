@@ -50,6 +50,7 @@ func (s *server) heapInuse() int64 {
 // a forced collection grows by less than 40 MiB (keeping every snapshot of
 // the rooms would take 160 MB; keeping the one served of each, 16 MB).
 func TestSnapshotsOfEvictedRoomsAreNotKept(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("stores 160 MB of snapshots")
 	}

@@ -159,6 +159,7 @@ func isSubsequence(want, got []string) bool {
 }
 
 func TestReadmeWalkthrough(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("curl is needed to check the README walkthrough")
