@@ -81,6 +81,7 @@ func describe(errs []*valerrors.ValidationError) string {
 }
 
 func TestContractSpecIsValidOpenAPI31(t *testing.T) {
+	t.Parallel()
 	s := loadSpec(t)
 	if v := s.doc.GetSpecInfo().Version; !strings.HasPrefix(v, "3.1.") {
 		t.Fatalf("openapi.yaml is OpenAPI %q, want 3.1.x", v)
@@ -94,6 +95,7 @@ func TestContractSpecIsValidOpenAPI31(t *testing.T) {
 // against the schema it illustrates, so the docs never show a payload the
 // API would not send.
 func TestContractSpecExamplesMatchSchemas(t *testing.T) {
+	t.Parallel()
 	s := loadSpec(t)
 	sv := schema_validation.NewSchemaValidator()
 	checked := 0
@@ -231,6 +233,7 @@ func checkRoutes(served, described []string) (undocumented, unrouted []string) {
 }
 
 func TestContractEveryRouteIsInTheSpecAndBack(t *testing.T) {
+	t.Parallel()
 	s := loadSpec(t)
 	served := routerRoutes(t, fullRouter(t))
 	described := specRoutes(s.model)
