@@ -75,7 +75,11 @@ func Binary(pkg string) (string, error) {
 		return "", fmt.Errorf("build %s: lock %s: %w", pkg, lock.Name(), err)
 	}
 
-	bin := filepath.Join(dir, filepath.Base(pkg))
+	name := filepath.Base(pkg)
+	if pkg == ServerPackage {
+		name = "liveshare" // as ps and logs show it
+	}
+	bin := filepath.Join(dir, name)
 	build := exec.Command("go", "build", "-o", bin, pkg)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
