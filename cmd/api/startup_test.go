@@ -100,8 +100,9 @@ func TestHelpShowsEachDefaultOnce(t *testing.T) {
 	}
 }
 
-// TestPortClashNamesTheSetting: a port in use stops the start with one line
-// that says which setting picks another.
+// TestPortClashNamesTheSetting: a port in use, the API's or a listener's
+// beside it, stops the start with one line that says which setting picks
+// another.
 func TestPortClashNamesTheSetting(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -109,20 +110,32 @@ func TestPortClashNamesTheSetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(), "LIVESHARE_ADDR="+ln.Addr().String(), "DATABASE_URL=", "LIVESHARE_DATA_DIR="+t.TempDir())
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("start on a port in use: %v, want exit code 1\n%s", err, stderr.String())
-	}
-	last := strings.TrimSpace(stderr.String())
-	last = last[strings.LastIndex(last, "\n")+1:]
-	for _, want := range []string{"liveshare: listen on " + ln.Addr().String(), "address already in use", "-addr", "LIVESHARE_ADDR"} {
-		if !strings.Contains(last, want) {
-			t.Errorf("the last line lacks %q: %s", want, last)
-		}
+	taken := ln.Addr().String()
+	for _, tc := range []struct {
+		env        string
+		flag, line string
+	}{
+		{"LIVESHARE_ADDR", "-addr", "liveshare: listen on " + taken},
+		{"LIVESHARE_PPROF_ADDR", "-pprof-addr", "liveshare: pprof: listen on " + taken},
+		{"LIVESHARE_METRICS_ADDR", "-metrics-addr", "liveshare: metrics: listen on " + taken},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			cmd := exec.Command(binary)
+			cmd.Env = append(os.Environ(), "LIVESHARE_ADDR=127.0.0.1:0", "DATABASE_URL=", "LIVESHARE_DATA_DIR="+t.TempDir(), tc.env+"="+taken)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("start on a port in use: %v, want exit code 1\n%s", err, stderr.String())
+			}
+			last := strings.TrimSpace(stderr.String())
+			last = last[strings.LastIndex(last, "\n")+1:]
+			for _, want := range []string{tc.line, "address already in use", tc.flag + " or " + tc.env} {
+				if !strings.Contains(last, want) {
+					t.Errorf("the last line lacks %q: %s", want, last)
+				}
+			}
+		})
 	}
 }
