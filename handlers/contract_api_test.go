@@ -366,7 +366,6 @@ func randomText(t testing.TB, n int) string {
 }
 
 func TestContractAPI(t *testing.T) {
-	t.Parallel()
 	c := newContract(t)
 	srv := newContractServer(t, storetest.Open(t, "sqlite"), contractLimits{keep: 2})
 	u := srv.URL

@@ -42,10 +42,7 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// It runs in parallel with the other contract tests: Chromium spends most
-// of it rendering, while they need little but the test process.
 func TestContractDocsPageInChromium(t *testing.T) {
-	t.Parallel()
 	browser := findChromium(t)
 	s := loadSpec(t)
 	srv := httptest.NewServer(fullRouter(t))

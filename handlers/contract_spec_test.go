@@ -81,7 +81,6 @@ func describe(errs []*valerrors.ValidationError) string {
 }
 
 func TestContractSpecIsValidOpenAPI31(t *testing.T) {
-	t.Parallel()
 	s := loadSpec(t)
 	if v := s.doc.GetSpecInfo().Version; !strings.HasPrefix(v, "3.1.") {
 		t.Fatalf("openapi.yaml is OpenAPI %q, want 3.1.x", v)
@@ -95,7 +94,6 @@ func TestContractSpecIsValidOpenAPI31(t *testing.T) {
 // against the schema it illustrates, so the docs never show a payload the
 // API would not send.
 func TestContractSpecExamplesMatchSchemas(t *testing.T) {
-	t.Parallel()
 	s := loadSpec(t)
 	sv := schema_validation.NewSchemaValidator()
 	checked := 0
@@ -233,7 +231,6 @@ func checkRoutes(served, described []string) (undocumented, unrouted []string) {
 }
 
 func TestContractEveryRouteIsInTheSpecAndBack(t *testing.T) {
-	t.Parallel()
 	s := loadSpec(t)
 	served := routerRoutes(t, fullRouter(t))
 	described := specRoutes(s.model)
