@@ -17,6 +17,7 @@ import (
 // TestRoomsGraphAndOps walks the REST API as the README's curl walkthrough
 // does, on each database.
 func TestRoomsGraphAndOps(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg)
 
@@ -159,6 +160,7 @@ func TestRoomsGraphAndOps(t *testing.T) {
 // TestInvalidConfigurationStops checks that a bad setting stops the process
 // at start with one line naming it.
 func TestInvalidConfigurationStops(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ env, want string }{
 		{"LIVESHARE_SNAPSHOT_INTERVAL=soon", "LIVESHARE_SNAPSHOT_INTERVAL"},
 		{"LIVESHARE_SNAPSHOT_KEEP=0", "LIVESHARE_SNAPSHOT_KEEP"},
@@ -185,6 +187,7 @@ func TestInvalidConfigurationStops(t *testing.T) {
 // TestShutdownEndsEventStreams: SIGTERM with subscribers connected ends
 // their streams and the process exits cleanly, well within its timeout.
 func TestShutdownEndsEventStreams(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, storetest.Config(t, "sqlite"), "LIVESHARE_SHUTDOWN_TIMEOUT=20s")
 	rm := srv.createRoom("shutdown")
 	var bodies []io.ReadCloser

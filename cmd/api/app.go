@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -125,7 +128,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	ln, err := net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+		return listenError("LIVESHARE_ADDR", "addr", a.cfg.Addr, err)
 	}
 	srv := &http.Server{
 		Handler:           api,
@@ -166,6 +169,15 @@ func (a *App) Run(ctx context.Context) error {
 		sealing = "key " + k.Current()
 	}
 	a.log.Info("listening", "addr", ln.Addr().String(), "database", database, "auth", a.cfg.Auth.Mode, "encryption", sealing)
+	// Someone who just ran `go run ./cmd/api` wants to know where to go:
+	// URLs a terminal makes clickable, for the page and the API docs.
+	base := browseURL(ln.Addr().String(), a.cfg.Auth.PublicURL)
+	if a.cfg.Auth.Mode == handlers.ModeJWT {
+		a.log.Info("open the editor", "url", base+"/", "sign_in", "add #token=<token> to the URL, or paste a token")
+	} else {
+		a.log.Info("open the editor", "url", base+"/")
+	}
+	a.log.Info("API docs", "url", base+"/docs", "spec", base+"/openapi.yaml")
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -199,6 +211,37 @@ func (a *App) Run(ctx context.Context) error {
 	rooms.Close()
 	a.log.Info("stopped")
 	return nil
+}
+
+// browseURL is the base URL to open the service at: LIVESHARE_PUBLIC_URL
+// when it is set (behind a proxy the listen address is not what users
+// reach), otherwise the bound address, with localhost for an address that
+// listens on every interface (0.0.0.0 is not a place a browser can go).
+func browseURL(bound string, public *url.URL) string {
+	if public != nil {
+		return strings.TrimSuffix(public.Scheme+"://"+public.Host+public.Path, "/")
+	}
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return "http://" + bound
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// listenError explains a failed listen on addr, the value of the setting
+// env (flag -flag). A port in use is the common case on a laptop (a second
+// LiveShare, another dev server): the answer names the setting to change,
+// not only the system's "address already in use".
+func listenError(env, flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// The system's error repeats the address twice; its cause is
+		// what matters (and stays testable with errors.Is).
+		return fmt.Errorf("listen on %s: %w: another process holds the port; choose another with -%s or %s (port 0 picks a free one)", addr, syscall.EADDRINUSE, flag, env)
+	}
+	return fmt.Errorf("listen on %s (%s, -%s): %w", addr, env, flag, err)
 }
 
 // runCluster starts this instance's part in the cluster on bg; it fails

@@ -18,6 +18,7 @@ import (
 // reach unless asked for; jwt mode needs a key; each refusal is one line
 // naming the setting, and never shows the secret.
 func TestAuthConfiguration(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		env  []string
 		want string
@@ -59,6 +60,7 @@ func TestAuthConfiguration(t *testing.T) {
 
 // TestDNSRebinding: the default configuration answers only its own names.
 func TestDNSRebinding(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, storetest.Config(t, "sqlite"))
 	rm := srv.createRoom("laptop")
 	for _, host := range []string{"attacker.example", "rebind.attacker.example:8080"} {
@@ -99,6 +101,7 @@ func TestDNSRebinding(t *testing.T) {
 // TestTokenCommand: `token` mints what the server accepts, as the README
 // shows.
 func TestTokenCommand(t *testing.T) {
+	t.Parallel()
 	const secret = "token-command-secret-0123456789abcdef"
 	cmd := exec.Command(binary, "token", "-sub", "alice", "-name", "Alice", "-room", "*:editor", "-create-rooms", "-ttl", "12h")
 	cmd.Env = append(os.Environ(), "LIVESHARE_JWT_SECRET="+secret)
@@ -138,6 +141,7 @@ func TestTokenCommand(t *testing.T) {
 // TestMetricsAccess: /metrics is admin-only in jwt mode, or alone on its own
 // address.
 func TestMetricsAccess(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +174,7 @@ func TestMetricsAccess(t *testing.T) {
 // TestMemberRemovalAcrossInstances: a member removed on one instance loses
 // its stream on another within 5 s.
 func TestMemberRemovalAcrossInstances(t *testing.T) {
+	t.Parallel()
 	_, servers := startCluster(t, 2, "LIVESHARE_JWT_SECRET="+matrixSecret)
 	a, b := servers[0], servers[1]
 	owner := []string{"Authorization", "Bearer " + mintToken(t, matrixSecret, "olga", time.Hour, func(c *auth.Claims) { c.CreateRooms = true })}
@@ -205,6 +210,7 @@ func TestMemberRemovalAcrossInstances(t *testing.T) {
 
 // TestHeaderLimit: request headers are bounded at 64 KiB.
 func TestHeaderLimit(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, storetest.Config(t, "sqlite"))
 	if r := srv.must("GET", "/healthz", nil, "X-Padding", strings.Repeat("p", 60<<10)); r.Status != 200 {
 		t.Errorf("60 KiB of headers: %d", r.Status)

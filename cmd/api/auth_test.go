@@ -172,6 +172,7 @@ func allRoutes(t *testing.T) []string {
 // TestEveryRouteHasARule fails for a route with no rule in the matrix, and
 // for a rule of a route that no longer exists.
 func TestEveryRouteHasARule(t *testing.T) {
+	t.Parallel()
 	routes := allRoutes(t)
 	for _, r := range routes {
 		if _, ok := matrixRules[r]; !ok {
@@ -234,6 +235,7 @@ func newMatrixRoom(t *testing.T, srv *server, owner string) matrixRoom {
 
 // TestAuthorizationMatrix calls every route as every kind of caller.
 func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
 	routes := allRoutes(t)
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, "LIVESHARE_JWT_SECRET="+matrixSecret)

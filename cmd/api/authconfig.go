@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -173,15 +172,10 @@ func (c *AuthSettings) handlerConfig(listenAddr string) (handlers.AuthConfig, er
 	return h, nil
 }
 
-// hideSecretDefaults keeps secrets taken from the environment (the JWT
-// secret, a database URL's password) out of -h, which prints each flag's
-// default.
-func hideSecretDefaults(fs *flag.FlagSet) {
-	for _, name := range []string{"jwt-secret", "database-url", "encryption-keys"} {
-		if f := fs.Lookup(name); f != nil {
-			f.DefValue = ""
-		}
-	}
+// secretSetting reports whether a setting's value may hold a secret (the
+// JWT secret, a database URL's password, the encryption keys), which -h and errors never show.
+func secretSetting(env string) bool {
+	return env == "LIVESHARE_JWT_SECRET" || env == "DATABASE_URL" || env == "LIVESHARE_ENCRYPTION_KEYS"
 }
 
 // redact keeps secrets out of the one line that names a bad setting.

@@ -13,6 +13,7 @@ import (
 // built binary: every kind of bad input gets a 4xx problem+json answer with a
 // stable code, and the room's version and graph do not move.
 func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, "LIVESHARE_MAX_BODY_BYTES=262144")
 		rm := srv.createRoom("bad input")

@@ -18,6 +18,7 @@ import (
 // refuses its changes; the editor's changes reach everyone; removing the
 // viewer ends its stream.
 func TestBrowserSharing(t *testing.T) {
+	t.Parallel()
 	chromium := chromiumPath(t)
 	artifacts := browserArtifacts(t)
 	srv := startServer(t, store.Config{DataDir: t.TempDir()}, "LIVESHARE_JWT_SECRET="+matrixSecret, "LIVESHARE_SNAPSHOT_INTERVAL=1h")

@@ -41,6 +41,7 @@ func chromiumPath(t *testing.T) string {
 			continue
 		}
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			takeBrowserTurn(t)
 			return p
 		}
 	}
@@ -51,22 +52,49 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// artifactsDir is where screenshots go: $LIVESHARE_ARTIFACTS, or a
-// temporary directory that is kept (and logged) so they can be looked at.
+// browserTurns lets one browser test drive Chromium at a time. The other
+// end-to-end tests run beside it (they mostly wait), but each browser test
+// starts one or two Chromiums that take a core each: several at once on a
+// small machine only make each slower, and their waits longer.
+var browserTurns = make(chan struct{}, 1)
+
+// takeBrowserTurn waits for the test's turn with Chromium and gives it back
+// when the test ends (after its browsers closed: cleanups run last-in
+// first-out, and this one is registered before them).
+func takeBrowserTurn(t *testing.T) {
+	t.Helper()
+	browserTurns <- struct{}{}
+	t.Cleanup(func() { <-browserTurns })
+}
+
+// browserArtifacts is where a test's screenshots go: $LIVESHARE_ARTIFACTS
+// (CI keeps it), or a temporary directory that is removed when the test
+// passes — each run would otherwise leave about half a megabyte in /tmp —
+// and kept, with its path logged, when it fails or when
+// LIVESHARE_KEEP_ARTIFACTS=1 asks to look at them.
 func browserArtifacts(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("LIVESHARE_ARTIFACTS")
-	var err error
-	if dir != "" {
+	if dir := os.Getenv("LIVESHARE_ARTIFACTS"); dir != "" {
 		dir = filepath.Join(dir, "browser")
-		err = os.MkdirAll(dir, 0o755)
-	} else {
-		dir, err = os.MkdirTemp("", "liveshare-browser-")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshots in %s", dir)
+		return dir
 	}
+	dir, err := os.MkdirTemp("", "liveshare-browser-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshots in %s", dir)
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("LIVESHARE_KEEP_ARTIFACTS") == "1" {
+			t.Logf("screenshots kept in %s", dir)
+			return
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove the screenshots: %v", err)
+		}
+	})
 	return dir
 }
 
@@ -352,6 +380,7 @@ func relationOp(id, source, target, label string) map[string]any {
 }
 
 func TestBrowserCollaboration(t *testing.T) {
+	t.Parallel()
 	chromium := chromiumPath(t)
 	artifacts := browserArtifacts(t)
 	// A fixed port, so that the pages find the server again after the
@@ -533,6 +562,7 @@ func TestBrowserCollaboration(t *testing.T) {
 // TestBrowserSchemaScreenshot shows a small schema of five tables and their
 // relations, for the eye (the screenshot is the artifact).
 func TestBrowserSchemaScreenshot(t *testing.T) {
+	t.Parallel()
 	chromium := chromiumPath(t)
 	artifacts := browserArtifacts(t)
 	srv := startServer(t, store.Config{DataDir: t.TempDir()})
@@ -558,7 +588,7 @@ func TestBrowserSchemaScreenshot(t *testing.T) {
 	p.waitJS("selected", `!document.getElementById('node-form').hidden`)
 	p.waitJS("presence", `document.getElementById('presence').innerText.includes('alice')`)
 	path := p.screenshot("schema")
-	t.Logf("schema screenshot: %s", path)
+	t.Logf("schema screenshot: %s (kept when LIVESHARE_KEEP_ARTIFACTS=1 or LIVESHARE_ARTIFACTS is set)", path)
 	p.assertLocal(srv.URL)
 }
 
@@ -567,6 +597,7 @@ func TestBrowserSchemaScreenshot(t *testing.T) {
 // stream answers with a snapshot event, and the page shows it recovered
 // from it and converges, still without reloading.
 func TestBrowserRecoversFromSnapshot(t *testing.T) {
+	t.Parallel()
 	chromium := chromiumPath(t)
 	artifacts := browserArtifacts(t)
 	cfg := store.Config{DataDir: t.TempDir()}

@@ -125,15 +125,16 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 
 	fs := flag.NewFlagSet("liveshare", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
-	values := make([]*string, len(settings))
-	for i, s := range settings {
-		def := s.def
-		if v := getenv(s.env); v != "" {
-			def = v
-		}
-		values[i] = fs.String(s.flag, def, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: liveshare [flags]
+       liveshare token [flags]   print a token signed with LIVESHARE_JWT_SECRET (token -h)
+
+Every flag has an env var; a flag beats its env var, which beats the default.
+
+`)
+		fs.PrintDefaults()
 	}
-	hideSecretDefaults(fs)
+	values := defineSettings(fs, settings, getenv)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -183,4 +184,28 @@ func intIn(s string, lo, hi int64) (int64, error) {
 		return 0, fmt.Errorf("must be an integer from %d to %d", lo, hi)
 	}
 	return v, nil
+}
+
+// defineSettings adds a flag per setting, its default taken from its env
+// var, and returns where each value lands after Parse.
+func defineSettings(fs *flag.FlagSet, settings []setting, getenv func(string) string) []*string {
+	values := make([]*string, len(settings))
+	for i, s := range settings {
+		def := s.def
+		usage := fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def)
+		if v := getenv(s.env); v != "" {
+			def = v
+			if secretSetting(s.env) {
+				usage += fmt.Sprintf("; now set by %s (not shown: it may hold a secret)", s.env)
+			} else {
+				usage += fmt.Sprintf("; now %q from %s", v, s.env)
+			}
+		}
+		values[i] = fs.String(s.flag, def, usage)
+		// The usage names the default and the env's value itself; flag
+		// would print the effective value once more as "(default …)",
+		// secrets included.
+		fs.Lookup(s.flag).DefValue = ""
+	}
+	return values
 }

@@ -76,6 +76,7 @@ func corruptLastPiece(t *testing.T, cfg store.Config, id string) {
 // every op after it up to the room's version, in order; the room's graph
 // is exactly what was acknowledged.
 func TestCorruptNewestSnapshotAfterRestart(t *testing.T) {
+	t.Parallel()
 	for _, where := range []string{"first piece", "later piece"} {
 		t.Run(where, func(t *testing.T) {
 			databases(t, func(t *testing.T, cfg store.Config) {

@@ -181,6 +181,7 @@ func (s *nginxStream) next(t *testing.T, within time.Duration) string {
 // first event within 1 s (nginx does not buffer it), heartbeats and ops
 // pass at once, and a write through either instance reaches both streams.
 func TestNginxStreamsThroughDeployConfig(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts LiveShare and nginx")
 	}

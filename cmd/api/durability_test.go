@@ -29,6 +29,7 @@ type batch struct {
 // batch's order at the seqs the ack named, versions have no gaps, and
 // retrying with the same Idempotency-Key applies nothing twice.
 func TestKillDuringConcurrentWrites(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg)
 		rm := srv.createRoom("crash")

@@ -235,6 +235,7 @@ func checkWhole(t *testing.T, reqs []*mixedReq, logged map[string]*loggedReq) ma
 //     original result for those in the log and applies nothing twice, and
 //     refuses again what was refused for a reason that still holds.
 func TestKillDuringMixedGroups(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg)
 		rm := srv.createRoom("crash-groups")

@@ -15,6 +15,7 @@ import (
 // one access line; a stream logs its start and its end with its duration
 // and events sent.
 func TestRequestLogLines(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, storetest.Config(t, "sqlite"), "LIVESHARE_LOG_LEVEL=info")
 	rm := srv.createRoom("logs")
 	srv.kill() // the next request must load the room

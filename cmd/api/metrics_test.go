@@ -165,6 +165,7 @@ func addNodes(prefix string, n int) map[string]any {
 // TestMetricsMove scrapes /metrics before and after exercising each thing
 // it measures, on the built binary, and checks that each metric moved.
 func TestMetricsMove(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, "LIVESHARE_SSE_QUEUE=4", "LIVESHARE_SSE_WRITE_TIMEOUT=200ms")
 		before := srv.scrape()
@@ -240,6 +241,7 @@ func TestMetricsMove(t *testing.T) {
 // TestMetricsSlowSubscriber: a subscriber that stops reading while large
 // events keep coming is cut off and counted.
 func TestMetricsSlowSubscriber(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, "LIVESHARE_SSE_QUEUE=2", "LIVESHARE_SSE_WRITE_TIMEOUT=200ms")
 		rm := srv.createRoom("slow")

@@ -235,6 +235,7 @@ func checkAckedOnce(t *testing.T, srv *server, roomID string, acked []string) {
 // (never a 500), /readyz says 503, and when it is back writes succeed by
 // themselves with every acknowledged op kept once.
 func TestPostgresOutageIs503(t *testing.T) {
+	t.Parallel()
 	cfg := storetest.Config(t, "postgres")
 	u, err := url.Parse(cfg.DatabaseURL)
 	if err != nil {
@@ -279,6 +280,7 @@ func TestPostgresOutageIs503(t *testing.T) {
 // SQLite on a full filesystem: writes get 503, /readyz 503; when space
 // returns, both recover by themselves and every acknowledged op is kept.
 func TestSQLiteDiskFullIs503(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("mounts a small filesystem")
 	}

@@ -25,11 +25,21 @@ func startPprof(addr string, log *slog.Logger) (stop func(), err error) {
 	return serveSide("pprof", addr, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, log)
 }
 
+// sideSettings name the setting of each listener beside the API, for the
+// error that says which one to change.
+var sideSettings = map[string]struct{ env, flag string }{
+	"metrics": {"LIVESHARE_METRICS_ADDR", "metrics-addr"},
+	"pprof":   {"LIVESHARE_PPROF_ADDR", "pprof-addr"},
+}
+
 // serveSide serves srv on its own listener at addr, beside the API (what
 // names it in errors and logs), and returns a function that stops it.
 func serveSide(what, addr string, srv *http.Server, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		if s, ok := sideSettings[what]; ok {
+			return nil, fmt.Errorf("%s: %w", what, listenError(s.env, s.flag, addr, err))
+		}
 		return nil, fmt.Errorf("listen for %s on %s: %w", what, addr, err)
 	}
 	done := make(chan struct{})

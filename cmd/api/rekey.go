@@ -51,15 +51,7 @@ func runRekey(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fs := flag.NewFlagSet("liveshare rekey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	values := make([]*string, len(settings))
-	for i, s := range settings {
-		def := s.def
-		if v := getenv(s.env); v != "" {
-			def = v
-		}
-		values[i] = fs.String(s.flag, def, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
-	}
-	hideSecretDefaults(fs)
+	values := defineSettings(fs, settings, getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -4,42 +4,54 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/liveshare/liveshare/internal/testbuild"
 	"github.com/liveshare/liveshare/store"
 	"github.com/liveshare/liveshare/store/storetest"
 )
 
-// binary is the LiveShare binary built once for the end-to-end tests.
+// binary is the LiveShare binary the end-to-end tests run, built (or found
+// up to date) once per test process.
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "liveshare-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	flag.Parse()
+	// The end-to-end tests spend their time waiting on other processes (the
+	// server, Chromium, PostgreSQL), which GOMAXPROCS, go test's default
+	// -parallel, does not count: on two cores it would run two at a time.
+	if !flagGiven("test.parallel") {
+		if err := flag.Set("test.parallel", strconv.Itoa(max(4, 2*runtime.GOMAXPROCS(0)))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
-	binary = filepath.Join(dir, "liveshare")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	var err error
+	if binary, err = testbuild.Binary(testbuild.ServerPackage); err != nil {
 		fmt.Fprintln(os.Stderr, "build liveshare:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
+}
+
+// flagGiven reports whether the command line set the flag.
+func flagGiven(name string) bool {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // server is a running LiveShare binary.

@@ -26,6 +26,11 @@ import (
 // End-to-end tests of DESIGN.md section 6 (snapshots) and section 1 item 5
 // (recovery is exact) against the built binary, on each database.
 
+// snapInterval runs the scheduler every second. The tests that pair it with
+// manual snapshots (snapTake, which wants a new one: 201) do not run in
+// parallel: on a busy machine the scheduler can snapshot the room between
+// a post and the manual request, which then answers the scheduler's
+// snapshot (200).
 const snapInterval = "LIVESHARE_SNAPSHOT_INTERVAL=1s"
 
 // snapMeta is a snapshot's metadata as the API answers it.
@@ -217,6 +222,7 @@ func snapNewest(list []snapMeta) snapMeta {
 // (trigger interval) and leaves an idle room alone; latest, as JSON, is the
 // room's graph at its version, and as binary the stored snapshot itself.
 func TestSnapshotsTakenOnInterval(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, snapInterval)
 		rm := srv.createRoom("interval")
@@ -281,6 +287,7 @@ func TestSnapshotsTakenOnInterval(t *testing.T) {
 // stay, newest first; the ops before the oldest kept one are gone (410
 // history_gone) and the ops after it are all still listed.
 func TestSnapshotKeepPrunesHistory(t *testing.T) {
+	// Alone: see snapInterval.
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, snapInterval, "LIVESHARE_SNAPSHOT_KEEP=3")
 		rm := srv.createRoom("keep")
@@ -345,6 +352,7 @@ func TestSnapshotKeepPrunesHistory(t *testing.T) {
 // TestRecoverAfterKill: after SIGKILL every room comes back exactly at its
 // last acknowledged version, from its snapshot plus the ops after it.
 func TestRecoverAfterKill(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, snapInterval)
 		type roomState struct {
@@ -458,6 +466,7 @@ func snapCorrupt(t *testing.T, cfg store.Config, roomID string) string {
 // the room loads from the one before it plus the ops after, exactly, and
 // the log names the snapshot it rejected.
 func TestRecoverFromCorruptSnapshot(t *testing.T) {
+	// Alone: see snapInterval.
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, snapInterval)
 		rm := srv.createRoom("corrupt")
@@ -626,6 +635,7 @@ func (c *snapSSE) nextNamed(t *testing.T, name string, timeout time.Duration) sn
 // holding the snapshot's state, sends reset to subscribers, and keeps the
 // history.
 func TestRestoreOlderSnapshot(t *testing.T) {
+	// Alone: see snapInterval.
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, snapInterval)
 		rm := srv.createRoom("restore")
@@ -722,6 +732,7 @@ func TestRestoreOlderSnapshot(t *testing.T) {
 // TestSnapshotBadInput: every bad request gets its problem and changes
 // nothing.
 func TestSnapshotBadInput(t *testing.T) {
+	// Alone: see snapInterval.
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, snapInterval)
 		rm := srv.createRoom("bad")
@@ -798,6 +809,7 @@ func TestSnapshotBadInput(t *testing.T) {
 // TestSnapshotClearAndStats: DELETE …/snapshots leaves one fresh snapshot
 // (trigger clear) at the current version; the stats describe it.
 func TestSnapshotClearAndStats(t *testing.T) {
+	// Alone: see snapInterval.
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, snapInterval)
 		rm := srv.createRoom("clear")
@@ -888,6 +900,7 @@ func TestSnapshotClearAndStats(t *testing.T) {
 // TestSnapshotOnShutdown: SIGTERM snapshots the rooms that changed (trigger
 // shutdown) at their last version.
 func TestSnapshotOnShutdown(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
 		rm := srv.createRoom("shutdown")
@@ -922,6 +935,7 @@ func TestSnapshotOnShutdown(t *testing.T) {
 // snapshot may hold are refused with 413 room_too_large and change nothing;
 // the room as it is still snapshots.
 func TestSnapshotRoomTooLarge(t *testing.T) {
+	// Alone: see snapInterval.
 	databases(t, func(t *testing.T, cfg store.Config) {
 		const maxBytes = 65536
 		srv := startServer(t, cfg, snapInterval,
@@ -982,6 +996,7 @@ func TestSnapshotRoomTooLarge(t *testing.T) {
 // snapshotted at once (threshold), and a changed room leaving memory is
 // snapshotted first (idle); the interval is long so only they can act.
 func TestSnapshotOtherTriggers(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		trigger string
 		env     string
@@ -1024,6 +1039,7 @@ func TestSnapshotOtherTriggers(t *testing.T) {
 // live subscribers got (same id, same data), and its created_at is the
 // reset op's created_at in GET /ops.
 func TestRestoreEventSameLiveAndReplayed(t *testing.T) {
+	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
 		srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
 		rm := srv.createRoom("restore events")

@@ -45,6 +45,8 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	issuer := fs.String("iss", getenv("LIVESHARE_JWT_ISSUER"), "the iss claim (default: LIVESHARE_JWT_ISSUER)")
 	audience := fs.String("aud", getenv("LIVESHARE_JWT_AUDIENCE"), "the aud claim (default: LIVESHARE_JWT_AUDIENCE)")
+	// Their usage already says where the default comes from.
+	fs.Lookup("iss").DefValue, fs.Lookup("aud").DefValue = "", ""
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -4,15 +4,34 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/liveshare/liveshare/internal/testbuild"
 	"github.com/liveshare/liveshare/store/storetest"
 )
+
+// serverBinary is the server the scenarios run: the build cmd/api's tests
+// share (linked again only when a source changed), with the module's files
+// tracked so that go test's cache sees a change to the server.
+func serverBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := testbuild.Binary(testbuild.ServerPackage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := testbuild.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testbuild.TrackSources(root); err != nil {
+		t.Fatalf("track the module's sources for the test cache: %v", err)
+	}
+	return bin
+}
 
 // TestScenarios runs every scenario end to end, with tiny parameters,
 // against the built server on SQLite.
@@ -21,11 +40,7 @@ func TestScenarios(t *testing.T) {
 		t.Skip("builds and runs the server")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "liveshare")
-	build := exec.Command("go", "build", "-o", bin, "github.com/liveshare/liveshare/cmd/api")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the server: %v\n%s", err, out)
-	}
+	bin := serverBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	env := append(os.Environ(), "LIVESHARE_ADDR=127.0.0.1:0", "DATABASE_URL=", "LIVESHARE_DATA_DIR="+filepath.Join(dir, "data"))
@@ -78,7 +93,8 @@ func TestClusterScenario(t *testing.T) {
 	cfg := storetest.Config(t, "postgres")
 	var out, log bytes.Buffer
 	args := []string{"-scenario", "cluster", "-instances", "2", "-writers", "2", "-rate", "50", "-subscribers", "6",
-		"-duration", "1s", "-label", "postgres", "-progress", "0", "-database-url", cfg.DatabaseURL}
+		"-duration", "1s", "-label", "postgres", "-progress", "0", "-database-url", cfg.DatabaseURL,
+		"-server-bin", serverBinary(t)}
 	if err := run(context.Background(), args, &out, &log); err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, log.String())
 	}
