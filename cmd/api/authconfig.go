@@ -180,8 +180,17 @@ func secretSetting(env string) bool {
 
 // redact keeps secrets out of the one line that names a bad setting.
 func redact(env, value string) string {
-	if env == "LIVESHARE_JWT_SECRET" || env == "LIVESHARE_ENCRYPTION_KEYS" {
+	switch env {
+	case "LIVESHARE_JWT_SECRET", "LIVESHARE_ENCRYPTION_KEYS":
 		return "…"
+	case "DATABASE_URL":
+		// The URL is worth showing, its password is not; a URL that does
+		// not even parse may hold one anywhere.
+		u, err := url.Parse(value)
+		if err != nil {
+			return "…"
+		}
+		return u.Redacted()
 	}
 	return value
 }

@@ -139,3 +139,18 @@ func TestPortClashNamesTheSetting(t *testing.T) {
 		})
 	}
 }
+
+// TestBadDatabaseURLHidesItsPassword: the line naming a bad DATABASE_URL
+// shows the URL, so that the mistake can be seen, but not its password.
+func TestBadDatabaseURLHidesItsPassword(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), "DATABASE_URL=mysql://app:hunter2-password@db/liveshare")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a mysql:// DATABASE_URL was accepted:\n%s", out)
+	}
+	if msg := string(out); strings.Contains(msg, "hunter2") || !strings.Contains(msg, "mysql://app:") || !strings.Contains(msg, "DATABASE_URL") {
+		t.Errorf("error %q: want the URL named without its password", msg)
+	}
+}
