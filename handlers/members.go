@@ -85,7 +85,7 @@ func (a *API) putMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := roomIDFrom(r)
-	if _, err := a.store.SetMember(r.Context(), id, subject, req.Role); err != nil {
+	if _, err := a.store.SetMember(r.Context(), id, subject, req.Role, nil); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -100,7 +100,7 @@ func (a *API) deleteMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := roomIDFrom(r)
-	if err := a.store.RemoveMember(r.Context(), id, subject); err != nil {
+	if err := a.store.RemoveMember(r.Context(), id, subject, nil); err != nil {
 		if errors.Is(err, store.ErrMemberNotFound) {
 			writeProblem(w, r, problemf(http.StatusNotFound, "member_not_found", "%q is not a member of this room", truncate(subject, 64)))
 			return

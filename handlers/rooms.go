@@ -188,7 +188,7 @@ func (a *API) getRoom(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) deleteRoom(w http.ResponseWriter, r *http.Request) {
 	id := roomIDFrom(r)
-	if err := a.store.DeleteRoom(r.Context(), id); err != nil {
+	if err := a.store.DeleteRoom(r.Context(), id, nil); err != nil {
 		writeError(w, r, err)
 		return
 	}
