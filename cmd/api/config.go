@@ -32,6 +32,7 @@ type Config struct {
 	PprofAddr        string // empty: no pprof listener
 	PollInterval     time.Duration
 	Auth             AuthSettings
+	Limits           LimitSettings
 }
 
 // setting is one configuration value: its env var, flag and default.
@@ -117,6 +118,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		}},
 	}
 	settings = append(settings, authSettings(&c.Auth)...)
+	settings = append(settings, limitSettings(&c.Limits)...)
 
 	fs := flag.NewFlagSet("liveshare", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
