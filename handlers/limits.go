@@ -58,6 +58,12 @@ type Limits struct {
 	TrustedProxies []string
 }
 
+// String describes l for logs and tests.
+func (l Limits) String() string {
+	return fmt.Sprintf("snapshot_reads=%s snapshot_creates=%s ops=%s connects=%s rooms=%s max_streams_per_subject=%d max_streams=%d trusted_proxies=%v",
+		l.SnapshotReads, l.SnapshotCreates, l.Ops, l.Connects, l.Rooms, l.MaxStreamsPerSubject, l.MaxStreams, l.TrustedProxies)
+}
+
 type addressKey struct{}
 
 // clientAddress puts the client's address in the context: the peer's, or
