@@ -51,6 +51,75 @@ func (e AddNodeOpOp) Valid() bool {
 	}
 }
 
+// Defines values for AuditAction.
+const (
+	AuditActionMemberRemove    AuditAction = "member_remove"
+	AuditActionMemberSet       AuditAction = "member_set"
+	AuditActionRoomCreate      AuditAction = "room_create"
+	AuditActionRoomDelete      AuditAction = "room_delete"
+	AuditActionRoomRename      AuditAction = "room_rename"
+	AuditActionSessionCreate   AuditAction = "session_create"
+	AuditActionSnapshotCreate  AuditAction = "snapshot_create"
+	AuditActionSnapshotLatest  AuditAction = "snapshot_latest"
+	AuditActionSnapshotList    AuditAction = "snapshot_list"
+	AuditActionSnapshotRead    AuditAction = "snapshot_read"
+	AuditActionSnapshotRestore AuditAction = "snapshot_restore"
+	AuditActionSnapshotsClear  AuditAction = "snapshots_clear"
+)
+
+// Valid indicates whether the value is a known member of the AuditAction enum.
+func (e AuditAction) Valid() bool {
+	switch e {
+	case AuditActionMemberRemove:
+		return true
+	case AuditActionMemberSet:
+		return true
+	case AuditActionRoomCreate:
+		return true
+	case AuditActionRoomDelete:
+		return true
+	case AuditActionRoomRename:
+		return true
+	case AuditActionSessionCreate:
+		return true
+	case AuditActionSnapshotCreate:
+		return true
+	case AuditActionSnapshotLatest:
+		return true
+	case AuditActionSnapshotList:
+		return true
+	case AuditActionSnapshotRead:
+		return true
+	case AuditActionSnapshotRestore:
+		return true
+	case AuditActionSnapshotsClear:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AuditEntryOutcome.
+const (
+	AuditEntryOutcomeDenied  AuditEntryOutcome = "denied"
+	AuditEntryOutcomeLimited AuditEntryOutcome = "limited"
+	AuditEntryOutcomeOk      AuditEntryOutcome = "ok"
+)
+
+// Valid indicates whether the value is a known member of the AuditEntryOutcome enum.
+func (e AuditEntryOutcome) Valid() bool {
+	switch e {
+	case AuditEntryOutcomeDenied:
+		return true
+	case AuditEntryOutcomeLimited:
+		return true
+	case AuditEntryOutcomeOk:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for MemberRole.
 const (
 	MemberRoleEditor MemberRole = "editor"
@@ -95,6 +164,7 @@ const (
 	ProblemCodeNotFound             ProblemCode = "not_found"
 	ProblemCodeNotReady             ProblemCode = "not_ready"
 	ProblemCodePayloadTooLarge      ProblemCode = "payload_too_large"
+	ProblemCodeRateLimited          ProblemCode = "rate_limited"
 	ProblemCodeRequestTimeout       ProblemCode = "request_timeout"
 	ProblemCodeRoomNotFound         ProblemCode = "room_not_found"
 	ProblemCodeRoomTooLarge         ProblemCode = "room_too_large"
@@ -103,6 +173,7 @@ const (
 	ProblemCodeSnapshotNotFound     ProblemCode = "snapshot_not_found"
 	ProblemCodeSnapshotTooLarge     ProblemCode = "snapshot_too_large"
 	ProblemCodeTooManyOps           ProblemCode = "too_many_ops"
+	ProblemCodeTooManyStreams       ProblemCode = "too_many_streams"
 	ProblemCodeUnauthenticated      ProblemCode = "unauthenticated"
 	ProblemCodeUnavailable          ProblemCode = "unavailable"
 	ProblemCodeUnsupportedMediaType ProblemCode = "unsupported_media_type"
@@ -153,6 +224,8 @@ func (e ProblemCode) Valid() bool {
 		return true
 	case ProblemCodePayloadTooLarge:
 		return true
+	case ProblemCodeRateLimited:
+		return true
 	case ProblemCodeRequestTimeout:
 		return true
 	case ProblemCodeRoomNotFound:
@@ -168,6 +241,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeSnapshotTooLarge:
 		return true
 	case ProblemCodeTooManyOps:
+		return true
+	case ProblemCodeTooManyStreams:
 		return true
 	case ProblemCodeUnauthenticated:
 		return true
@@ -287,13 +362,13 @@ func (e SetMemberRequestRole) Valid() bool {
 
 // Defines values for StatusStatus.
 const (
-	Ok StatusStatus = "ok"
+	StatusStatusOk StatusStatus = "ok"
 )
 
 // Valid indicates whether the value is a known member of the StatusStatus enum.
 func (e StatusStatus) Valid() bool {
 	switch e {
-	case Ok:
+	case StatusStatusOk:
 		return true
 	default:
 		return false
@@ -379,6 +454,48 @@ type AddNodeOp struct {
 
 // AddNodeOpOp defines model for AddNodeOp.Op.
 type AddNodeOpOp string
+
+// AuditAction defines model for AuditAction.
+type AuditAction string
+
+// AuditEntry defines model for AuditEntry.
+type AuditEntry struct {
+	Action AuditAction `json:"action"`
+
+	// Address the client's address (from `X-Forwarded-For` only behind a trusted proxy)
+	Address string    `json:"address"`
+	At      Timestamp `json:"at"`
+
+	// Bytes the snapshot's stored size
+	Bytes *int64 `json:"bytes"`
+
+	// Detail what a member change or rename set, e.g. `member: bob, role: editor`
+	Detail *string `json:"detail,omitempty"`
+	Id     int64   `json:"id"`
+
+	// Outcome `denied`: refused by authorization (401, 403, 404); `limited`: by a rate limit (429)
+	Outcome    AuditEntryOutcome `json:"outcome"`
+	RequestId  string            `json:"request_id"`
+	RoomId     *UUID             `json:"room_id"`
+	SnapshotId *UUID             `json:"snapshot_id"`
+
+	// Subject the token's subject (`anonymous` in `open` mode; empty when no valid token was sent)
+	Subject string `json:"subject"`
+
+	// Version the snapshot's version
+	Version *int64 `json:"version"`
+}
+
+// AuditEntryOutcome `denied`: refused by authorization (401, 403, 404); `limited`: by a rate limit (429)
+type AuditEntryOutcome string
+
+// AuditList defines model for AuditList.
+type AuditList struct {
+	Entries []AuditEntry `json:"entries"`
+
+	// NextCursor pass as `cursor` for the next page; null on the last page
+	NextCursor *string `json:"next_cursor"`
+}
 
 // CreateRoomRequest defines model for CreateRoomRequest.
 type CreateRoomRequest struct {
@@ -620,6 +737,11 @@ type RemoveNodeOp struct {
 
 // RemoveNodeOpOp defines model for RemoveNodeOp.Op.
 type RemoveNodeOpOp string
+
+// RenameRoomRequest defines model for RenameRoomRequest.
+type RenameRoomRequest struct {
+	Name string `json:"name"`
+}
 
 // ResetOp a restore, as the op log records it; it cannot be posted
 type ResetOp struct {
@@ -1008,6 +1130,30 @@ type PayloadTooLarge struct {
 	Type string `json:"type"`
 }
 
+// RateLimited defines model for RateLimited.
+type RateLimited struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
 // RequestTimeout defines model for RequestTimeout.
 type RequestTimeout struct {
 	Code interface{} `json:"code"`
@@ -1131,6 +1277,54 @@ type SnapshotTooLarge struct {
 	Type string `json:"type"`
 }
 
+// StreamUnavailable defines model for StreamUnavailable.
+type StreamUnavailable struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
+// StreamsLimited defines model for StreamsLimited.
+type StreamsLimited struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
 // Unauthenticated defines model for Unauthenticated.
 type Unauthenticated struct {
 	Code interface{} `json:"code"`
@@ -1203,6 +1397,18 @@ type UnsupportedMediaType struct {
 	Type string `json:"type"`
 }
 
+// GetAuditParams defines parameters for GetAudit.
+type GetAuditParams struct {
+	// Limit rows per page
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor the `next_cursor` of the previous page
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Action only the rows of this action
+	Action *AuditAction `form:"action,omitempty" json:"action,omitempty"`
+}
+
 // ListRoomsParams defines parameters for ListRooms.
 type ListRoomsParams struct {
 	// Limit rooms per page
@@ -1210,6 +1416,18 @@ type ListRoomsParams struct {
 
 	// Cursor the `next_cursor` of the previous page
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// GetRoomAuditParams defines parameters for GetRoomAudit.
+type GetRoomAuditParams struct {
+	// Limit rows per page
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor the `next_cursor` of the previous page
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Action only the rows of this action
+	Action *AuditAction `form:"action,omitempty" json:"action,omitempty"`
 }
 
 // StreamEventsParams defines parameters for StreamEvents.
@@ -1265,6 +1483,9 @@ type RestoreSnapshotParams struct {
 
 // CreateRoomJSONRequestBody defines body for CreateRoom for application/json ContentType.
 type CreateRoomJSONRequestBody = CreateRoomRequest
+
+// RenameRoomJSONRequestBody defines body for RenameRoom for application/json ContentType.
+type RenameRoomJSONRequestBody = RenameRoomRequest
 
 // SetMemberJSONRequestBody defines body for SetMember for application/json ContentType.
 type SetMemberJSONRequestBody = SetMemberRequest
@@ -1882,6 +2103,13 @@ type ClientInterface interface {
 	// Corresponds with GET /app/{file} (the `GetAppAsset` operationId).
 	GetAppAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetAudit The audit log of every room, newest first (admin)
+	//
+	// As the room's log, for all rooms, with the rows that name no room (a refused room creation, a session).
+	//
+	// Corresponds with GET /audit (the `GetAudit` operationId).
+	GetAudit(ctx context.Context, params *GetAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetDocs This description rendered for people (Swagger UI)
 	//
 	// The page and its assets are embedded in the binary; it needs no internet access.
@@ -1952,6 +2180,27 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /rooms/{room} (the `GetRoom` operationId).
 	GetRoom(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RenameRoomWithBody Rename a room (owner)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /rooms/{room} (the `RenameRoom` operationId).
+	RenameRoomWithBody(ctx context.Context, room RoomID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RenameRoom Rename a room (owner)
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /rooms/{room} (the `RenameRoom` operationId).
+	RenameRoom(ctx context.Context, room RoomID, body RenameRoomJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetRoomAudit The room's audit log, newest first (owner)
+	//
+	// Every snapshot access and privileged action in the room: done (`ok`), refused by authorization (`denied`) or by a rate limit (`limited`). Restores, clears, deletions, renames and member changes are written in the transaction of the change; reads within a second. Rows are kept `LIVESHARE_AUDIT_RETENTION` (90 days by default).
+	//
+	// Corresponds with GET /rooms/{room}/audit (the `GetRoomAudit` operationId).
+	GetRoomAudit(ctx context.Context, room RoomID, params *GetRoomAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StreamEvents The room's live event stream (Server-Sent Events)
 	//
@@ -2150,6 +2399,23 @@ func (c *Client) GetAppAsset(ctx context.Context, file string, reqEditors ...Req
 	return c.Client.Do(req)
 }
 
+// GetAudit The audit log of every room, newest first (admin)
+//
+// As the room's log, for all rooms, with the rows that name no room (a refused room creation, a session).
+//
+// Corresponds with GET /audit (the `GetAudit` operationId).
+func (c *Client) GetAudit(ctx context.Context, params *GetAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAuditRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetDocs This description rendered for people (Swagger UI)
 //
 // The page and its assets are embedded in the binary; it needs no internet access.
@@ -2321,6 +2587,57 @@ func (c *Client) DeleteRoom(ctx context.Context, room RoomID, reqEditors ...Requ
 // Corresponds with GET /rooms/{room} (the `GetRoom` operationId).
 func (c *Client) GetRoom(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetRoomRequest(c.Server, room)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RenameRoomWithBody Rename a room (owner)
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /rooms/{room} (the `RenameRoom` operationId).
+func (c *Client) RenameRoomWithBody(ctx context.Context, room RoomID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRenameRoomRequestWithBody(c.Server, room, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RenameRoom Rename a room (owner)
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /rooms/{room} (the `RenameRoom` operationId).
+func (c *Client) RenameRoom(ctx context.Context, room RoomID, body RenameRoomJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRenameRoomRequest(c.Server, room, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetRoomAudit The room's audit log, newest first (owner)
+//
+// Every snapshot access and privileged action in the room: done (`ok`), refused by authorization (`denied`) or by a rate limit (`limited`). Restores, clears, deletions, renames and member changes are written in the transaction of the change; reads within a second. Rows are kept `LIVESHARE_AUDIT_RETENTION` (90 days by default).
+//
+// Corresponds with GET /rooms/{room}/audit (the `GetRoomAudit` operationId).
+func (c *Client) GetRoomAudit(ctx context.Context, room RoomID, params *GetRoomAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetRoomAuditRequest(c.Server, room, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2768,6 +3085,84 @@ func NewGetAppAssetRequest(server string, file string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetAuditRequest constructs an http.Request for the GetAudit method
+func NewGetAuditRequest(server string, params *GetAuditParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/audit")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Action != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "action", *params.Action, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetDocsRequest constructs an http.Request for the GetDocs method
 func NewGetDocsRequest(server string) (*http.Request, error) {
 	var err error
@@ -3101,6 +3496,138 @@ func NewGetRoomRequest(server string, room RoomID) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRenameRoomRequest calls the generic RenameRoom builder with application/json body
+func NewRenameRoomRequest(server string, room RoomID, body RenameRoomJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRenameRoomRequestWithBody(server, room, "application/json", bodyReader)
+}
+
+// NewRenameRoomRequestWithBody constructs an http.Request for the RenameRoom method, with any body, and a specified content type
+func NewRenameRoomRequestWithBody(server string, room RoomID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room", room, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/rooms/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetRoomAuditRequest constructs an http.Request for the GetRoomAudit method
+func NewGetRoomAuditRequest(server string, room RoomID, params *GetRoomAuditParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room", room, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/rooms/%s/audit", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Action != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "action", *params.Action, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -4009,6 +4536,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /app/{file} (the `GetAppAsset` operationId).
 	GetAppAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*GetAppAssetResponse, error)
 
+	// GetAuditWithResponse The audit log of every room, newest first (admin)
+	//
+	// As the room's log, for all rooms, with the rows that name no room (a refused room creation, a session).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /audit (the `GetAudit` operationId).
+	GetAuditWithResponse(ctx context.Context, params *GetAuditParams, reqEditors ...RequestEditorFn) (*GetAuditResponse, error)
+
 	// GetDocsWithResponse This description rendered for people (Swagger UI)
 	//
 	// The page and its assets are embedded in the binary; it needs no internet access.
@@ -4097,6 +4633,29 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /rooms/{room} (the `GetRoom` operationId).
 	GetRoomWithResponse(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*GetRoomResponse, error)
+
+	// RenameRoomWithBodyWithResponse Rename a room (owner)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /rooms/{room} (the `RenameRoom` operationId).
+	RenameRoomWithBodyWithResponse(ctx context.Context, room RoomID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RenameRoomResponse, error)
+
+	// RenameRoomWithResponse Rename a room (owner)
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /rooms/{room} (the `RenameRoom` operationId).
+	RenameRoomWithResponse(ctx context.Context, room RoomID, body RenameRoomJSONRequestBody, reqEditors ...RequestEditorFn) (*RenameRoomResponse, error)
+
+	// GetRoomAuditWithResponse The room's audit log, newest first (owner)
+	//
+	// Every snapshot access and privileged action in the room: done (`ok`), refused by authorization (`denied`) or by a rate limit (`limited`). Restores, clears, deletions, renames and member changes are written in the transaction of the change; reads within a second. Rows are kept `LIVESHARE_AUDIT_RETENTION` (90 days by default).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /rooms/{room}/audit (the `GetRoomAudit` operationId).
+	GetRoomAuditWithResponse(ctx context.Context, room RoomID, params *GetRoomAuditParams, reqEditors ...RequestEditorFn) (*GetRoomAuditResponse, error)
 
 	// StreamEventsWithResponse The room's live event stream (Server-Sent Events)
 	//
@@ -4417,6 +4976,167 @@ func (r GetAppAssetResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetAppAssetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetAuditResponse200Headers the declared response headers of an HTTP 200 response for GetAudit
+type GetAuditResponse200Headers struct {
+	XRequestId string
+}
+
+// GetAuditResponse400Headers the declared response headers of an HTTP 400 response for GetAudit
+type GetAuditResponse400Headers struct {
+	XRequestId string
+}
+
+// GetAuditResponse401Headers the declared response headers of an HTTP 401 response for GetAudit
+type GetAuditResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// GetAuditResponse403Headers the declared response headers of an HTTP 403 response for GetAudit
+type GetAuditResponse403Headers struct {
+	XRequestId string
+}
+
+// GetAuditResponse421Headers the declared response headers of an HTTP 421 response for GetAudit
+type GetAuditResponse421Headers struct {
+	XRequestId string
+}
+
+// GetAuditResponse500Headers the declared response headers of an HTTP 500 response for GetAudit
+type GetAuditResponse500Headers struct {
+	XRequestId string
+}
+
+type GetAuditResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AuditList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetAuditResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetAuditResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetAuditResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetAuditResponse403Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetAuditResponse421Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetAuditResponse500Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAuditResponse) GetJSON200() *AuditList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetAuditResponse) GetApplicationproblemJSON400() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAuditResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAuditResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetAuditResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetAuditResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAuditResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAuditResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAuditResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAuditResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5048,6 +5768,15 @@ type CreateRoomResponse421Headers struct {
 	XRequestId string
 }
 
+// CreateRoomResponse429Headers the declared response headers of an HTTP 429 response for CreateRoom
+type CreateRoomResponse429Headers struct {
+	RateLimitLimit     int
+	RateLimitRemaining int
+	RateLimitReset     int
+	RetryAfter         int
+	XRequestId         string
+}
+
 // CreateRoomResponse500Headers the declared response headers of an HTTP 500 response for CreateRoom
 type CreateRoomResponse500Headers struct {
 	XRequestId string
@@ -5093,6 +5822,8 @@ type CreateRoomResponse struct {
 	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
 	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers201 the parsed response headers for an HTTP 201 response
@@ -5111,6 +5842,8 @@ type CreateRoomResponse struct {
 	Headers415 *CreateRoomResponse415Headers
 	// Headers421 the parsed response headers for an HTTP 421 response
 	Headers421 *CreateRoomResponse421Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateRoomResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CreateRoomResponse500Headers
 }
@@ -5174,6 +5907,11 @@ func (r CreateRoomResponse) GetApplicationproblemJSON415() *UnsupportedMediaType
 // GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
 func (r CreateRoomResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
 	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateRoomResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5455,6 +6193,398 @@ func (r GetRoomResponse) ContentType() string {
 	return ""
 }
 
+// RenameRoomResponse200Headers the declared response headers of an HTTP 200 response for RenameRoom
+type RenameRoomResponse200Headers struct {
+	XRequestId string
+}
+
+// RenameRoomResponse400Headers the declared response headers of an HTTP 400 response for RenameRoom
+type RenameRoomResponse400Headers struct {
+	XRequestId string
+}
+
+// RenameRoomResponse401Headers the declared response headers of an HTTP 401 response for RenameRoom
+type RenameRoomResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// RenameRoomResponse403Headers the declared response headers of an HTTP 403 response for RenameRoom
+type RenameRoomResponse403Headers struct {
+	XRequestId string
+}
+
+// RenameRoomResponse404Headers the declared response headers of an HTTP 404 response for RenameRoom
+type RenameRoomResponse404Headers struct {
+	XRequestId string
+}
+
+// RenameRoomResponse408Headers the declared response headers of an HTTP 408 response for RenameRoom
+type RenameRoomResponse408Headers struct {
+	XRequestId string
+}
+
+// RenameRoomResponse413Headers the declared response headers of an HTTP 413 response for RenameRoom
+type RenameRoomResponse413Headers struct {
+	XRequestId string
+}
+
+// RenameRoomResponse415Headers the declared response headers of an HTTP 415 response for RenameRoom
+type RenameRoomResponse415Headers struct {
+	XRequestId string
+}
+
+// RenameRoomResponse421Headers the declared response headers of an HTTP 421 response for RenameRoom
+type RenameRoomResponse421Headers struct {
+	XRequestId string
+}
+
+// RenameRoomResponse500Headers the declared response headers of an HTTP 500 response for RenameRoom
+type RenameRoomResponse500Headers struct {
+	XRequestId string
+}
+
+type RenameRoomResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Room
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *RequestTimeout
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *RenameRoomResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RenameRoomResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RenameRoomResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RenameRoomResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *RenameRoomResponse404Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *RenameRoomResponse408Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *RenameRoomResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *RenameRoomResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *RenameRoomResponse421Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *RenameRoomResponse500Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RenameRoomResponse) GetJSON200() *Room {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON400() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON404() *RoomNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON408() *RequestTimeout {
+	return r.ApplicationproblemJSON408
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r RenameRoomResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r RenameRoomResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RenameRoomResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RenameRoomResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RenameRoomResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetRoomAuditResponse200Headers the declared response headers of an HTTP 200 response for GetRoomAudit
+type GetRoomAuditResponse200Headers struct {
+	XRequestId string
+}
+
+// GetRoomAuditResponse400Headers the declared response headers of an HTTP 400 response for GetRoomAudit
+type GetRoomAuditResponse400Headers struct {
+	XRequestId string
+}
+
+// GetRoomAuditResponse401Headers the declared response headers of an HTTP 401 response for GetRoomAudit
+type GetRoomAuditResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// GetRoomAuditResponse403Headers the declared response headers of an HTTP 403 response for GetRoomAudit
+type GetRoomAuditResponse403Headers struct {
+	XRequestId string
+}
+
+// GetRoomAuditResponse404Headers the declared response headers of an HTTP 404 response for GetRoomAudit
+type GetRoomAuditResponse404Headers struct {
+	XRequestId string
+}
+
+// GetRoomAuditResponse421Headers the declared response headers of an HTTP 421 response for GetRoomAudit
+type GetRoomAuditResponse421Headers struct {
+	XRequestId string
+}
+
+// GetRoomAuditResponse500Headers the declared response headers of an HTTP 500 response for GetRoomAudit
+type GetRoomAuditResponse500Headers struct {
+	XRequestId string
+}
+
+type GetRoomAuditResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AuditList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetRoomAuditResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetRoomAuditResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetRoomAuditResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetRoomAuditResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetRoomAuditResponse404Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetRoomAuditResponse421Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetRoomAuditResponse500Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetRoomAuditResponse) GetJSON200() *AuditList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetRoomAuditResponse) GetApplicationproblemJSON400() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetRoomAuditResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetRoomAuditResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetRoomAuditResponse) GetApplicationproblemJSON404() *RoomNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetRoomAuditResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetRoomAuditResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetRoomAuditResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetRoomAuditResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetRoomAuditResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetRoomAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // StreamEventsResponse200Headers the declared response headers of an HTTP 200 response for StreamEvents
 type StreamEventsResponse200Headers struct {
 	CacheControl    string
@@ -5480,6 +6610,12 @@ type StreamEventsResponse404Headers struct {
 
 // StreamEventsResponse421Headers the declared response headers of an HTTP 421 response for StreamEvents
 type StreamEventsResponse421Headers struct {
+	XRequestId string
+}
+
+// StreamEventsResponse429Headers the declared response headers of an HTTP 429 response for StreamEvents
+type StreamEventsResponse429Headers struct {
+	RetryAfter int
 	XRequestId string
 }
 
@@ -5526,10 +6662,12 @@ type StreamEventsResponse struct {
 	ApplicationproblemJSON404 *RoomNotFound
 	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
 	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *StreamsLimited
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *Unavailable
+	ApplicationproblemJSON503 *StreamUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *StreamEventsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -5540,6 +6678,8 @@ type StreamEventsResponse struct {
 	Headers404 *StreamEventsResponse404Headers
 	// Headers421 the parsed response headers for an HTTP 421 response
 	Headers421 *StreamEventsResponse421Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *StreamEventsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *StreamEventsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5587,13 +6727,18 @@ func (r StreamEventsResponse) GetApplicationproblemJSON421() *MisdirectedRequest
 	return r.ApplicationproblemJSON421
 }
 
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON429() *StreamsLimited {
+	return r.ApplicationproblemJSON429
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r StreamEventsResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r StreamEventsResponse) GetApplicationproblemJSON503() *Unavailable {
+func (r StreamEventsResponse) GetApplicationproblemJSON503() *StreamUnavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -6582,6 +7727,15 @@ type PostOpsResponse422Headers struct {
 	XRequestId string
 }
 
+// PostOpsResponse429Headers the declared response headers of an HTTP 429 response for PostOps
+type PostOpsResponse429Headers struct {
+	RateLimitLimit     int
+	RateLimitRemaining int
+	RateLimitReset     int
+	RetryAfter         int
+	XRequestId         string
+}
+
 // PostOpsResponse500Headers the declared response headers of an HTTP 500 response for PostOps
 type PostOpsResponse500Headers struct {
 	XRequestId string
@@ -6702,6 +7856,8 @@ type PostOpsResponse struct {
 		// Type `https://liveshare.dev/problems/` followed by the code
 		Type string `json:"type"`
 	}
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -6728,6 +7884,8 @@ type PostOpsResponse struct {
 	Headers421 *PostOpsResponse421Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *PostOpsResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *PostOpsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *PostOpsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -6871,6 +8029,11 @@ func (r PostOpsResponse) GetApplicationproblemJSON422() *struct {
 	Type string `json:"type"`
 } {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r PostOpsResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -7212,6 +8375,15 @@ type ListSnapshotsResponse421Headers struct {
 	XRequestId string
 }
 
+// ListSnapshotsResponse429Headers the declared response headers of an HTTP 429 response for ListSnapshots
+type ListSnapshotsResponse429Headers struct {
+	RateLimitLimit     int
+	RateLimitRemaining int
+	RateLimitReset     int
+	RetryAfter         int
+	XRequestId         string
+}
+
 // ListSnapshotsResponse500Headers the declared response headers of an HTTP 500 response for ListSnapshots
 type ListSnapshotsResponse500Headers struct {
 	XRequestId string
@@ -7230,6 +8402,8 @@ type ListSnapshotsResponse struct {
 	ApplicationproblemJSON404 *RoomNotFound
 	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
 	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -7242,6 +8416,8 @@ type ListSnapshotsResponse struct {
 	Headers404 *ListSnapshotsResponse404Headers
 	// Headers421 the parsed response headers for an HTTP 421 response
 	Headers421 *ListSnapshotsResponse421Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListSnapshotsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListSnapshotsResponse500Headers
 }
@@ -7269,6 +8445,11 @@ func (r ListSnapshotsResponse) GetApplicationproblemJSON404() *RoomNotFound {
 // GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
 func (r ListSnapshotsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
 	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListSnapshotsResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -7353,6 +8534,15 @@ type CreateSnapshotResponse421Headers struct {
 	XRequestId string
 }
 
+// CreateSnapshotResponse429Headers the declared response headers of an HTTP 429 response for CreateSnapshot
+type CreateSnapshotResponse429Headers struct {
+	RateLimitLimit     int
+	RateLimitRemaining int
+	RateLimitReset     int
+	RetryAfter         int
+	XRequestId         string
+}
+
 // CreateSnapshotResponse500Headers the declared response headers of an HTTP 500 response for CreateSnapshot
 type CreateSnapshotResponse500Headers struct {
 	XRequestId string
@@ -7385,6 +8575,8 @@ type CreateSnapshotResponse struct {
 	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
 	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -7407,6 +8599,8 @@ type CreateSnapshotResponse struct {
 	Headers415 *CreateSnapshotResponse415Headers
 	// Headers421 the parsed response headers for an HTTP 421 response
 	Headers421 *CreateSnapshotResponse421Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateSnapshotResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CreateSnapshotResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -7456,6 +8650,11 @@ func (r CreateSnapshotResponse) GetApplicationproblemJSON415() *UnsupportedMedia
 // GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
 func (r CreateSnapshotResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
 	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -7538,6 +8737,15 @@ type GetLatestSnapshotResponse422Headers struct {
 	XRequestId string
 }
 
+// GetLatestSnapshotResponse429Headers the declared response headers of an HTTP 429 response for GetLatestSnapshot
+type GetLatestSnapshotResponse429Headers struct {
+	RateLimitLimit     int
+	RateLimitRemaining int
+	RateLimitReset     int
+	RetryAfter         int
+	XRequestId         string
+}
+
 // GetLatestSnapshotResponse500Headers the declared response headers of an HTTP 500 response for GetLatestSnapshot
 type GetLatestSnapshotResponse500Headers struct {
 	XRequestId string
@@ -7558,6 +8766,8 @@ type GetLatestSnapshotResponse struct {
 	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *SnapshotCorrupt
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -7574,6 +8784,8 @@ type GetLatestSnapshotResponse struct {
 	Headers421 *GetLatestSnapshotResponse421Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetLatestSnapshotResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetLatestSnapshotResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetLatestSnapshotResponse500Headers
 }
@@ -7606,6 +8818,11 @@ func (r GetLatestSnapshotResponse) GetApplicationproblemJSON421() *MisdirectedRe
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetLatestSnapshotResponse) GetApplicationproblemJSON422() *SnapshotCorrupt {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetLatestSnapshotResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -7802,6 +9019,15 @@ type GetSnapshotResponse422Headers struct {
 	XRequestId string
 }
 
+// GetSnapshotResponse429Headers the declared response headers of an HTTP 429 response for GetSnapshot
+type GetSnapshotResponse429Headers struct {
+	RateLimitLimit     int
+	RateLimitRemaining int
+	RateLimitReset     int
+	RetryAfter         int
+	XRequestId         string
+}
+
 // GetSnapshotResponse500Headers the declared response headers of an HTTP 500 response for GetSnapshot
 type GetSnapshotResponse500Headers struct {
 	XRequestId string
@@ -7822,6 +9048,8 @@ type GetSnapshotResponse struct {
 	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *SnapshotCorrupt
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -7838,6 +9066,8 @@ type GetSnapshotResponse struct {
 	Headers421 *GetSnapshotResponse421Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetSnapshotResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetSnapshotResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetSnapshotResponse500Headers
 }
@@ -7870,6 +9100,11 @@ func (r GetSnapshotResponse) GetApplicationproblemJSON421() *MisdirectedRequest 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetSnapshotResponse) GetApplicationproblemJSON422() *SnapshotCorrupt {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetSnapshotResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -8557,6 +9792,21 @@ func (c *ClientWithResponses) GetAppAssetWithResponse(ctx context.Context, file 
 	return ParseGetAppAssetResponse(rsp)
 }
 
+// GetAuditWithResponse The audit log of every room, newest first (admin)
+//
+// As the room's log, for all rooms, with the rows that name no room (a refused room creation, a session).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /audit (the `GetAudit` operationId).
+func (c *ClientWithResponses) GetAuditWithResponse(ctx context.Context, params *GetAuditParams, reqEditors ...RequestEditorFn) (*GetAuditResponse, error) {
+	rsp, err := c.GetAudit(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAuditResponse(rsp)
+}
+
 // GetDocsWithResponse This description rendered for people (Swagger UI)
 //
 // The page and its assets are embedded in the binary; it needs no internet access.
@@ -8710,6 +9960,47 @@ func (c *ClientWithResponses) GetRoomWithResponse(ctx context.Context, room Room
 		return nil, err
 	}
 	return ParseGetRoomResponse(rsp)
+}
+
+// RenameRoomWithBodyWithResponse Rename a room (owner)
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /rooms/{room} (the `RenameRoom` operationId).
+func (c *ClientWithResponses) RenameRoomWithBodyWithResponse(ctx context.Context, room RoomID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RenameRoomResponse, error) {
+	rsp, err := c.RenameRoomWithBody(ctx, room, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRenameRoomResponse(rsp)
+}
+
+// RenameRoomWithResponse Rename a room (owner)
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /rooms/{room} (the `RenameRoom` operationId).
+func (c *ClientWithResponses) RenameRoomWithResponse(ctx context.Context, room RoomID, body RenameRoomJSONRequestBody, reqEditors ...RequestEditorFn) (*RenameRoomResponse, error) {
+	rsp, err := c.RenameRoom(ctx, room, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRenameRoomResponse(rsp)
+}
+
+// GetRoomAuditWithResponse The room's audit log, newest first (owner)
+//
+// Every snapshot access and privileged action in the room: done (`ok`), refused by authorization (`denied`) or by a rate limit (`limited`). Restores, clears, deletions, renames and member changes are written in the transaction of the change; reads within a second. Rows are kept `LIVESHARE_AUDIT_RETENTION` (90 days by default).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /rooms/{room}/audit (the `GetRoomAudit` operationId).
+func (c *ClientWithResponses) GetRoomAuditWithResponse(ctx context.Context, room RoomID, params *GetRoomAuditParams, reqEditors ...RequestEditorFn) (*GetRoomAuditResponse, error) {
+	rsp, err := c.GetRoomAudit(ctx, room, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetRoomAuditResponse(rsp)
 }
 
 // StreamEventsWithResponse The room's live event stream (Server-Sent Events)
@@ -9148,6 +10439,158 @@ func ParseGetAppAssetResponse(rsp *http.Response) (*GetAppAssetResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers421 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetAuditResponse parses an HTTP response from a GetAuditWithResponse call
+func ParseGetAuditResponse(rsp *http.Response) (*GetAuditResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAuditResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AuditList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetAuditResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetAuditResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetAuditResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetAuditResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetAuditResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetAuditResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
 	}
 
 	return response, nil
@@ -9770,6 +11213,13 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 		}
 		response.ApplicationproblemJSON421 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9874,6 +11324,44 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers421 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateRoomResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers CreateRoomResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -10164,6 +11652,395 @@ func ParseGetRoomResponse(rsp *http.Response) (*GetRoomResponse, error) {
 	return response, nil
 }
 
+// ParseRenameRoomResponse parses an HTTP response from a RenameRoomWithResponse call
+func ParseRenameRoomResponse(rsp *http.Response) (*RenameRoomResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RenameRoomResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Room
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest RoomNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest RequestTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers RenameRoomResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers RenameRoomResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers RenameRoomResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RenameRoomResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers RenameRoomResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 408:
+		var headers RenameRoomResponse408Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
+	case rsp.StatusCode == 413:
+		var headers RenameRoomResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers RenameRoomResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers RenameRoomResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 500:
+		var headers RenameRoomResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetRoomAuditResponse parses an HTTP response from a GetRoomAuditWithResponse call
+func ParseGetRoomAuditResponse(rsp *http.Response) (*GetRoomAuditResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetRoomAuditResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AuditList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest RoomNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetRoomAuditResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetRoomAuditResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetRoomAuditResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetRoomAuditResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetRoomAuditResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetRoomAuditResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetRoomAuditResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseStreamEventsResponse parses an HTTP response from a StreamEventsWithResponse call
 func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10227,6 +12104,13 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		}
 		response.ApplicationproblemJSON421 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest StreamsLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10235,7 +12119,7 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+		var dest StreamUnavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10315,6 +12199,23 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 			headers.XRequestId = value
 		}
 		response.Headers421 = &headers
+	case rsp.StatusCode == 429:
+		var headers StreamEventsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers StreamEventsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -11427,6 +13328,13 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11568,6 +13476,44 @@ func ParsePostOpsResponse(rsp *http.Response) (*PostOpsResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers PostOpsResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers PostOpsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -11965,6 +13911,13 @@ func ParseListSnapshotsResponse(rsp *http.Response) (*ListSnapshotsResponse, err
 		}
 		response.ApplicationproblemJSON421 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12032,6 +13985,44 @@ func ParseListSnapshotsResponse(rsp *http.Response) (*ListSnapshotsResponse, err
 			headers.XRequestId = value
 		}
 		response.Headers421 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListSnapshotsResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListSnapshotsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -12123,6 +14114,13 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -12252,6 +14250,44 @@ func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, e
 			headers.XRequestId = value
 		}
 		response.Headers421 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateSnapshotResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers CreateSnapshotResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -12342,6 +14378,13 @@ func ParseGetLatestSnapshotResponse(rsp *http.Response) (*GetLatestSnapshotRespo
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -12468,6 +14511,44 @@ func ParseGetLatestSnapshotResponse(rsp *http.Response) (*GetLatestSnapshotRespo
 			headers.XRequestId = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetLatestSnapshotResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetLatestSnapshotResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -12673,6 +14754,13 @@ func ParseGetSnapshotResponse(rsp *http.Response) (*GetSnapshotResponse, error) 
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12798,6 +14886,44 @@ func ParseGetSnapshotResponse(rsp *http.Response) (*GetSnapshotResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetSnapshotResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetSnapshotResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

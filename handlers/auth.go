@@ -213,10 +213,12 @@ func unauthenticated(w http.ResponseWriter, r *http.Request, c caller) {
 		challenge += `, error="invalid_token"`
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
+	markAudit(r.Context(), outcomeDenied)
 	writeProblem(w, r, newProblem(http.StatusUnauthorized, "unauthenticated", detail))
 }
 
 func forbidden(w http.ResponseWriter, r *http.Request, detail string) {
+	markAudit(r.Context(), outcomeDenied)
 	writeProblem(w, r, newProblem(http.StatusForbidden, "forbidden", detail))
 }
 
@@ -266,6 +268,7 @@ func (a *API) needRole(min auth.Role) func(http.Handler) http.Handler {
 			case err != nil:
 				writeError(w, r, err)
 			case role == auth.None:
+				markAudit(r.Context(), outcomeDenied)
 				writeProblem(w, r, newProblem(http.StatusNotFound, "room_not_found", "room not found"))
 			case role < min:
 				forbidden(w, r, fmt.Sprintf("this needs the role %s in the room; yours is %s", min, role))

@@ -51,7 +51,7 @@ func FuzzHTTPAsOutsider(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := st.SetMember(ctx, rm.ID, "vera", "viewer"); err != nil {
+	if _, err := st.SetMember(ctx, rm.ID, "vera", "viewer", nil); err != nil {
 		f.Fatal(err)
 	}
 	op, err := graph.ParseOp([]byte(`{"op":"add_node","node":{"id":"n"}}`))

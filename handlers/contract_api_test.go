@@ -46,6 +46,7 @@ type contractLimits struct {
 	maxSnapshot int64
 	stateBudget int64
 	auth        handlers.AuthConfig
+	limits      handlers.Limits
 }
 
 func newContractServer(t *testing.T, st *store.Store, l contractLimits) *contractServer {
@@ -61,7 +62,7 @@ func newContractServer(t *testing.T, st *store.Store, l contractLimits) *contrac
 	done := make(chan struct{})
 	h := handlers.New(handlers.Config{
 		Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 256 << 10, App: web.App(http.HandlerFunc(handlers.NotFound)),
-		Streams: handlers.StreamConfig{Done: done}, BodyTimeout: time.Second, Auth: l.auth,
+		Streams: handlers.StreamConfig{Done: done}, BodyTimeout: time.Second, Auth: l.auth, Limits: l.limits,
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
@@ -626,6 +627,71 @@ func TestContractAPI(t *testing.T) {
 		c.expectEvent(cl, schemas, "room_deleted")
 		c.do(u, "DELETE", base, "").expect(t, 404, "room_not_found")
 		c.do(u, "DELETE", "/rooms/nope", "").expect(t, 400, "invalid_room_id")
+	})
+
+	t.Run("rate limits", func(t *testing.T) {
+		one := handlers.Rate{Limit: 1, Window: time.Hour}
+		lim := newContractServer(t, storetest.Open(t, "sqlite"), contractLimits{limits: handlers.Limits{
+			SnapshotReads: handlers.Rate{Limit: 3, Window: time.Hour}, SnapshotCreates: one, Ops: one, Connects: handlers.Rate{Limit: 2, Window: time.Hour},
+			Rooms: handlers.Rate{Limit: 2, Window: time.Hour}, MaxStreams: 1,
+		}})
+		id := c.do(lim.URL, "POST", "/rooms", "").expect(t, 201, "").str(t, "id")
+		c.do(lim.URL, "POST", "/rooms", "").expect(t, 201, "")
+		c.do(lim.URL, "POST", "/rooms", "").expect(t, 429, "rate_limited")
+		base := "/rooms/" + id
+		c.do(lim.URL, "POST", base+"/ops", `{"ops":[{"op":"add_node","node":{"id":"a"}}]}`).expect(t, 200, "")
+		c.do(lim.URL, "POST", base+"/ops", `{"ops":[{"op":"add_node","node":{"id":"b"}}]}`).expect(t, 429, "rate_limited")
+		snap := c.do(lim.URL, "POST", base+"/snapshots", "").expect(t, 201, "").str(t, "id")
+		c.do(lim.URL, "POST", base+"/snapshots", "").expect(t, 429, "rate_limited")
+		c.do(lim.URL, "GET", base+"/snapshots", "").expect(t, 200, "")
+		c.do(lim.URL, "GET", base+"/snapshots/latest", "").expect(t, 200, "")
+		c.do(lim.URL, "GET", base+"/snapshots/"+snap, "").expect(t, 200, "")
+		c.do(lim.URL, "GET", base+"/snapshots", "").expect(t, 429, "rate_limited")
+		c.do(lim.URL, "GET", base+"/snapshots/latest", "").expect(t, 429, "rate_limited")
+		c.do(lim.URL, "GET", base+"/snapshots/"+snap, "").expect(t, 429, "rate_limited")
+		if cl, _ := c.stream(lim.URL, base+"/events"); cl == nil {
+			t.Fatal("the first stream did not open")
+		}
+		if _, a := c.stream(lim.URL, base+"/events"); a.Status != 503 || !strings.Contains(string(a.Body), "too_many_streams") {
+			t.Errorf("past the process's stream cap: %d %s", a.Status, a.Body)
+		}
+		if _, a := c.stream(lim.URL, base+"/events"); a.Status != 429 || !strings.Contains(string(a.Body), "rate_limited") {
+			t.Errorf("past the connect limit: %d %s", a.Status, a.Body)
+		}
+	})
+
+	t.Run("rename and audit", func(t *testing.T) {
+		id := c.do(u, "POST", "/rooms", `{"name":"before"}`).expect(t, 201, "").str(t, "id")
+		base := "/rooms/" + id
+		if got := c.do(u, "PATCH", base, `{"name":"after"}`).expect(t, 200, "").str(t, "name"); got != "after" {
+			t.Errorf("renamed to %q", got)
+		}
+		c.do(u, "PATCH", base, `{}`).expect(t, 400, "invalid_request")
+		c.do(u, "PATCH", base, `{"name":"`+strings.Repeat("n", 257)+`"}`).expect(t, 400, "invalid_request")
+		c.do(u, "PATCH", base, `{"nme":"x"}`).expect(t, 400, "invalid_json")
+		c.do(u, "PATCH", "/rooms/nope", `{"name":"x"}`).expect(t, 400, "invalid_room_id")
+		c.do(u, "PATCH", "/rooms/"+ghost, `{"name":"x"}`).expect(t, 404, "room_not_found")
+		c.doSlow(u, "PATCH", base, `{"name":`).expect(t, 408, "request_timeout")
+		c.do(u, "PATCH", base, `{"name":"`+strings.Repeat("n", 300<<10)+`"}`).expect(t, 413, "payload_too_large")
+
+		c.do(u, "GET", base+"/snapshots", "").expect(t, 200, "")
+		page := c.do(u, "GET", base+"/audit?limit=1", "").expect(t, 200, "")
+		c.do(u, "GET", base+"/audit?action=room_rename", "").expect(t, 200, "")
+		var p struct {
+			NextCursor string `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(page.Body, &p); err != nil || p.NextCursor == "" {
+			t.Fatalf("a page of one row of two: %s", page.Body)
+		}
+		c.do(u, "GET", base+"/audit?limit=1&cursor="+p.NextCursor, "").expect(t, 200, "")
+		c.do(u, "GET", base+"/audit?limit=101", "").expect(t, 400, "invalid_parameter")
+		c.do(u, "GET", base+"/audit?action=eat", "").expect(t, 400, "invalid_parameter")
+		c.do(u, "GET", base+"/audit?cursor=zz", "").expect(t, 400, "invalid_cursor")
+		c.do(u, "GET", "/rooms/nope/audit", "").expect(t, 400, "invalid_room_id")
+		c.do(u, "GET", "/rooms/"+ghost+"/audit", "").expect(t, 404, "room_not_found")
+		c.do(u, "GET", "/audit?action=room_rename&limit=5", "").expect(t, 200, "")
+		c.do(u, "GET", "/audit?limit=0", "").expect(t, 400, "invalid_parameter")
+		c.do(u, "GET", "/audit?cursor=zz", "").expect(t, 400, "invalid_cursor")
 	})
 
 	t.Run("auth", func(t *testing.T) { contractAuth(t, c) })

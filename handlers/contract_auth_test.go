@@ -73,6 +73,9 @@ func contractAuth(t *testing.T, c *contract) {
 		if method == "PUT" {
 			return `{"role":"viewer"}`
 		}
+		if method == "PATCH" {
+			return `{"name":"renamed"}`
+		}
 		return ""
 	}
 	for _, op := range specOperations(c) {
@@ -92,14 +95,14 @@ func contractAuth(t *testing.T, c *contract) {
 			c.do(js.URL, method, path, body(method, tmpl), with(bearer(owner), "Content-Type", "text/plain")...).expect(t, 415, "unsupported_media_type")
 		}
 		switch {
-		case tmpl == "/metrics" || tmpl == "/snapshots/stats" || tmpl == "/rooms":
+		case tmpl == "/metrics" || tmpl == "/snapshots/stats" || tmpl == "/rooms" || tmpl == "/audit":
 			if method == "GET" && tmpl == "/rooms" {
 				continue
 			}
 			c.do(js.URL, method, path, body(method, tmpl), bearer(viewer)...).expect(t, 403, "forbidden")
 		case strings.HasPrefix(tmpl, "/rooms/{room}"):
 			c.do(js.URL, method, path, body(method, tmpl), bearer(stranger)...).expect(t, 404, "room_not_found")
-			if method != "GET" || strings.HasPrefix(tmpl, "/rooms/{room}/members") {
+			if method != "GET" || strings.HasPrefix(tmpl, "/rooms/{room}/members") || tmpl == "/rooms/{room}/audit" {
 				c.do(js.URL, method, path, body(method, tmpl), bearer(viewer)...).expect(t, 403, "forbidden")
 			}
 		}

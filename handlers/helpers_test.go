@@ -36,6 +36,8 @@ type serverOptions struct {
 	writeTimeout time.Duration
 	heartbeat    time.Duration
 	auth         handlers.AuthConfig
+	limits       handlers.Limits
+	audit        handlers.AuditLog
 }
 
 func newTestServer(t testing.TB, st *store.Store, o serverOptions) *testServer {
@@ -46,7 +48,7 @@ func newTestServer(t testing.TB, st *store.Store, o serverOptions) *testServer {
 	h := handlers.New(handlers.Config{
 		Store: st, Rooms: rooms, Snapshots: snaps, MaxBodyBytes: 4 << 20,
 		Streams: handlers.StreamConfig{WriteTimeout: o.writeTimeout, Heartbeat: o.heartbeat, Done: done},
-		Auth:    o.auth,
+		Auth:    o.auth, Limits: o.limits, Audit: o.audit,
 	})
 	srv := httptest.NewServer(h)
 	ts := &testServer{t: t, URL: srv.URL, Store: st, Rooms: rooms, Snapshots: snaps, srv: srv, done: done}

@@ -85,7 +85,11 @@ func (a *API) putMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := roomIDFrom(r)
-	if _, err := a.store.SetMember(r.Context(), id, subject, req.Role); err != nil {
+	audit := auditInTx(r)
+	if audit != nil {
+		audit.Detail = "member: " + subject + ", role: " + req.Role
+	}
+	if _, err := a.store.SetMember(r.Context(), id, subject, req.Role, audit); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -100,7 +104,11 @@ func (a *API) deleteMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := roomIDFrom(r)
-	if err := a.store.RemoveMember(r.Context(), id, subject); err != nil {
+	audit := auditInTx(r)
+	if audit != nil {
+		audit.Detail = "member: " + subject
+	}
+	if err := a.store.RemoveMember(r.Context(), id, subject, audit); err != nil {
 		if errors.Is(err, store.ErrMemberNotFound) {
 			writeProblem(w, r, problemf(http.StatusNotFound, "member_not_found", "%q is not a member of this room", truncate(subject, 64)))
 			return

@@ -125,6 +125,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	auditOK(r, func(e *store.AuditEntry) { e.RoomID = rm.ID })
 	w.Header().Set("Location", "/rooms/"+rm.ID)
 	resp := a.roomResponse(rm)
 	resp.Role = auth.Owner.String()
@@ -188,13 +189,52 @@ func (a *API) getRoom(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) deleteRoom(w http.ResponseWriter, r *http.Request) {
 	id := roomIDFrom(r)
-	if err := a.store.DeleteRoom(r.Context(), id); err != nil {
+	if err := a.store.DeleteRoom(r.Context(), id, auditInTx(r)); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.rooms.Forget(id)
 	a.members.forget(id)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+type renameRoomRequest struct {
+	Name *string `json:"name"`
+}
+
+// renameRoom sets the room's name (owner); the rename and its audit row
+// are one transaction.
+func (a *API) renameRoom(w http.ResponseWriter, r *http.Request) {
+	var req renameRoomRequest
+	if err := decodeJSON(w, r, a.maxBody, a.bodyTimeout, &req, false); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if req.Name == nil {
+		writeProblem(w, r, newProblem(http.StatusBadRequest, "invalid_request", "name is required"))
+		return
+	}
+	if utf8.RuneCountInString(*req.Name) > maxRoomName {
+		writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_request", "name is longer than %d characters", maxRoomName))
+		return
+	}
+	audit := auditInTx(r)
+	if audit != nil {
+		audit.Detail = "name: " + *req.Name
+	}
+	rm, err := a.store.RenameRoom(r.Context(), roomIDFrom(r), *req.Name, audit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	role, err := a.roleOf(r.Context(), callerFrom(r.Context()).p, rm.ID)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	resp := a.roomResponse(rm)
+	resp.Role = min(role, auth.Owner).String()
+	writeJSON(w, r, http.StatusOK, resp)
 }
 
 // intParam parses an optional integer query parameter within [lo, hi].

@@ -46,6 +46,12 @@ type Config struct {
 	// Auth is who may call, and from where; the zero value is open mode
 	// without a Host check.
 	Auth AuthConfig
+	// Limits are the rate limits and stream caps; the zero value limits
+	// nothing.
+	Limits Limits
+	// Audit batches the audit rows that are not written with a change;
+	// nil writes each at once (tests).
+	Audit AuditLog
 }
 
 // API serves LiveShare's HTTP endpoints.
@@ -61,6 +67,9 @@ type API struct {
 	anonymous   *auth.Principal
 	members     *memberCache
 	watchers    watchers
+	limits      Limits
+	slots       *streamSlots
+	audit       AuditLog
 }
 
 // New returns the router with every endpoint and middleware.
@@ -87,7 +96,8 @@ func NewAPI(cfg Config) *API {
 	}
 	return &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout,
 		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots),
-		auth:    cfg.Auth, anonymous: auth.AnonymousPrincipal(), members: newMemberCache(cfg.Store, cfg.Auth.MembersTTL)}
+		auth:    cfg.Auth, anonymous: auth.AnonymousPrincipal(), members: newMemberCache(cfg.Store, cfg.Auth.MembersTTL),
+		limits: cfg.Limits, slots: newStreamSlots(cfg.Limits.MaxStreamsPerSubject, cfg.Limits.MaxStreams), audit: cfg.Audit}
 }
 
 // Router returns the router with every endpoint and middleware. Every
@@ -104,7 +114,7 @@ func (a *API) Router(cfg Config) http.Handler {
 	r := chi.NewRouter()
 	// HEAD of every GET route: the GET's status and headers, no body
 	// (net/http drops what a handler writes to a HEAD response).
-	r.Use(requestContext(cfg.Logger), accessLog(cfg.Metrics), recoverer, securityHeaders, middleware.GetHead)
+	r.Use(requestContext(cfg.Logger), clientAddress(a.limits.TrustedProxies), accessLog(cfg.Metrics), recoverer, securityHeaders, middleware.GetHead)
 	if !a.auth.jwt() && len(a.auth.Hosts) > 0 {
 		r.Use(hostCheck(a.auth.Hosts, a.auth.AnyIPHost))
 	}
@@ -131,37 +141,47 @@ func (a *API) Router(cfg Config) http.Handler {
 
 	// REST requests get a deadline; event streams must not.
 	rest := withTimeout(cfg.RequestTimeout)
-	r.With(rest, a.needCaller).Post("/session", a.createSession)
+	// Each audited route names its action before its access rule and rate
+	// limit, which mark the refusals they answer (DESIGN.md 9.5); each
+	// limited route has its limit after its access rule, so that refused
+	// requests count against nothing (9.4).
+	audit := a.audited
+	lim := a.limits
+	snapshotReads := a.rateLimit(lim.SnapshotReads, false, "snapshot reads")
+	r.With(rest, audit(store.AuditSessionCreate), a.needCaller).Post("/session", a.createSession)
 	r.With(rest, a.needCaller).Get("/session", a.getSession)
 	r.With(rest).Delete("/session", a.deleteSession)
-	r.With(rest, a.needCreateRooms).Post("/rooms", a.createRoom)
+	r.With(rest, audit(store.AuditRoomCreate), a.needCreateRooms, a.rateLimit(lim.Rooms, false, "rooms created")).Post("/rooms", a.createRoom)
 	r.With(rest, a.needCaller).Get("/rooms", a.listRooms)
 	r.Route("/rooms/{roomID}", func(r chi.Router) {
 		// Again here: the top-level GetHead takes this subrouter's mount
 		// for a HEAD route and passes GET /rooms/{id}'s HEAD on as HEAD.
 		r.Use(roomIDParam, middleware.GetHead)
-		r.With(viewer).Get("/events", a.serveEvents)
+		r.With(viewer, a.rateLimit(lim.Connects, false, "stream connects"), a.limitStreams).Get("/events", a.serveEvents)
 		r.Group(func(r chi.Router) {
 			r.Use(rest)
 			r.With(viewer).Get("/", a.getRoom)
-			r.With(owner).Delete("/", a.deleteRoom)
+			r.With(audit(store.AuditRoomRename), owner).Patch("/", a.renameRoom)
+			r.With(audit(store.AuditRoomDelete), owner).Delete("/", a.deleteRoom)
 			r.With(viewer).Get("/graph", a.getGraph)
-			r.With(editor).Post("/ops", a.postOps)
+			r.With(editor, a.rateLimit(lim.Ops, false, "op posts")).Post("/ops", a.postOps)
 			r.With(viewer).Get("/ops", a.listOps)
 			r.With(viewer).Get("/presence", a.getPresence)
-			r.With(viewer).Get("/snapshots", a.listSnapshots)
-			r.With(editor).Post("/snapshots", a.createSnapshot)
-			r.With(owner).Delete("/snapshots", a.clearSnapshots)
-			r.With(viewer).Get("/snapshots/latest", a.latestSnapshot)
+			r.With(audit(store.AuditSnapshotList), viewer, snapshotReads).Get("/snapshots", a.listSnapshots)
+			r.With(audit(store.AuditSnapshotCreate), editor, a.rateLimit(lim.SnapshotCreates, true, "manual snapshots of this room")).Post("/snapshots", a.createSnapshot)
+			r.With(audit(store.AuditSnapshotsClear), owner).Delete("/snapshots", a.clearSnapshots)
+			r.With(audit(store.AuditSnapshotLatest), viewer, snapshotReads).Get("/snapshots/latest", a.latestSnapshot)
 			r.With(viewer).Get("/snapshots/stats", a.roomSnapshotStats)
-			r.With(viewer, snapshotIDParam).Get("/snapshots/{snapshotID}", a.getSnapshot)
-			r.With(owner, snapshotIDParam).Post("/snapshots/{snapshotID}/restore", a.restoreSnapshot)
+			r.With(audit(store.AuditSnapshotRead), viewer, snapshotIDParam, snapshotReads).Get("/snapshots/{snapshotID}", a.getSnapshot)
+			r.With(audit(store.AuditSnapshotRestore), owner, snapshotIDParam).Post("/snapshots/{snapshotID}/restore", a.restoreSnapshot)
 			r.With(owner).Get("/members", a.listMembers)
-			r.With(owner).Put("/members/{subject}", a.putMember)
-			r.With(owner).Delete("/members/{subject}", a.deleteMember)
+			r.With(audit(store.AuditMemberSet), owner).Put("/members/{subject}", a.putMember)
+			r.With(audit(store.AuditMemberRemove), owner).Delete("/members/{subject}", a.deleteMember)
+			r.With(owner).Get("/audit", a.roomAudit)
 		})
 	})
 	r.With(rest, a.needAdmin).Get("/snapshots/stats", a.globalSnapshotStats)
+	r.With(rest, a.needAdmin).Get("/audit", a.globalAudit)
 	return r
 }
 

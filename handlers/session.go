@@ -35,6 +35,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 		Expires: c.p.Expires, MaxAge: max(1, int(time.Until(c.p.Expires).Seconds())),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: a.secureCookie(r),
 	})
+	auditOK(r, nil)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -60,5 +61,6 @@ func (a *API) deleteSession(w http.ResponseWriter, r *http.Request) {
 		Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: a.secureCookie(r),
 	})
+	auditOK(r, nil)
 	w.WriteHeader(http.StatusNoContent)
 }

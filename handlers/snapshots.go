@@ -81,6 +81,7 @@ func (a *API) listSnapshots(w http.ResponseWriter, r *http.Request) {
 	for _, m := range metas {
 		out = append(out, metaOf(m))
 	}
+	auditOK(r, nil)
 	writeJSON(w, r, http.StatusOK, map[string]any{"snapshots": out})
 }
 
@@ -93,6 +94,7 @@ func (a *API) latestSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	auditOK(r, auditSnapshot(s.SnapshotMeta))
 	a.writeSnapshot(w, r, s)
 }
 
@@ -105,7 +107,16 @@ func (a *API) getSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	auditOK(r, auditSnapshot(s.SnapshotMeta))
 	a.writeSnapshot(w, r, s)
+}
+
+// auditSnapshot fills an audit row with the snapshot it is about.
+func auditSnapshot(m store.SnapshotMeta) func(e *store.AuditEntry) {
+	return func(e *store.AuditEntry) {
+		v, n := m.Version, m.SizeBytes
+		e.SnapshotID, e.Version, e.Bytes = m.ID, &v, &n
+	}
 }
 
 // writeSnapshot answers the stored binary with Accept:
@@ -171,6 +182,7 @@ func (a *API) createSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	auditOK(r, auditSnapshot(meta))
 	w.Header().Set("Location", "/rooms/"+rm.ID()+"/snapshots/"+meta.ID)
 	writeJSON(w, r, status, metaOf(meta))
 }
@@ -181,7 +193,7 @@ func (a *API) clearSnapshots(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if _, err := a.snapshots.Clear(r.Context(), rm); err != nil {
+	if _, err := a.snapshots.Clear(r.Context(), rm, auditInTx(r)); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -210,15 +222,29 @@ func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	// The restore happens only with its audit row: both are written in
+	// the transaction that commits the reset op.
+	audit := auditInTx(r)
+	if audit != nil {
+		auditSnapshot(s.SnapshotMeta)(audit)
+		audit.Version = nil // the store sets the version the reset made
+	}
 	res, err := a.rooms.Apply(r.Context(), roomID, room.Write{
 		Ops:            []graph.Op{{Kind: graph.OpReset, SnapshotID: id, State: &state}},
 		IdempotencyKey: key,
+		Audit:          audit,
 	})
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	if res.Replayed {
+		// Nothing was written this time: the first answer, again.
+		if audit != nil {
+			e, v := *audit, res.Version
+			e.Version, e.Detail = &v, "idempotent replay: nothing restored again"
+			a.recordAudit(r.Context(), e)
+		}
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, r, http.StatusOK, map[string]int64{"version": res.Version})

@@ -47,6 +47,12 @@ type Write struct {
 	ClientID       string
 	BaseVersion    *int64 // when set, the write is refused unless it would follow this version
 	IdempotencyKey string
+	// Audit, when not nil, is recorded in the transaction that commits
+	// the write, with the version after it: the write happens only if
+	// its audit row is written. Such a write is committed in a group of
+	// its own, so that a row that cannot be written fails no other
+	// writer's request.
+	Audit *store.AuditEntry
 }
 
 // WriteResult is the answer to a Write.

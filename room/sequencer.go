@@ -252,7 +252,9 @@ func (r *Room) runSequencer() {
 }
 
 // takeGroup removes from queue the requests of the next group: the ones
-// still waiting, up to maxGroupOps ops (at least one request).
+// still waiting, up to maxGroupOps ops (at least one request). An audited
+// write goes alone: its audit row may fail the transaction, and with it
+// only that write.
 func takeGroup(queue *[]*request) []*request {
 	var group []*request
 	ops, i := 0, 0
@@ -263,11 +265,15 @@ func takeGroup(queue *[]*request) []*request {
 			q.release()
 			continue
 		}
-		if len(group) > 0 && ops+len(q.w.Ops) > maxGroupOps {
+		if len(group) > 0 && (ops+len(q.w.Ops) > maxGroupOps || q.w.Audit != nil) {
 			break
 		}
 		group = append(group, q)
 		ops += len(q.w.Ops)
+		if q.w.Audit != nil {
+			i++
+			break
+		}
 	}
 	*queue = slices.Clone((*queue)[i:])
 	return group
@@ -344,7 +350,7 @@ func (r *Room) validate(group []*request, keys map[string]store.AppendResult) *p
 		if key != "" {
 			byKey[key] = o
 		}
-		p.writes = append(p.writes, store.AppendWrite{Ops: q.raw, ClientID: q.w.ClientID, IdempotencyKey: key})
+		p.writes = append(p.writes, store.AppendWrite{Ops: q.raw, ClientID: q.w.ClientID, IdempotencyKey: key, Audit: q.w.Audit})
 	}
 	p.elements = int64(r.g.ElementCount())
 	return p

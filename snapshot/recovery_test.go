@@ -261,3 +261,51 @@ func TestSnapshotInProgressDoesNotBlockReaders(t *testing.T) {
 		t.Fatalf("StartEvent after: version %d, %v", version, err)
 	}
 }
+
+// countingStore counts the snapshots the registry tries to store.
+type countingStore struct {
+	*store.Store
+	inserts *int
+}
+
+func (c countingStore) InsertSnapshot(ctx context.Context, n store.NewSnapshot, keep int) (store.SnapshotMeta, int64, error) {
+	*c.inserts++
+	return c.Store.InsertSnapshot(ctx, n, keep)
+}
+
+// TestManualSnapshotOfUnchangedRoom: asked again of a room that did not
+// change, a manual snapshot answers the stored one's version without
+// encoding or storing the room again; once the room moves, it stores one.
+func TestManualSnapshotOfUnchangedRoom(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, "sqlite")
+	info, _ := st.CreateRoom(ctx, "unchanged")
+	inserts := 0
+	reg := snapshot.NewRegistry(countingStore{st, &inserts}, snapshot.Config{Interval: time.Hour, Keep: 3, MaxBytes: 10 << 20})
+	m := room.NewManager(st, room.Options{Snapshots: reg})
+	add := func(id string) {
+		op := graph.Op{Kind: graph.OpAddNode, Node: &graph.Node{ID: id}}
+		if _, err := m.Apply(ctx, info.ID, room.Write{Ops: []graph.Op{op}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("a")
+	r, _ := m.Get(ctx, info.ID)
+	first, err := reg.Take(ctx, r, snapshot.TriggerManual)
+	if err != nil || first.Version != 1 {
+		t.Fatalf("first manual snapshot: %+v, %v", first, err)
+	}
+	for range 5 {
+		again, err := reg.Take(ctx, r, snapshot.TriggerManual)
+		if !errors.Is(err, store.ErrSnapshotExists) || again.Version != 1 {
+			t.Fatalf("manual snapshot of an unchanged room: %+v, %v; want ErrSnapshotExists at version 1", again, err)
+		}
+	}
+	if inserts != 1 {
+		t.Errorf("%d snapshots sent to the store for one change, want 1", inserts)
+	}
+	add("b")
+	if next, err := reg.Take(ctx, r, snapshot.TriggerManual); err != nil || next.Version != 2 || inserts != 2 {
+		t.Errorf("after a change: %+v, %v, %d inserts; want a new snapshot at version 2", next, err, inserts)
+	}
+}

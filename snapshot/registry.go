@@ -180,9 +180,26 @@ func (reg *Registry) CachedBytes() int64 { return reg.cache.bytes() }
 // store.ErrSnapshotExists with a meta holding only that version. The room's writers wait only while its elements
 // are copied; sorting, encoding and storing happen outside its lock.
 func (reg *Registry) Take(ctx context.Context, r *room.Room, trigger string) (store.SnapshotMeta, error) {
+	return reg.take(ctx, r, trigger, nil)
+}
+
+// take is Take; audit, for a clear, is recorded in its transaction.
+func (reg *Registry) take(ctx context.Context, r *room.Room, trigger string, audit *store.AuditEntry) (store.SnapshotMeta, error) {
 	rs := reg.room(r.ID())
 	rs.taking.Lock()
 	defer rs.taking.Unlock()
+	if trigger == TriggerManual {
+		// Asked again and again of a large room that did not change, a
+		// manual snapshot would encode it each time only to find its
+		// version stored: the store's newest snapshot tells first, in one
+		// small read (whichever instance stored it).
+		version := r.Version()
+		if latest, err := reg.store.LatestSnapshotMeta(ctx, r.ID()); err == nil && latest.Version >= version {
+			r.SnapshotStored(latest.Version)
+			reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, 0, 0)
+			return store.SnapshotMeta{RoomID: r.ID(), Version: version}, store.ErrSnapshotExists
+		}
+	}
 	if trigger != TriggerManual && trigger != TriggerClear {
 		if !r.Changed() {
 			reg.cfg.Metrics.Snapshot(trigger, metrics.SnapshotUnchanged, 0, 0)
@@ -211,7 +228,7 @@ func (reg *Registry) Take(ctx context.Context, r *room.Room, trigger string) (st
 		return store.SnapshotMeta{}, fmt.Errorf("snapshot room %s: %d bytes: %w", r.ID(), len(data), ErrTooLarge)
 	}
 	n := store.NewSnapshot{RoomID: r.ID(), Version: version, ElementCount: int64(len(state.Nodes) + len(state.Edges)),
-		Trigger: trigger, Format: FormatVersion, Data: data}
+		Trigger: trigger, Format: FormatVersion, Data: data, Audit: audit}
 	var (
 		meta   store.SnapshotMeta
 		pruned int64
@@ -514,9 +531,10 @@ func (reg *Registry) takeLogged(ctx context.Context, r *room.Room, trigger strin
 }
 
 // Clear deletes the room's snapshots and takes a fresh one (trigger clear),
-// in one transaction, so that recovery stays possible.
-func (reg *Registry) Clear(ctx context.Context, r *room.Room) (store.SnapshotMeta, error) {
-	meta, err := reg.Take(ctx, r, TriggerClear)
+// in one transaction, so that recovery stays possible. audit, when not nil,
+// is recorded in that transaction, naming the fresh snapshot.
+func (reg *Registry) Clear(ctx context.Context, r *room.Room, audit *store.AuditEntry) (store.SnapshotMeta, error) {
+	meta, err := reg.take(ctx, r, TriggerClear, audit)
 	if err != nil {
 		return store.SnapshotMeta{}, fmt.Errorf("clear snapshots of room %s: %w", r.ID(), err)
 	}

@@ -111,11 +111,16 @@ func (s *Store) Members(ctx context.Context, roomID string) ([]Member, error) {
 
 // SetMember gives subject role (viewer, editor or owner) in the room,
 // replacing any role it had, and reports whether the subject is new to the
-// room. ErrNotFound when the room does not exist.
-func (s *Store) SetMember(ctx context.Context, roomID, subject, role string) (created bool, err error) {
+// room. ErrNotFound when the room does not exist. audit, when not nil, is
+// recorded in the same transaction: the role changes only if the row is
+// written.
+func (s *Store) SetMember(ctx context.Context, roomID, subject, role string, audit *AuditEntry) (created bool, err error) {
 	key, ok := canonicalID(roomID)
 	if !ok {
 		return false, fmt.Errorf("set member of %s: %w", roomID, ErrNotFound)
+	}
+	if err := checkAudit(audit); err != nil {
+		return false, fmt.Errorf("set member of %s: %w", roomID, err)
 	}
 	now := s.timeArg(s.clock())
 	err = s.transact(ctx, func(tx *sqlx.Tx) error {
@@ -127,13 +132,19 @@ func (s *Store) SetMember(ctx context.Context, roomID, subject, role string) (cr
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
+		n, err := res.RowsAffected()
+		if err != nil {
 			return err
 		}
-		created = true
-		_, err = tx.ExecContext(ctx, tx.Rebind(
-			`INSERT INTO room_members (room_id, subject, role, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`), key, subject, role, now, now)
-		return err
+		if n == 0 {
+			created = true
+			_, err = tx.ExecContext(ctx, tx.Rebind(
+				`INSERT INTO room_members (room_id, subject, role, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`), key, subject, role, now, now)
+			if err != nil {
+				return err
+			}
+		}
+		return s.insertAuditFor(ctx, tx, key, audit)
 	})
 	if err != nil {
 		return false, fmt.Errorf("set member %q of %s: %w", subject, roomID, err)
@@ -143,10 +154,14 @@ func (s *Store) SetMember(ctx context.Context, roomID, subject, role string) (cr
 
 // RemoveMember takes subject's role in the room away: ErrNotFound when the
 // room does not exist, ErrMemberNotFound when subject is not a member.
-func (s *Store) RemoveMember(ctx context.Context, roomID, subject string) error {
+// audit, when not nil, is recorded in the same transaction.
+func (s *Store) RemoveMember(ctx context.Context, roomID, subject string, audit *AuditEntry) error {
 	key, ok := canonicalID(roomID)
 	if !ok {
 		return fmt.Errorf("remove member of %s: %w", roomID, ErrNotFound)
+	}
+	if err := checkAudit(audit); err != nil {
+		return fmt.Errorf("remove member of %s: %w", roomID, err)
 	}
 	err := s.transact(ctx, func(tx *sqlx.Tx) error {
 		if err := s.roomExists(ctx, tx, key); err != nil {
@@ -163,7 +178,7 @@ func (s *Store) RemoveMember(ctx context.Context, roomID, subject string) error 
 		if n == 0 {
 			return ErrMemberNotFound
 		}
-		return nil
+		return s.insertAuditFor(ctx, tx, key, audit)
 	})
 	if err != nil {
 		return fmt.Errorf("remove member %q of %s: %w", subject, roomID, err)

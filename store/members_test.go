@@ -24,13 +24,13 @@ func TestMembers(t *testing.T) {
 		if err != nil || acc.CreatedBy != "alice" || len(acc.Members) != 0 {
 			t.Fatalf("access of a new room: %+v, %v", acc, err)
 		}
-		if created, err := s.SetMember(ctx, rm.ID, "bob", "viewer"); err != nil || !created {
+		if created, err := s.SetMember(ctx, rm.ID, "bob", "viewer", nil); err != nil || !created {
 			t.Fatalf("SetMember bob: %v, %v", created, err)
 		}
-		if created, err := s.SetMember(ctx, rm.ID, "bob", "editor"); err != nil || created {
+		if created, err := s.SetMember(ctx, rm.ID, "bob", "editor", nil); err != nil || created {
 			t.Fatalf("SetMember bob again: %v, %v", created, err)
 		}
-		if _, err := s.SetMember(ctx, rm.ID, "carol", "owner"); err != nil {
+		if _, err := s.SetMember(ctx, rm.ID, "carol", "owner", nil); err != nil {
 			t.Fatal(err)
 		}
 		acc, err = s.RoomAccess(ctx, rm.ID)
@@ -67,17 +67,17 @@ func TestMembers(t *testing.T) {
 			t.Fatalf("second page: %v %q %v", rooms, next, err)
 		}
 
-		if err := s.RemoveMember(ctx, rm.ID, "bob"); err != nil {
+		if err := s.RemoveMember(ctx, rm.ID, "bob", nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RemoveMember(ctx, rm.ID, "bob"); !errors.Is(err, store.ErrMemberNotFound) {
+		if err := s.RemoveMember(ctx, rm.ID, "bob", nil); !errors.Is(err, store.ErrMemberNotFound) {
 			t.Errorf("removing bob twice: %v, want ErrMemberNotFound", err)
 		}
 		missing := uuid.NewString()
-		if _, err := s.SetMember(ctx, missing, "bob", "viewer"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.SetMember(ctx, missing, "bob", "viewer", nil); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("SetMember on a missing room: %v", err)
 		}
-		if err := s.RemoveMember(ctx, missing, "bob"); !errors.Is(err, store.ErrNotFound) {
+		if err := s.RemoveMember(ctx, missing, "bob", nil); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("RemoveMember on a missing room: %v", err)
 		}
 		if _, err := s.Members(ctx, missing); !errors.Is(err, store.ErrNotFound) {
@@ -86,12 +86,12 @@ func TestMembers(t *testing.T) {
 		if _, err := s.RoomAccess(ctx, missing); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("RoomAccess of a missing room: %v", err)
 		}
-		if _, err := s.SetMember(ctx, rm.ID, "bob", "admin"); err == nil {
+		if _, err := s.SetMember(ctx, rm.ID, "bob", "admin", nil); err == nil {
 			t.Error("the database took the role admin for a member")
 		}
 
 		// Deleting the room deletes its members.
-		if err := s.DeleteRoom(ctx, rm.ID); err != nil {
+		if err := s.DeleteRoom(ctx, rm.ID, nil); err != nil {
 			t.Fatal(err)
 		}
 		if rooms, _, _ := s.ListRoomsFor(ctx, "carol", nil, 10, ""); len(rooms) != 0 {

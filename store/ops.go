@@ -35,6 +35,10 @@ type AppendWrite struct {
 	// IdempotencyKey, when not "", records this write's own result (the
 	// version after its last op, and its op count) under the key.
 	IdempotencyKey string
+	// Audit, when not nil, is recorded in the group's transaction, with
+	// the room and the version after this write's last op: the write
+	// commits only if its audit row does (a restore is one such write).
+	Audit *AuditEntry
 }
 
 // AppendResult is the outcome of a commit, or of one write in it.
@@ -77,6 +81,7 @@ type groupRows struct {
 	keys        []string
 	keyVersions []int64
 	keyApplied  []int64
+	audits      []AuditEntry
 }
 
 // flatten seals each op, when sl has keys, bound to its room and seq.
@@ -116,6 +121,14 @@ func flatten(a Append, roomID string, sl *sealer) (groupRows, int, error) {
 			g.ops, g.sealed, g.keyID = append(g.ops, ""), append(g.sealed, sealed), keyID
 		}
 		version += int64(len(w.Ops))
+		if w.Audit != nil {
+			if err := checkAudit(w.Audit); err != nil {
+				return g, 0, fmt.Errorf("write %d: %w", wi, err)
+			}
+			a, v := *w.Audit, version
+			a.Version = &v
+			g.audits = append(g.audits, a)
+		}
 		if w.IdempotencyKey != "" {
 			g.keys = append(g.keys, w.IdempotencyKey)
 			g.keyVersions = append(g.keyVersions, version)
@@ -136,7 +149,25 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 	}
 	now := s.clock()
 	res := AppendResult{Version: a.ExpectedVersion + int64(n), Applied: n, CreatedAt: now}
-	if s.dialect == dialectPostgres {
+	for i := range rows.audits {
+		rows.audits[i].RoomID = id
+	}
+	if s.dialect == dialectPostgres && len(rows.audits) > 0 {
+		// A write with an audit row: the group statement and the row in
+		// one transaction. Such writes are rare (restores), so the extra
+		// round trips cost nothing that matters.
+		err = s.transact(ctx, func(tx *sqlx.Tx) error {
+			if len(rows.keys) > 0 {
+				if err := s.clearExpiredKeys(ctx, tx, id, rows.keys, now); err != nil {
+					return err
+				}
+			}
+			if err := s.appendPostgres(ctx, id, a, rows, res, tx); err != nil {
+				return err
+			}
+			return s.insertAudit(ctx, tx, rows.audits...)
+		})
+	} else if s.dialect == dialectPostgres {
 		err = s.appendPostgres(ctx, id, a, rows, res)
 		if isUniqueViolation(err) && len(rows.keys) > 0 {
 			// A key of the group is still recorded: expired (the statement
@@ -155,7 +186,10 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 					return err
 				}
 			}
-			return s.appendSQLite(ctx, tx, id, a, rows, res)
+			if err := s.appendSQLite(ctx, tx, id, a, rows, res); err != nil {
+				return err
+			}
+			return s.insertAudit(ctx, tx, rows.audits...)
 		})
 	}
 	if isUniqueViolation(err) {

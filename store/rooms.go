@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // defaultListLimit is the page size of ListRooms when it is given none.
@@ -133,22 +135,76 @@ func decodeCursor(cursor string) (time.Time, string, error) {
 }
 
 // DeleteRoom deletes the room with its ops, snapshots and idempotency keys, or returns
-// ErrNotFound.
-func (s *Store) DeleteRoom(ctx context.Context, id string) error {
+// ErrNotFound. audit, when not nil, is recorded in the same transaction (its
+// RoomID set to the room's): the room is gone only if the row is written.
+func (s *Store) DeleteRoom(ctx context.Context, id string, audit *AuditEntry) error {
 	key, ok := canonicalID(id)
 	if !ok {
 		return fmt.Errorf("delete room %s: %w", id, ErrNotFound)
 	}
-	res, err := s.execWrite(ctx, `DELETE FROM rooms WHERE id = ?`, key)
-	if err != nil {
+	if err := checkAudit(audit); err != nil {
 		return fmt.Errorf("delete room %s: %w", id, err)
 	}
-	n, err := res.RowsAffected()
+	err := s.transact(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM rooms WHERE id = ?`), key)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		return s.insertAuditFor(ctx, tx, key, audit)
+	})
 	if err != nil {
 		return fmt.Errorf("delete room %s: %w", id, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("delete room %s: %w", id, ErrNotFound)
 	}
 	return nil
+}
+
+// RenameRoom sets the room's name and returns the room, or ErrNotFound.
+// audit, when not nil, is recorded in the same transaction.
+func (s *Store) RenameRoom(ctx context.Context, id, name string, audit *AuditEntry) (Room, error) {
+	key, ok := canonicalID(id)
+	if !ok {
+		return Room{}, fmt.Errorf("rename room %s: %w", id, ErrNotFound)
+	}
+	if err := checkAudit(audit); err != nil {
+		return Room{}, fmt.Errorf("rename room %s: %w", id, err)
+	}
+	var r Room
+	err := s.transact(ctx, func(tx *sqlx.Tx) error {
+		// updated_at is the time of the last op (section 4): a rename
+		// leaves it.
+		res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE rooms SET name = ? WHERE id = ?`), name, key)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		if r, err = scanRoom(tx.QueryRowxContext(ctx, tx.Rebind(`SELECT `+roomColumns+` FROM rooms WHERE id = ?`), key)); err != nil {
+			return err
+		}
+		return s.insertAuditFor(ctx, tx, key, audit)
+	})
+	if err != nil {
+		return Room{}, fmt.Errorf("rename room %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// insertAuditFor records audit, when not nil, as a row about the room.
+func (s *Store) insertAuditFor(ctx context.Context, e sqlx.ExtContext, roomKey string, audit *AuditEntry) error {
+	if audit == nil {
+		return nil
+	}
+	a := *audit
+	a.RoomID = roomKey
+	return s.insertAudit(ctx, e, a)
 }

@@ -41,6 +41,9 @@ type NewSnapshot struct {
 	Trigger      string
 	Format       int
 	Data         []byte // stored byte for byte
+	// Audit, when not nil, is recorded in the transaction that makes the
+	// snapshot stored (ClearSnapshots only), with its id, version and size.
+	Audit *AuditEntry
 }
 
 // RoomSnapshotStats describes a room's snapshots.
@@ -198,6 +201,9 @@ func (s *Store) ClearSnapshots(ctx context.Context, n NewSnapshot) (SnapshotMeta
 	if !ok {
 		return SnapshotMeta{}, 0, fmt.Errorf("clear snapshots of room %s: %w", n.RoomID, ErrNotFound)
 	}
+	if err := checkAudit(n.Audit); err != nil {
+		return SnapshotMeta{}, 0, fmt.Errorf("clear snapshots of room %s: %w", n.RoomID, err)
+	}
 	now := s.clock()
 	meta := SnapshotMeta{ID: uuid.NewString(), RoomID: roomID, Version: n.Version, CreatedAt: now,
 		SizeBytes: int64(len(n.Data)), ElementCount: n.ElementCount, Trigger: n.Trigger, Format: n.Format}
@@ -235,7 +241,12 @@ func (s *Store) ClearSnapshots(ctx context.Context, n NewSnapshot) (SnapshotMeta
 		if err != nil {
 			return fmt.Errorf("update pruned_through: %w", err)
 		}
-		return nil
+		if n.Audit == nil {
+			return nil
+		}
+		a := *n.Audit
+		a.SnapshotID, a.Version, a.Bytes = meta.ID, &meta.Version, &meta.SizeBytes
+		return s.insertAuditFor(ctx, tx, roomID, &a)
 	})
 	if err != nil {
 		return SnapshotMeta{}, 0, fmt.Errorf("clear snapshots of room %s: %w", n.RoomID, err)

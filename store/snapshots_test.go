@@ -305,7 +305,7 @@ func TestInsertSnapshotMissingRoom(t *testing.T) {
 		ctx := context.Background()
 		s := mustOpen(t, cfg)
 		gone := mustCreateRoom(t, s, "gone")
-		if err := s.DeleteRoom(ctx, gone.ID); err != nil {
+		if err := s.DeleteRoom(ctx, gone.ID, nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, id := range []string{gone.ID, uuid.NewString(), "nope", ""} {
@@ -394,7 +394,7 @@ func TestSnapshotStatsAndDelete(t *testing.T) {
 
 		// Deleting a room deletes its snapshots.
 		bSnaps, _ := s.ListSnapshots(ctx, b.ID)
-		if err := s.DeleteRoom(ctx, b.ID); err != nil {
+		if err := s.DeleteRoom(ctx, b.ID, nil); err != nil {
 			t.Fatal(err)
 		}
 		var rows int

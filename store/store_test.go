@@ -132,7 +132,7 @@ func TestRooms(t *testing.T) {
 			if _, err := s.GetRoom(ctx, id); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("GetRoom(%q) error = %v, want ErrNotFound", id, err)
 			}
-			if err := s.DeleteRoom(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			if err := s.DeleteRoom(ctx, id, nil); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("DeleteRoom(%q) error = %v, want ErrNotFound", id, err)
 			}
 		}
@@ -240,13 +240,13 @@ func TestDeleteRoomCascades(t *testing.T) {
 		mustAppend(t, s, store.Append{RoomID: keep.ID, Writes: []store.AppendWrite{{Ops: makeOps("k", 3), IdempotencyKey: "k1"}}})
 		mustAppend(t, s, store.Append{RoomID: gone.ID, Writes: []store.AppendWrite{{Ops: makeOps("g", 4), IdempotencyKey: "k1"}}})
 
-		if err := s.DeleteRoom(ctx, gone.ID); err != nil {
+		if err := s.DeleteRoom(ctx, gone.ID, nil); err != nil {
 			t.Fatalf("DeleteRoom: %v", err)
 		}
 		if _, err := s.GetRoom(ctx, gone.ID); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("GetRoom after delete: %v, want ErrNotFound", err)
 		}
-		if err := s.DeleteRoom(ctx, gone.ID); !errors.Is(err, store.ErrNotFound) {
+		if err := s.DeleteRoom(ctx, gone.ID, nil); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("second DeleteRoom: %v, want ErrNotFound", err)
 		}
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/liveshare/liveshare/audit"
 	"github.com/liveshare/liveshare/cluster"
 	"github.com/liveshare/liveshare/handlers"
 	"github.com/liveshare/liveshare/metrics"
@@ -96,13 +97,21 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	limits, lowered, err := a.cfg.Limits.handlerLimits(a.cfg.Auth.Mode)
+	if err != nil {
+		return err
+	}
+	if lowered {
+		a.log.Warn("LIVESHARE_MAX_STREAMS lowered to what the file descriptor limit leaves", "max_streams", limits.MaxStreams, "reserved_descriptors", fdReserve)
+	}
+	auditLog := audit.New(st, audit.Config{Retention: a.cfg.Limits.AuditRetention, Logger: a.log})
 	apiCfg := handlers.Config{
 		Store: st, Rooms: rooms, Snapshots: snaps, Cluster: clu, Logger: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes, Metrics: mets,
 		App: web.App(http.HandlerFunc(handlers.NotFound)),
 		Streams: handlers.StreamConfig{
 			Heartbeat: a.cfg.SSEHeartbeat, WriteTimeout: a.cfg.SSEWriteTimeout, Done: streamsDone,
 		},
-		Auth: authCfg,
+		Auth: authCfg, Limits: limits, Audit: auditLog,
 	}
 	handlerAPI := handlers.NewAPI(apiCfg)
 	api := handlerAPI.Router(apiCfg)
@@ -147,6 +156,9 @@ func (a *App) Run(ctx context.Context) error {
 	bg.Go(func() { rooms.Run(bgCtx) })
 	bg.Go(func() { snaps.Run(bgCtx, rooms) })
 	bg.Go(func() { a.pruneIdempotencyKeys(bgCtx, st) })
+	// Stopped after the server: its last flush writes the rows of the
+	// last requests.
+	bg.Go(func() { auditLog.Run(bgCtx) })
 	if clu != nil {
 		if err := a.runCluster(bgCtx, clu, rooms, &bg); err != nil {
 			stopBackground()
@@ -168,7 +180,8 @@ func (a *App) Run(ctx context.Context) error {
 	if k := a.cfg.EncryptionKeys; k != nil {
 		sealing = "key " + k.Current()
 	}
-	a.log.Info("listening", "addr", ln.Addr().String(), "database", database, "auth", a.cfg.Auth.Mode, "encryption", sealing)
+	a.log.Info("listening", "addr", ln.Addr().String(), "database", database, "auth", a.cfg.Auth.Mode, "encryption", sealing,
+		"max_streams", limits.MaxStreams, "max_streams_per_subject", limits.MaxStreamsPerSubject)
 	// Someone who just ran `go run ./cmd/api` wants to know where to go:
 	// URLs a terminal makes clickable, for the page and the API docs.
 	base := browseURL(ln.Addr().String(), a.cfg.Auth.PublicURL)

@@ -36,6 +36,7 @@ type Config struct {
 	// EncryptionKeys seal what is stored (DESIGN.md 9.6); nil seals nothing.
 	EncryptionKeys *store.Keyring
 	Auth           AuthSettings
+	Limits         LimitSettings
 }
 
 // setting is one configuration value: its env var, flag and default.
@@ -122,6 +123,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		}},
 	}
 	settings = append(settings, authSettings(&c.Auth)...)
+	settings = append(settings, limitSettings(&c.Limits)...)
 
 	fs := flag.NewFlagSet("liveshare", flag.ContinueOnError)
 	fs.SetOutput(usageOut)

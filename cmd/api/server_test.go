@@ -99,9 +99,16 @@ func startServer(t testing.TB, cfg store.Config, extraEnv ...string) *server {
 
 func startWithEnv(t testing.TB, env []string) *server {
 	t.Helper()
+	return startCommand(t, exec.Command(binary), env)
+}
+
+// startCommand starts cmd, which runs the binary (perhaps through a shell
+// that sets its limits first), with env, and waits until it listens.
+func startCommand(t testing.TB, cmd *exec.Cmd, env []string) *server {
+	t.Helper()
 	trackSources(t)
 	s := &server{t: t, env: env, logs: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(binary)
+	s.cmd = cmd
 	s.cmd.Env = env
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
