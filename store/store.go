@@ -93,6 +93,10 @@ type Config struct {
 	DatabaseURL string
 	// DataDir holds the SQLite file; it is created (0o750) if missing.
 	DataDir string
+	// Now is the clock the store stamps rows with and keeps checkpoints
+	// by (Retention); nil means time.Now. Tests pass a clock of their own
+	// so that days of history take no time.
+	Now func() time.Time
 }
 
 const (
@@ -180,7 +184,10 @@ func (s *Store) prepare(ctx context.Context) error {
 }
 
 func connect(cfg Config) (*Store, error) {
-	s := &Store{now: func() time.Time { return time.Now() }}
+	s := &Store{now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	switch {
 	case cfg.DatabaseURL == "":
 		db, err := openSQLite(cfg.DataDir)
