@@ -46,14 +46,14 @@ type NewSnapshot struct {
 // RoomSnapshotStats describes a room's snapshots.
 type RoomSnapshotStats struct {
 	Count       int64
-	Checkpoints int64 // of Count, those with trigger checkpoint
-	TotalBytes int64         // sum of size_bytes
-	Latest     *SnapshotMeta // the newest; nil when there is none
+	Checkpoints int64         // of Count, those with trigger checkpoint
+	TotalBytes  int64         // sum of size_bytes
+	Latest      *SnapshotMeta // the newest; nil when there is none
 }
 
 // SnapshotTotals describes the snapshots of all rooms.
 type SnapshotTotals struct {
-	Rooms     int64 // rooms having at least one snapshot
+	Rooms       int64 // rooms having at least one snapshot
 	Snapshots   int64
 	Checkpoints int64 // of Snapshots, those with trigger checkpoint
 	Bytes       int64 // sum of size_bytes
