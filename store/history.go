@@ -27,7 +27,9 @@ const isCheckpoint = `CASE WHEN "trigger" = '` + TriggerCheckpoint + `' THEN 1 E
 // Hourly and Daily 0 keep no checkpoint beyond the newest Keep: the
 // behaviour before history. Since ops are pruned back to the oldest kept
 // snapshot, every version from the oldest kept checkpoint on stays
-// reachable.
+// reachable. With history kept, a room that has no checkpoint yet (its
+// first scheduler pass has not come) has nothing pruned: a manual snapshot
+// must not cut off the history its first checkpoint is about to hold.
 type Retention struct {
 	Keep   int
 	Hourly time.Duration
@@ -36,6 +38,8 @@ type Retention struct {
 
 // kept returns the ids of metas (newest first by version) that r keeps at
 // now.
+func (r Retention) history() bool { return r.Hourly > 0 || r.Daily > 0 }
+
 func (r Retention) kept(metas []SnapshotMeta, now time.Time) map[string]bool {
 	kept := make(map[string]bool, len(metas))
 	for i, m := range metas {
@@ -72,38 +76,40 @@ func (r Retention) kept(metas []SnapshotMeta, now time.Time) map[string]bool {
 }
 
 // trimSnapshots deletes the room's complete snapshots that ret does not
-// keep at the store's clock; the caller holds the room's row.
-func (s *Store) trimSnapshots(ctx context.Context, tx *sqlx.Tx, roomID string, ret Retention) error {
+// keep at the store's clock, and reports whether a checkpoint is among those
+// kept; the caller holds the room's row.
+func (s *Store) trimSnapshots(ctx context.Context, tx *sqlx.Tx, roomID string, ret Retention) (checkpointKept bool, err error) {
 	rows, err := tx.QueryContext(ctx, tx.Rebind(
 		`SELECT `+snapshotMetaColumns+` FROM snapshots WHERE room_id = ? AND complete `+snapshotOrder), roomID)
 	if err != nil {
-		return fmt.Errorf("read snapshots to trim: %w", err)
+		return false, fmt.Errorf("read snapshots to trim: %w", err)
 	}
 	var metas []SnapshotMeta
 	for rows.Next() {
 		m, err := scanSnapshotMeta(rows)
 		if err != nil {
 			_ = rows.Close()
-			return fmt.Errorf("read snapshots to trim: %w", err)
+			return false, fmt.Errorf("read snapshots to trim: %w", err)
 		}
 		metas = append(metas, m)
 	}
 	if err := rows.Close(); err != nil {
-		return fmt.Errorf("read snapshots to trim: %w", err)
+		return false, fmt.Errorf("read snapshots to trim: %w", err)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read snapshots to trim: %w", err)
+		return false, fmt.Errorf("read snapshots to trim: %w", err)
 	}
 	kept := ret.kept(metas, s.clock())
 	for _, m := range metas {
 		if kept[m.ID] {
+			checkpointKept = checkpointKept || m.Trigger == TriggerCheckpoint
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM snapshots WHERE id = ?`), m.ID); err != nil {
-			return fmt.Errorf("delete old snapshot %s: %w", m.ID, err)
+			return false, fmt.Errorf("delete old snapshot %s: %w", m.ID, err)
 		}
 	}
-	return nil
+	return checkpointKept, nil
 }
 
 // SnapshotMetasAtOrBefore returns up to limit of the room's stored

@@ -289,8 +289,12 @@ func (s *Store) completeSnapshot(ctx context.Context, tx *sqlx.Tx, roomID, id st
 	if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE snapshots SET complete = ? WHERE id = ?`), true, id); err != nil {
 		return fmt.Errorf("complete: %w", err)
 	}
-	if err := s.trimSnapshots(ctx, tx, roomID, ret); err != nil {
+	checkpointKept, err := s.trimSnapshots(ctx, tx, roomID, ret)
+	if err != nil {
 		return err
+	}
+	if ret.history() && !checkpointKept {
+		return nil // see Retention: nothing is pruned before the first checkpoint
 	}
 	var oldestKept sql.NullInt64 // never NULL: this one is complete, and keep >= 1
 	if err := tx.QueryRowxContext(ctx, tx.Rebind(
