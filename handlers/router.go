@@ -13,6 +13,7 @@ import (
 
 	"github.com/liveshare/liveshare/auth"
 	"github.com/liveshare/liveshare/cluster"
+	"github.com/liveshare/liveshare/history"
 	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/snapshot"
@@ -61,6 +62,7 @@ type API struct {
 	anonymous   *auth.Principal
 	members     *memberCache
 	watchers    watchers
+	history     *history.Reader
 }
 
 // New returns the router with every endpoint and middleware.
@@ -87,7 +89,8 @@ func NewAPI(cfg Config) *API {
 	}
 	return &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout,
 		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots),
-		auth:    cfg.Auth, anonymous: auth.AnonymousPrincipal(), members: newMemberCache(cfg.Store, cfg.Auth.MembersTTL)}
+		auth:    cfg.Auth, anonymous: auth.AnonymousPrincipal(), members: newMemberCache(cfg.Store, cfg.Auth.MembersTTL),
+		history: history.NewReader(cfg.Store, cfg.Snapshots.Get)}
 }
 
 // Router returns the router with every endpoint and middleware. Every
@@ -146,6 +149,8 @@ func (a *API) Router(cfg Config) http.Handler {
 			r.With(viewer).Get("/", a.getRoom)
 			r.With(owner).Delete("/", a.deleteRoom)
 			r.With(viewer).Get("/graph", a.getGraph)
+			r.With(viewer).Get("/diff", a.getDiff)
+			r.With(owner).Post("/restore", a.restoreVersion)
 			r.With(editor).Post("/ops", a.postOps)
 			r.With(viewer).Get("/ops", a.listOps)
 			r.With(viewer).Get("/presence", a.getPresence)
