@@ -28,6 +28,15 @@ import (
 
 const snapInterval = "LIVESHARE_SNAPSHOT_INTERVAL=1s"
 
+// Without history (both 0) every snapshot keeps the trigger that took it
+// and only the newest LIVESHARE_SNAPSHOT_KEEP are kept: the behaviour the
+// tests of triggers and pruning pin down. With history on, a room's first
+// automatic snapshot of each hour becomes a checkpoint (history_test.go).
+const (
+	noHourly = "LIVESHARE_HISTORY_HOURLY=0"
+	noDaily  = "LIVESHARE_HISTORY_DAILY=0"
+)
+
 // snapMeta is a snapshot's metadata as the API answers it.
 type snapMeta struct {
 	ID           string    `json:"id"`
@@ -218,7 +227,7 @@ func snapNewest(list []snapMeta) snapMeta {
 // room's graph at its version, and as binary the stored snapshot itself.
 func TestSnapshotsTakenOnInterval(t *testing.T) {
 	databases(t, func(t *testing.T, cfg store.Config) {
-		srv := startServer(t, cfg, snapInterval)
+		srv := startServer(t, cfg, snapInterval, noHourly, noDaily)
 		rm := srv.createRoom("interval")
 		var version int64
 		for k := range 3 {
@@ -282,7 +291,7 @@ func TestSnapshotsTakenOnInterval(t *testing.T) {
 // history_gone) and the ops after it are all still listed.
 func TestSnapshotKeepPrunesHistory(t *testing.T) {
 	databases(t, func(t *testing.T, cfg store.Config) {
-		srv := startServer(t, cfg, snapInterval, "LIVESHARE_SNAPSHOT_KEEP=3")
+		srv := startServer(t, cfg, snapInterval, "LIVESHARE_SNAPSHOT_KEEP=3", noHourly, noDaily)
 		rm := srv.createRoom("keep")
 		var version int64
 		var taken []snapMeta
@@ -889,7 +898,7 @@ func TestSnapshotClearAndStats(t *testing.T) {
 // shutdown) at their last version.
 func TestSnapshotOnShutdown(t *testing.T) {
 	databases(t, func(t *testing.T, cfg store.Config) {
-		srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+		srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h", noHourly, noDaily)
 		rm := srv.createRoom("shutdown")
 		idle := srv.createRoom("untouched")
 		var version int64
@@ -993,7 +1002,7 @@ func TestSnapshotOtherTriggers(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.trigger, func(t *testing.T) {
 			databases(t, func(t *testing.T, cfg store.Config) {
-				srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h", c.env)
+				srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h", c.env, noHourly, noDaily)
 				rm := srv.createRoom(c.trigger)
 				var version int64
 				for k := range c.ops {
