@@ -82,3 +82,39 @@ func TestDiffStates(t *testing.T) {
 		t.Errorf("empty diff JSON = %s, want %s", raw, want)
 	}
 }
+
+// TestDecodeLoggedMatchesParseOp: an op as the log stores it (ParseOp, then
+// json.Marshal) decodes to the same op either way, and a logged op without
+// the fields its kind needs is refused rather than applied.
+func TestDecodeLoggedMatchesParseOp(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		`{"op":"add_node","node":{"id":"users","kind":"table","label":"users","x":1.5,"y":-2,"data":{"b":[1,{"z":null}],"a":"é"}}}`,
+		`{"op":"add_node","node":{"id":"bare"}}`,
+		`{"op":"update_node","id":"users","patch":{"x":3,"data":{"a":null}}}`,
+		`{"op":"remove_node","id":"users"}`,
+		`{"op":"add_edge","edge":{"id":"e","source":"a","target":"b"}}`,
+		`{"op":"update_edge","id":"e","patch":{"label":"l"}}`,
+		`{"op":"remove_edge","id":"e"}`,
+		`{"op":"reset","snapshot_id":"s","state":{"nodes":[{"id":"a"}],"edges":[]}}`,
+		`{"op":"reset","state":{"nodes":[],"edges":[]}}`,
+	} {
+		op := parse(t, raw)
+		logged, err := json.Marshal(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := graph.DecodeLogged(logged)
+		if err != nil {
+			t.Fatalf("DecodeLogged(%s): %v", logged, err)
+		}
+		if !reflect.DeepEqual(got, op) {
+			t.Errorf("DecodeLogged(%s) = %+v, want %+v", logged, got, op)
+		}
+	}
+	for _, bad := range []string{`{"op":"add_node"}`, `{"op":"update_node","id":"x"}`, `{"op":"zap","id":"x"}`, `{"op":"reset"}`, `[`} {
+		if _, err := graph.DecodeLogged([]byte(bad)); err == nil {
+			t.Errorf("DecodeLogged(%s) accepted it", bad)
+		}
+	}
+}

@@ -68,7 +68,11 @@ func (rd *Reader) StateAt(ctx context.Context, roomID string, version int64) (gr
 	if err != nil {
 		return graph.State{}, fmt.Errorf("state of room %s at version %d: %w", roomID, version, err)
 	}
-	return g.State(), nil
+	// The graph is this call's alone: its elements are handed out without
+	// the copy of every data object that State makes.
+	s := g.Elements()
+	s.Sort()
+	return s, nil
 }
 
 func (rd *Reader) graphAt(ctx context.Context, roomID string, version int64) (*graph.Graph, error) {
@@ -139,7 +143,7 @@ func (rd *Reader) replay(ctx context.Context, roomID string, g *graph.Graph, fro
 			if rec.Seq != from+1 {
 				return fmt.Errorf("op %d is no longer logged: %w", from+1, ErrGone)
 			}
-			op, err := graph.ParseOp(rec.Op)
+			op, err := graph.DecodeLogged(rec.Op)
 			if err != nil {
 				return fmt.Errorf("logged op %d: %w", rec.Seq, err)
 			}
