@@ -38,10 +38,15 @@ func versionParam(q url.Values, name string) (v int64, ok bool, err error) {
 // the snapshots and the op log. name is the parameter the version came
 // from, for the problem when it is past the room's version.
 func (a *API) stateAt(ctx context.Context, rm *room.Room, version int64, name string) (graph.State, error) {
-	state, current := rm.Capture()
+	current := rm.Version()
 	if version == current {
-		state.Sort()
-		return state, nil
+		// Copied only when it is the one asked for: writers wait for the
+		// copy.
+		if state, v := rm.Capture(); v == version {
+			state.Sort()
+			return state, nil
+		}
+		// A write came in between: the version is a past one now.
 	}
 	if version > current {
 		return graph.State{}, problemf(http.StatusBadRequest, "invalid_version", "%s %d is past the room's version %d", name, version, current)
