@@ -158,6 +158,7 @@ const (
 	ProblemCodeInvalidRoomId        ProblemCode = "invalid_room_id"
 	ProblemCodeInvalidSnapshotId    ProblemCode = "invalid_snapshot_id"
 	ProblemCodeInvalidSubject       ProblemCode = "invalid_subject"
+	ProblemCodeInvalidVersion       ProblemCode = "invalid_version"
 	ProblemCodeMemberNotFound       ProblemCode = "member_not_found"
 	ProblemCodeMethodNotAllowed     ProblemCode = "method_not_allowed"
 	ProblemCodeMisdirectedRequest   ProblemCode = "misdirected_request"
@@ -211,6 +212,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeInvalidSnapshotId:
 		return true
 	case ProblemCodeInvalidSubject:
+		return true
+	case ProblemCodeInvalidVersion:
 		return true
 	case ProblemCodeMemberNotFound:
 		return true
@@ -377,17 +380,20 @@ func (e StatusStatus) Valid() bool {
 
 // Defines values for Trigger.
 const (
-	Clear     Trigger = "clear"
-	Idle      Trigger = "idle"
-	Interval  Trigger = "interval"
-	Manual    Trigger = "manual"
-	Shutdown  Trigger = "shutdown"
-	Threshold Trigger = "threshold"
+	Checkpoint Trigger = "checkpoint"
+	Clear      Trigger = "clear"
+	Idle       Trigger = "idle"
+	Interval   Trigger = "interval"
+	Manual     Trigger = "manual"
+	Shutdown   Trigger = "shutdown"
+	Threshold  Trigger = "threshold"
 )
 
 // Valid indicates whether the value is a known member of the Trigger enum.
 func (e Trigger) Valid() bool {
 	switch e {
+	case Checkpoint:
+		return true
 	case Clear:
 		return true
 	case Idle:
@@ -506,6 +512,36 @@ type CreateRoomRequest struct {
 // Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
 type Data = map[string]interface{}
 
+// Diff defines model for Diff.
+type Diff struct {
+	Edges struct {
+		// Added sorted by id
+		Added []Edge `json:"added"`
+
+		// Changed sorted by id
+		Changed []EdgeChange `json:"changed"`
+
+		// Removed as they were at `from`, with those removed with their node; sorted by id
+		Removed []Edge `json:"removed"`
+	} `json:"edges"`
+
+	// From a room version, the sequence number of its last op (0 for an empty room)
+	From  Version `json:"from"`
+	Nodes struct {
+		// Added sorted by id
+		Added []Node `json:"added"`
+
+		// Changed sorted by id
+		Changed []NodeChange `json:"changed"`
+
+		// Removed as they were at `from`, sorted by id
+		Removed []Node `json:"removed"`
+	} `json:"nodes"`
+
+	// To a room version, the sequence number of its last op (0 for an empty room)
+	To Version `json:"to"`
+}
+
 // Edge defines model for Edge.
 type Edge struct {
 	// Data free properties, a JSON object of at most 64 KiB encoded, nesting at most 64 levels (the object itself is level 1)
@@ -531,6 +567,18 @@ type Edge struct {
 	//
 	// Examples: users
 	Target ElementID `json:"target"`
+}
+
+// EdgeChange defines model for EdgeChange.
+type EdgeChange struct {
+	After  Edge `json:"after"`
+	Before Edge `json:"before"`
+
+	// Fields the fields that differ: `kind`, `source`, `target`, `label`, or `data.<key>`
+	//
+	// Examples: ["target"]
+	Fields []string `json:"fields"`
+	Id     string   `json:"id"`
 }
 
 // EdgeInput a new edge; source and target must be existing nodes
@@ -628,6 +676,18 @@ type Node struct {
 	Label Text    `json:"label"`
 	X     float64 `json:"x"`
 	Y     float64 `json:"y"`
+}
+
+// NodeChange defines model for NodeChange.
+type NodeChange struct {
+	After  Node `json:"after"`
+	Before Node `json:"before"`
+
+	// Fields the fields that differ: `kind`, `label`, `x`, `y`, or `data.<key>` for each top-level key of `data`
+	//
+	// Examples: ["label","data.columns"]
+	Fields []string `json:"fields"`
+	Id     string   `json:"id"`
 }
 
 // NodeInput a new node; kind and label default to "", x and y to 0, data to {}
@@ -761,6 +821,12 @@ type RestoreResult struct {
 	Version Version `json:"version"`
 }
 
+// RestoreVersionRequest defines model for RestoreVersionRequest.
+type RestoreVersionRequest struct {
+	// Version the version whose graph to restore
+	Version int64 `json:"version"`
+}
+
 // Room defines model for Room.
 type Room struct {
 	CreatedAt Timestamp `json:"created_at"`
@@ -795,7 +861,9 @@ type RoomList struct {
 
 // RoomSnapshotStats defines model for RoomSnapshotStats.
 type RoomSnapshotStats struct {
-	Count int64 `json:"count"`
+	// Checkpoints of `count`, the snapshots kept for history (trigger `checkpoint`)
+	Checkpoints int64 `json:"checkpoints"`
+	Count       int64 `json:"count"`
 
 	// LastEncodeMs how long the last snapshot took to encode, in this process
 	LastEncodeMs  *float64   `json:"last_encode_ms"`
@@ -849,7 +917,7 @@ type SnapshotMeta struct {
 	// SizeBytes the length of the stored binary snapshot
 	SizeBytes int64 `json:"size_bytes"`
 
-	// Trigger why the snapshot was taken
+	// Trigger why the snapshot was taken; `checkpoint` snapshots are kept for history (one per hour for `LIVESHARE_HISTORY_HOURLY`, one per day for `LIVESHARE_HISTORY_DAILY`) beside the newest `LIVESHARE_SNAPSHOT_KEEP`
 	Trigger Trigger `json:"trigger"`
 
 	// Version a room version, the sequence number of its last op (0 for an empty room)
@@ -858,12 +926,15 @@ type SnapshotMeta struct {
 
 // SnapshotStats defines model for SnapshotStats.
 type SnapshotStats struct {
-	Bytes     int64      `json:"bytes"`
-	Failures  int64      `json:"failures"`
-	LastRun   *time.Time `json:"last_run"`
-	Rooms     int64      `json:"rooms"`
-	Snapshots int64      `json:"snapshots"`
-	Taken     int64      `json:"taken"`
+	Bytes int64 `json:"bytes"`
+
+	// Checkpoints of `snapshots`, those kept for history (trigger `checkpoint`)
+	Checkpoints int64      `json:"checkpoints"`
+	Failures    int64      `json:"failures"`
+	LastRun     *time.Time `json:"last_run"`
+	Rooms       int64      `json:"rooms"`
+	Snapshots   int64      `json:"snapshots"`
+	Taken       int64      `json:"taken"`
 }
 
 // SnapshotWithState defines model for SnapshotWithState.
@@ -879,7 +950,7 @@ type SnapshotWithState struct {
 	SizeBytes int64 `json:"size_bytes"`
 	State     State `json:"state"`
 
-	// Trigger why the snapshot was taken
+	// Trigger why the snapshot was taken; `checkpoint` snapshots are kept for history (one per hour for `LIVESHARE_HISTORY_HOURLY`, one per day for `LIVESHARE_HISTORY_DAILY`) beside the newest `LIVESHARE_SNAPSHOT_KEEP`
 	Trigger Trigger `json:"trigger"`
 
 	// Version a room version, the sequence number of its last op (0 for an empty room)
@@ -906,7 +977,7 @@ type Text = string
 // Timestamp defines model for Timestamp.
 type Timestamp = time.Time
 
-// Trigger why the snapshot was taken
+// Trigger why the snapshot was taken; `checkpoint` snapshots are kept for history (one per hour for `LIVESHARE_HISTORY_HOURLY`, one per day for `LIVESHARE_HISTORY_DAILY`) beside the newest `LIVESHARE_SNAPSHOT_KEEP`
 type Trigger string
 
 // UUID Examples: 6f1c2b9e-0d1a-4c55-9a43-2f7b1c9e8d10
@@ -986,6 +1057,30 @@ type Forbidden struct {
 	Type string `json:"type"`
 }
 
+// HistoryGone defines model for HistoryGone.
+type HistoryGone struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
 // Internal defines model for Internal.
 type Internal struct {
 	Code interface{} `json:"code"`
@@ -1036,6 +1131,30 @@ type InvalidRoomID struct {
 
 // InvalidRoomOrSnapshotID defines model for InvalidRoomOrSnapshotID.
 type InvalidRoomOrSnapshotID struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+}
+
+// InvalidVersion defines model for InvalidVersion.
+type InvalidVersion struct {
 	Code interface{} `json:"code"`
 
 	// CurrentVersion the room's version, for `conflict`
@@ -1430,6 +1549,15 @@ type GetRoomAuditParams struct {
 	Action *AuditAction `form:"action,omitempty" json:"action,omitempty"`
 }
 
+// GetDiffParams defines parameters for GetDiff.
+type GetDiffParams struct {
+	// From the version to compare from
+	From int64 `form:"from" json:"from"`
+
+	// To the version to compare to; the room's current version when absent
+	To *int64 `form:"to,omitempty" json:"to,omitempty"`
+}
+
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
 	// LastEventId the position to resume from, where a header cannot be set; the header wins
@@ -1444,6 +1572,9 @@ type StreamEventsParams struct {
 
 // GetGraphParams defines parameters for GetGraph.
 type GetGraphParams struct {
+	// Version the version to read (0 is the empty room); at most the room's version
+	Version *int64 `form:"version,omitempty" json:"version,omitempty"`
+
 	// IfNoneMatch an `ETag` of this room's graph; when it is still current the answer is 304
 	IfNoneMatch *string `json:"If-None-Match,omitempty"`
 }
@@ -1459,6 +1590,12 @@ type ListOpsParams struct {
 
 // PostOpsParams defines parameters for PostOps.
 type PostOpsParams struct {
+	// IdempotencyKey makes a retry safe; the same key on the same room within 24 h answers the first result again and applies nothing
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// RestoreVersionParams defines parameters for RestoreVersion.
+type RestoreVersionParams struct {
 	// IdempotencyKey makes a retry safe; the same key on the same room within 24 h answers the first result again and applies nothing
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
@@ -1492,6 +1629,9 @@ type SetMemberJSONRequestBody = SetMemberRequest
 
 // PostOpsJSONRequestBody defines body for PostOps for application/json ContentType.
 type PostOpsJSONRequestBody = PostOpsRequest
+
+// RestoreVersionJSONRequestBody defines body for RestoreVersion for application/json ContentType.
+type RestoreVersionJSONRequestBody = RestoreVersionRequest
 
 // AsAddNodeOp returns the union data inside the LoggedOpBody as a AddNodeOp
 func (t LoggedOpBody) AsAddNodeOp() (AddNodeOp, error) {
@@ -2202,6 +2342,17 @@ type ClientInterface interface {
 	// Corresponds with GET /rooms/{room}/audit (the `GetRoomAudit` operationId).
 	GetRoomAudit(ctx context.Context, room RoomID, params *GetRoomAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetDiff What changed between two versions
+	//
+	// Nodes and edges added, removed (as they were at `from`) and changed (before,
+	// after, and the paths of the fields that differ, such as `label` or
+	// `data.columns`), from the graph at `from` to the graph at `to`. An edge
+	// removed with its node is listed among the removed edges. `from` may be
+	// greater than `to` (what undoing the change would do).
+	//
+	// Corresponds with GET /rooms/{room}/diff (the `GetDiff` operationId).
+	GetDiff(ctx context.Context, room RoomID, params *GetDiffParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// StreamEvents The room's live event stream (Server-Sent Events)
 	//
 	// `text/event-stream`, for `EventSource` or `curl -N`. Every `data:` line is one
@@ -2227,7 +2378,12 @@ type ClientInterface interface {
 	// Corresponds with GET /rooms/{room}/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, room RoomID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetGraph The room's graph, nodes and edges sorted by id
+	// GetGraph The room's graph, nodes and edges sorted by id; with `version`, the graph at that past version
+	//
+	// With `?version=N` the answer is the graph as it was at version N: the newest
+	// stored snapshot at or before N plus the logged ops up to N. How far back that
+	// reaches depends on the room's checkpoints (`LIVESHARE_HISTORY_HOURLY`,
+	// `LIVESHARE_HISTORY_DAILY`); older versions answer 410 `history_gone`.
 	//
 	// Corresponds with GET /rooms/{room}/graph (the `GetGraph` operationId).
 	GetGraph(ctx context.Context, room RoomID, params *GetGraphParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2301,6 +2457,28 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 	GetPresence(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RestoreVersionWithBody Restore the graph of a past version (owner)
+	//
+	// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
+	// (a new version), applies it and sends a `reset` event to subscribers. History
+	// is never rewritten: the versions in between stay readable.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /rooms/{room}/restore (the `RestoreVersion` operationId).
+	RestoreVersionWithBody(ctx context.Context, room RoomID, params *RestoreVersionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RestoreVersion Restore the graph of a past version (owner)
+	//
+	// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
+	// (a new version), applies it and sends a `reset` event to subscribers. History
+	// is never rewritten: the versions in between stay readable.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /rooms/{room}/restore (the `RestoreVersion` operationId).
+	RestoreVersion(ctx context.Context, room RoomID, params *RestoreVersionParams, body RestoreVersionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ClearSnapshots Clear the room's snapshots, then take a fresh one (trigger `clear`)
 	//
@@ -2648,6 +2826,27 @@ func (c *Client) GetRoomAudit(ctx context.Context, room RoomID, params *GetRoomA
 	return c.Client.Do(req)
 }
 
+// GetDiff What changed between two versions
+//
+// Nodes and edges added, removed (as they were at `from`) and changed (before,
+// after, and the paths of the fields that differ, such as `label` or
+// `data.columns`), from the graph at `from` to the graph at `to`. An edge
+// removed with its node is listed among the removed edges. `from` may be
+// greater than `to` (what undoing the change would do).
+//
+// Corresponds with GET /rooms/{room}/diff (the `GetDiff` operationId).
+func (c *Client) GetDiff(ctx context.Context, room RoomID, params *GetDiffParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDiffRequest(c.Server, room, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // StreamEvents The room's live event stream (Server-Sent Events)
 //
 // `text/event-stream`, for `EventSource` or `curl -N`. Every `data:` line is one
@@ -2683,7 +2882,12 @@ func (c *Client) StreamEvents(ctx context.Context, room RoomID, params *StreamEv
 	return c.Client.Do(req)
 }
 
-// GetGraph The room's graph, nodes and edges sorted by id
+// GetGraph The room's graph, nodes and edges sorted by id; with `version`, the graph at that past version
+//
+// With `?version=N` the answer is the graph as it was at version N: the newest
+// stored snapshot at or before N plus the logged ops up to N. How far back that
+// reaches depends on the room's checkpoints (`LIVESHARE_HISTORY_HOURLY`,
+// `LIVESHARE_HISTORY_DAILY`); older versions answer 410 `history_gone`.
 //
 // Corresponds with GET /rooms/{room}/graph (the `GetGraph` operationId).
 func (c *Client) GetGraph(ctx context.Context, room RoomID, params *GetGraphParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2838,6 +3042,48 @@ func (c *Client) PostOps(ctx context.Context, room RoomID, params *PostOpsParams
 // Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 func (c *Client) GetPresence(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetPresenceRequest(c.Server, room)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RestoreVersionWithBody Restore the graph of a past version (owner)
+//
+// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
+// (a new version), applies it and sends a `reset` event to subscribers. History
+// is never rewritten: the versions in between stay readable.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /rooms/{room}/restore (the `RestoreVersion` operationId).
+func (c *Client) RestoreVersionWithBody(ctx context.Context, room RoomID, params *RestoreVersionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRestoreVersionRequestWithBody(c.Server, room, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RestoreVersion Restore the graph of a past version (owner)
+//
+// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
+// (a new version), applies it and sends a `reset` event to subscribers. History
+// is never rewritten: the versions in between stay readable.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /rooms/{room}/restore (the `RestoreVersion` operationId).
+func (c *Client) RestoreVersion(ctx context.Context, room RoomID, params *RestoreVersionParams, body RestoreVersionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRestoreVersionRequest(c.Server, room, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3638,6 +3884,75 @@ func NewGetRoomAuditRequest(server string, room RoomID, params *GetRoomAuditPara
 	return req, nil
 }
 
+// NewGetDiffRequest constructs an http.Request for the GetDiff method
+func NewGetDiffRequest(server string, room RoomID, params *GetDiffParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room", room, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/rooms/%s/diff", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewStreamEventsRequest constructs an http.Request for the StreamEvents method
 func NewStreamEventsRequest(server string, room RoomID, params *StreamEventsParams) (*http.Request, error) {
 	var err error
@@ -3750,6 +4065,33 @@ func NewGetGraphRequest(server string, room RoomID, params *GetGraphParams) (*ht
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Version != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "version", *params.Version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -4068,6 +4410,68 @@ func NewGetPresenceRequest(server string, room RoomID) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRestoreVersionRequest calls the generic RestoreVersion builder with application/json body
+func NewRestoreVersionRequest(server string, room RoomID, params *RestoreVersionParams, body RestoreVersionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRestoreVersionRequestWithBody(server, room, params, "application/json", bodyReader)
+}
+
+// NewRestoreVersionRequestWithBody constructs an http.Request for the RestoreVersion method, with any body, and a specified content type
+func NewRestoreVersionRequestWithBody(server string, room RoomID, params *RestoreVersionParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room", room, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/rooms/%s/restore", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -4657,6 +5061,19 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /rooms/{room}/audit (the `GetRoomAudit` operationId).
 	GetRoomAuditWithResponse(ctx context.Context, room RoomID, params *GetRoomAuditParams, reqEditors ...RequestEditorFn) (*GetRoomAuditResponse, error)
 
+	// GetDiffWithResponse What changed between two versions
+	//
+	// Nodes and edges added, removed (as they were at `from`) and changed (before,
+	// after, and the paths of the fields that differ, such as `label` or
+	// `data.columns`), from the graph at `from` to the graph at `to`. An edge
+	// removed with its node is listed among the removed edges. `from` may be
+	// greater than `to` (what undoing the change would do).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /rooms/{room}/diff (the `GetDiff` operationId).
+	GetDiffWithResponse(ctx context.Context, room RoomID, params *GetDiffParams, reqEditors ...RequestEditorFn) (*GetDiffResponse, error)
+
 	// StreamEventsWithResponse The room's live event stream (Server-Sent Events)
 	//
 	// `text/event-stream`, for `EventSource` or `curl -N`. Every `data:` line is one
@@ -4684,7 +5101,12 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /rooms/{room}/events (the `StreamEvents` operationId).
 	StreamEventsWithResponse(ctx context.Context, room RoomID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
 
-	// GetGraphWithResponse The room's graph, nodes and edges sorted by id
+	// GetGraphWithResponse The room's graph, nodes and edges sorted by id; with `version`, the graph at that past version
+	//
+	// With `?version=N` the answer is the graph as it was at version N: the newest
+	// stored snapshot at or before N plus the logged ops up to N. How far back that
+	// reaches depends on the room's checkpoints (`LIVESHARE_HISTORY_HOURLY`,
+	// `LIVESHARE_HISTORY_DAILY`); older versions answer 410 `history_gone`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4768,6 +5190,28 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 	GetPresenceWithResponse(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*GetPresenceResponse, error)
+
+	// RestoreVersionWithBodyWithResponse Restore the graph of a past version (owner)
+	//
+	// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
+	// (a new version), applies it and sends a `reset` event to subscribers. History
+	// is never rewritten: the versions in between stay readable.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /rooms/{room}/restore (the `RestoreVersion` operationId).
+	RestoreVersionWithBodyWithResponse(ctx context.Context, room RoomID, params *RestoreVersionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RestoreVersionResponse, error)
+
+	// RestoreVersionWithResponse Restore the graph of a past version (owner)
+	//
+	// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
+	// (a new version), applies it and sends a `reset` event to subscribers. History
+	// is never rewritten: the versions in between stay readable.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /rooms/{room}/restore (the `RestoreVersion` operationId).
+	RestoreVersionWithResponse(ctx context.Context, room RoomID, params *RestoreVersionParams, body RestoreVersionJSONRequestBody, reqEditors ...RequestEditorFn) (*RestoreVersionResponse, error)
 
 	// ClearSnapshotsWithResponse Clear the room's snapshots, then take a fresh one (trigger `clear`)
 	//
@@ -6585,6 +7029,154 @@ func (r GetRoomAuditResponse) ContentType() string {
 	return ""
 }
 
+// GetDiffResponse200Headers the declared response headers of an HTTP 200 response for GetDiff
+type GetDiffResponse200Headers struct {
+	XRequestId string
+}
+
+// GetDiffResponse400Headers the declared response headers of an HTTP 400 response for GetDiff
+type GetDiffResponse400Headers struct {
+	XRequestId string
+}
+
+// GetDiffResponse401Headers the declared response headers of an HTTP 401 response for GetDiff
+type GetDiffResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// GetDiffResponse404Headers the declared response headers of an HTTP 404 response for GetDiff
+type GetDiffResponse404Headers struct {
+	XRequestId string
+}
+
+// GetDiffResponse410Headers the declared response headers of an HTTP 410 response for GetDiff
+type GetDiffResponse410Headers struct {
+	XRequestId string
+}
+
+// GetDiffResponse421Headers the declared response headers of an HTTP 421 response for GetDiff
+type GetDiffResponse421Headers struct {
+	XRequestId string
+}
+
+// GetDiffResponse500Headers the declared response headers of an HTTP 500 response for GetDiff
+type GetDiffResponse500Headers struct {
+	XRequestId string
+}
+
+// GetDiffResponse503Headers the declared response headers of an HTTP 503 response for GetDiff
+type GetDiffResponse503Headers struct {
+	RetryAfter *int
+	XRequestId string
+}
+
+type GetDiffResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Diff
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *InvalidVersion
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
+	ApplicationproblemJSON410 *HistoryGone
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetDiffResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetDiffResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetDiffResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetDiffResponse404Headers
+	// Headers410 the parsed response headers for an HTTP 410 response
+	Headers410 *GetDiffResponse410Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *GetDiffResponse421Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetDiffResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDiffResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDiffResponse) GetJSON200() *Diff {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetDiffResponse) GetApplicationproblemJSON400() *InvalidVersion {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDiffResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDiffResponse) GetApplicationproblemJSON404() *RoomNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON410 returns the response for an HTTP 410 `application/problem+json` response
+func (r GetDiffResponse) GetApplicationproblemJSON410() *HistoryGone {
+	return r.ApplicationproblemJSON410
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetDiffResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetDiffResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDiffResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDiffResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDiffResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDiffResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDiffResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // StreamEventsResponse200Headers the declared response headers of an HTTP 200 response for StreamEvents
 type StreamEventsResponse200Headers struct {
 	CacheControl    string
@@ -6799,6 +7391,11 @@ type GetGraphResponse404Headers struct {
 	XRequestId string
 }
 
+// GetGraphResponse410Headers the declared response headers of an HTTP 410 response for GetGraph
+type GetGraphResponse410Headers struct {
+	XRequestId string
+}
+
 // GetGraphResponse421Headers the declared response headers of an HTTP 421 response for GetGraph
 type GetGraphResponse421Headers struct {
 	XRequestId string
@@ -6821,11 +7418,13 @@ type GetGraphResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Graph
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *InvalidRoomID
+	ApplicationproblemJSON400 *InvalidVersion
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthenticated
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
+	ApplicationproblemJSON410 *HistoryGone
 	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
 	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6842,6 +7441,8 @@ type GetGraphResponse struct {
 	Headers401 *GetGraphResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetGraphResponse404Headers
+	// Headers410 the parsed response headers for an HTTP 410 response
+	Headers410 *GetGraphResponse410Headers
 	// Headers421 the parsed response headers for an HTTP 421 response
 	Headers421 *GetGraphResponse421Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -6856,7 +7457,7 @@ func (r GetGraphResponse) GetJSON200() *Graph {
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r GetGraphResponse) GetApplicationproblemJSON400() *InvalidRoomID {
+func (r GetGraphResponse) GetApplicationproblemJSON400() *InvalidVersion {
 	return r.ApplicationproblemJSON400
 }
 
@@ -6868,6 +7469,11 @@ func (r GetGraphResponse) GetApplicationproblemJSON401() *Unauthenticated {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetGraphResponse) GetApplicationproblemJSON404() *RoomNotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON410 returns the response for an HTTP 410 `application/problem+json` response
+func (r GetGraphResponse) GetApplicationproblemJSON410() *HistoryGone {
+	return r.ApplicationproblemJSON410
 }
 
 // GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
@@ -8188,6 +8794,295 @@ func (r GetPresenceResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetPresenceResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RestoreVersionResponse200Headers the declared response headers of an HTTP 200 response for RestoreVersion
+type RestoreVersionResponse200Headers struct {
+	IdempotentReplayed *string
+	XRequestId         string
+}
+
+// RestoreVersionResponse400Headers the declared response headers of an HTTP 400 response for RestoreVersion
+type RestoreVersionResponse400Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse401Headers the declared response headers of an HTTP 401 response for RestoreVersion
+type RestoreVersionResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// RestoreVersionResponse403Headers the declared response headers of an HTTP 403 response for RestoreVersion
+type RestoreVersionResponse403Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse404Headers the declared response headers of an HTTP 404 response for RestoreVersion
+type RestoreVersionResponse404Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse408Headers the declared response headers of an HTTP 408 response for RestoreVersion
+type RestoreVersionResponse408Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse410Headers the declared response headers of an HTTP 410 response for RestoreVersion
+type RestoreVersionResponse410Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse413Headers the declared response headers of an HTTP 413 response for RestoreVersion
+type RestoreVersionResponse413Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse415Headers the declared response headers of an HTTP 415 response for RestoreVersion
+type RestoreVersionResponse415Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse421Headers the declared response headers of an HTTP 421 response for RestoreVersion
+type RestoreVersionResponse421Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse500Headers the declared response headers of an HTTP 500 response for RestoreVersion
+type RestoreVersionResponse500Headers struct {
+	XRequestId string
+}
+
+// RestoreVersionResponse503Headers the declared response headers of an HTTP 503 response for RestoreVersion
+type RestoreVersionResponse503Headers struct {
+	RetryAfter *int
+	XRequestId string
+}
+
+type RestoreVersionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RestoreResult
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *RoomNotFound
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *RequestTimeout
+	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
+	ApplicationproblemJSON410 *HistoryGone
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *RestoreVersionResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RestoreVersionResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RestoreVersionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RestoreVersionResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *RestoreVersionResponse404Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *RestoreVersionResponse408Headers
+	// Headers410 the parsed response headers for an HTTP 410 response
+	Headers410 *RestoreVersionResponse410Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *RestoreVersionResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *RestoreVersionResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *RestoreVersionResponse421Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *RestoreVersionResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RestoreVersionResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RestoreVersionResponse) GetJSON200() *RestoreResult {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON400() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON404() *RoomNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON408() *RequestTimeout {
+	return r.ApplicationproblemJSON408
+}
+
+// GetApplicationproblemJSON410 returns the response for an HTTP 410 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON410() *HistoryGone {
+	return r.ApplicationproblemJSON410
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON413() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RestoreVersionResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RestoreVersionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RestoreVersionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RestoreVersionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RestoreVersionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10003,6 +10898,25 @@ func (c *ClientWithResponses) GetRoomAuditWithResponse(ctx context.Context, room
 	return ParseGetRoomAuditResponse(rsp)
 }
 
+// GetDiffWithResponse What changed between two versions
+//
+// Nodes and edges added, removed (as they were at `from`) and changed (before,
+// after, and the paths of the fields that differ, such as `label` or
+// `data.columns`), from the graph at `from` to the graph at `to`. An edge
+// removed with its node is listed among the removed edges. `from` may be
+// greater than `to` (what undoing the change would do).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /rooms/{room}/diff (the `GetDiff` operationId).
+func (c *ClientWithResponses) GetDiffWithResponse(ctx context.Context, room RoomID, params *GetDiffParams, reqEditors ...RequestEditorFn) (*GetDiffResponse, error) {
+	rsp, err := c.GetDiff(ctx, room, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDiffResponse(rsp)
+}
+
 // StreamEventsWithResponse The room's live event stream (Server-Sent Events)
 //
 // `text/event-stream`, for `EventSource` or `curl -N`. Every `data:` line is one
@@ -10036,7 +10950,12 @@ func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, room
 	return ParseStreamEventsResponse(rsp)
 }
 
-// GetGraphWithResponse The room's graph, nodes and edges sorted by id
+// GetGraphWithResponse The room's graph, nodes and edges sorted by id; with `version`, the graph at that past version
+//
+// With `?version=N` the answer is the graph as it was at version N: the newest
+// stored snapshot at or before N plus the logged ops up to N. How far back that
+// reaches depends on the room's checkpoints (`LIVESHARE_HISTORY_HOURLY`,
+// `LIVESHARE_HISTORY_DAILY`); older versions answer 410 `history_gone`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10173,6 +11092,40 @@ func (c *ClientWithResponses) GetPresenceWithResponse(ctx context.Context, room 
 		return nil, err
 	}
 	return ParseGetPresenceResponse(rsp)
+}
+
+// RestoreVersionWithBodyWithResponse Restore the graph of a past version (owner)
+//
+// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
+// (a new version), applies it and sends a `reset` event to subscribers. History
+// is never rewritten: the versions in between stay readable.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /rooms/{room}/restore (the `RestoreVersion` operationId).
+func (c *ClientWithResponses) RestoreVersionWithBodyWithResponse(ctx context.Context, room RoomID, params *RestoreVersionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RestoreVersionResponse, error) {
+	rsp, err := c.RestoreVersionWithBody(ctx, room, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRestoreVersionResponse(rsp)
+}
+
+// RestoreVersionWithResponse Restore the graph of a past version (owner)
+//
+// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
+// (a new version), applies it and sends a `reset` event to subscribers. History
+// is never rewritten: the versions in between stay readable.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /rooms/{room}/restore (the `RestoreVersion` operationId).
+func (c *ClientWithResponses) RestoreVersionWithResponse(ctx context.Context, room RoomID, params *RestoreVersionParams, body RestoreVersionJSONRequestBody, reqEditors ...RequestEditorFn) (*RestoreVersionResponse, error) {
+	rsp, err := c.RestoreVersion(ctx, room, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRestoreVersionResponse(rsp)
 }
 
 // ClearSnapshotsWithResponse Clear the room's snapshots, then take a fresh one (trigger `clear`)
@@ -12041,6 +12994,178 @@ func ParseGetRoomAuditResponse(rsp *http.Response) (*GetRoomAuditResponse, error
 	return response, nil
 }
 
+// ParseGetDiffResponse parses an HTTP response from a GetDiffWithResponse call
+func ParseGetDiffResponse(rsp *http.Response) (*GetDiffResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDiffResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Diff
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidVersion
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest RoomNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 410:
+		var dest HistoryGone
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON410 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetDiffResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetDiffResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetDiffResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetDiffResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 410:
+		var headers GetDiffResponse410Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers410 = &headers
+	case rsp.StatusCode == 421:
+		var headers GetDiffResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetDiffResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetDiffResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseStreamEventsResponse parses an HTTP response from a StreamEventsWithResponse call
 func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -12273,7 +13398,7 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest InvalidRoomID
+		var dest InvalidVersion
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12292,6 +13417,13 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 410:
+		var dest HistoryGone
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON410 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
 		var dest MisdirectedRequest
@@ -12388,6 +13520,16 @@ func ParseGetGraphResponse(rsp *http.Response) (*GetGraphResponse, error) {
 			headers.XRequestId = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 410:
+		var headers GetGraphResponse410Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers410 = &headers
 	case rsp.StatusCode == 421:
 		var headers GetGraphResponse421Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -13672,6 +14814,295 @@ func ParseGetPresenceResponse(rsp *http.Response) (*GetPresenceResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRestoreVersionResponse parses an HTTP response from a RestoreVersionWithResponse call
+func ParseRestoreVersionResponse(rsp *http.Response) (*RestoreVersionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RestoreVersionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest RestoreResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest RoomNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest RequestTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 410:
+		var dest HistoryGone
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON410 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers RestoreVersionResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers RestoreVersionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers RestoreVersionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RestoreVersionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers RestoreVersionResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 408:
+		var headers RestoreVersionResponse408Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
+	case rsp.StatusCode == 410:
+		var headers RestoreVersionResponse410Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers410 = &headers
+	case rsp.StatusCode == 413:
+		var headers RestoreVersionResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers RestoreVersionResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers RestoreVersionResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 500:
+		var headers RestoreVersionResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers RestoreVersionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -567,6 +567,86 @@ func TestContractAPI(t *testing.T) {
 		c.do(u, "GET", base+"/ops?since=2", "").expect(t, 200, "")
 	})
 
+	t.Run("history", func(t *testing.T) {
+		id := c.do(u, "POST", "/rooms", `{"name":"history"}`).expect(t, 201, "").str(t, "id")
+		base := "/rooms/" + id
+		c.do(u, "POST", base+"/ops", `{"ops":[{"op":"add_node","node":{"id":"users","label":"users"}},{"op":"add_node","node":{"id":"orders"}},
+			{"op":"add_edge","edge":{"id":"fk","source":"orders","target":"users"}}]}`).expect(t, 200, "")
+		c.do(u, "POST", base+"/snapshots", "").expect(t, 201, "")
+		c.do(u, "POST", base+"/ops", `{"ops":[{"op":"update_node","id":"users","patch":{"label":"people","data":{"columns":[]}}}]}`).expect(t, 200, "")
+		c.do(u, "POST", base+"/snapshots", "").expect(t, 201, "")
+		c.do(u, "POST", base+"/ops", `{"ops":[{"op":"remove_node","id":"orders"}]}`).expect(t, 200, "")
+		c.do(u, "POST", base+"/snapshots", "").expect(t, 201, "") // keep 2: ops through 4 pruned
+
+		g := c.do(u, "GET", base+"/graph?version=4", "").expect(t, 200, "").JSON(t)
+		if g["version"] != float64(4) || len(g["edges"].([]any)) != 1 {
+			t.Errorf("graph at version 4 = %v, want version 4 with the edge fk", g)
+		}
+		c.do(u, "GET", base+"/graph?version=4", "", "If-None-Match", `"4"`).expect(t, 304, "")
+		c.do(u, "GET", base+"/graph?version=3", "").expect(t, 410, "history_gone")
+		c.do(u, "GET", base+"/graph?version=0", "").expect(t, 200, "")
+		c.do(u, "GET", base+"/graph?version=6", "").expect(t, 400, "invalid_version")
+		c.do(u, "GET", base+"/graph?version=-1", "").expect(t, 400, "invalid_version")
+		c.do(u, "GET", base+"/graph?version=", "").expect(t, 400, "invalid_version")
+		c.do(u, "GET", "/rooms/"+ghost+"/graph?version=1", "").expect(t, 404, "room_not_found")
+		c.do(u, "GET", "/rooms/nope/graph?version=1", "").expect(t, 400, "invalid_room_id")
+
+		d := c.do(u, "GET", base+"/diff?from=4", "").expect(t, 200, "").JSON(t)
+		if d["from"] != float64(4) || d["to"] != float64(5) {
+			t.Errorf("diff from 4 = %v, want from 4 to the current 5", d)
+		}
+		edges := d["edges"].(map[string]any)
+		if removed := edges["removed"].([]any); len(removed) != 1 || removed[0].(map[string]any)["id"] != "fk" {
+			t.Errorf("diff from 4: edges removed %v, want fk, removed with its node", edges["removed"])
+		}
+		c.do(u, "GET", base+"/diff?from=5&to=4", "").expect(t, 200, "")
+		c.do(u, "GET", base+"/diff", "").expect(t, 400, "invalid_version")
+		c.do(u, "GET", base+"/diff?from=x", "").expect(t, 400, "invalid_version")
+		c.do(u, "GET", base+"/diff?from=4&to=9", "").expect(t, 400, "invalid_version")
+		c.do(u, "GET", base+"/diff?from=2", "").expect(t, 410, "history_gone")
+		c.do(u, "GET", "/rooms/"+ghost+"/diff?from=0", "").expect(t, 404, "room_not_found")
+		c.do(u, "GET", "/rooms/nope/diff?from=0", "").expect(t, 400, "invalid_room_id")
+
+		// Bad restores change nothing.
+		for _, bad := range []struct{ body, code string }{
+			{`{}`, "invalid_version"},
+			{`{"version":-1}`, "invalid_version"},
+			{`{"version":6}`, "invalid_version"},
+			{`{"version":"4"}`, "invalid_json"},
+			{`{"version":4,"extra":1}`, "invalid_json"},
+			{`[4]`, "invalid_json"},
+		} {
+			c.do(u, "POST", base+"/restore", bad.body).expect(t, 400, bad.code)
+		}
+		c.do(u, "POST", base+"/restore", `{"version":4}`, "Idempotency-Key", strings.Repeat("k", 129)).expect(t, 400, "invalid_request")
+		c.do(u, "POST", base+"/restore", `{"version":1}`).expect(t, 410, "history_gone")
+		c.do(u, "POST", base+"/restore", `{"version":4,"pad":"`+strings.Repeat("p", 300<<10)+`"}`).expect(t, 413, "payload_too_large")
+		c.doSlow(u, "POST", base+"/restore", `{"version":`).expect(t, 408, "request_timeout")
+		c.do(u, "POST", "/rooms/"+ghost+"/restore", `{"version":0}`).expect(t, 404, "room_not_found")
+		c.do(u, "POST", "/rooms/nope/restore", `{"version":0}`).expect(t, 400, "invalid_room_id")
+		if v := c.do(u, "GET", base, "").expect(t, 200, "").JSON(t)["version"]; v != float64(5) {
+			t.Fatalf("after the refused restores the room is at version %v, want 5", v)
+		}
+		r := c.do(u, "POST", base+"/restore", `{"version":4}`, "Idempotency-Key", "restore-4").expect(t, 200, "")
+		if r.JSON(t)["version"] != float64(6) {
+			t.Errorf("restore answered %s, want version 6", r.Body)
+		}
+		if again := c.do(u, "POST", base+"/restore", `{"version":4}`, "Idempotency-Key", "restore-4").expect(t, 200, ""); again.Header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("a retried restore was not marked Idempotent-Replayed")
+		}
+		now := c.do(u, "GET", base+"/graph", "").expect(t, 200, "").JSON(t)
+		then := c.do(u, "GET", base+"/graph?version=4", "").expect(t, 200, "").JSON(t)
+		if fmt.Sprint(now["nodes"], now["edges"]) != fmt.Sprint(then["nodes"], then["edges"]) {
+			t.Errorf("after restoring version 4 the graph is %v, want %v", now, then)
+		}
+		// The versions in between stay readable: history is kept.
+		c.do(u, "GET", base+"/graph?version=5", "").expect(t, 200, "")
+		st := c.do(u, "GET", base+"/snapshots/stats", "").expect(t, 200, "").JSON(t)
+		if _, ok := st["checkpoints"]; !ok {
+			t.Errorf("snapshot stats do not count checkpoints: %v", st)
+		}
+	})
+
 	t.Run("limits", func(t *testing.T) {
 		lim := newContractServer(t, storetest.Open(t, "sqlite"), contractLimits{keep: 2, maxSnapshot: 2048, stateBudget: 8192})
 		id := c.do(lim.URL, "POST", "/rooms", "").expect(t, 201, "").str(t, "id")

@@ -44,6 +44,14 @@ func etagMatches(header, tag string) bool {
 }
 
 func (a *API) getGraph(w http.ResponseWriter, r *http.Request) {
+	if version, ok, err := versionParam(r.URL.Query(), "version"); err != nil || ok {
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		a.graphAtVersion(w, r, version)
+		return
+	}
 	rm, err := a.rooms.Fresh(r.Context(), roomIDFrom(r))
 	if err != nil {
 		writeError(w, r, err)

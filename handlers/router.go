@@ -13,6 +13,7 @@ import (
 
 	"github.com/liveshare/liveshare/auth"
 	"github.com/liveshare/liveshare/cluster"
+	"github.com/liveshare/liveshare/history"
 	"github.com/liveshare/liveshare/metrics"
 	"github.com/liveshare/liveshare/room"
 	"github.com/liveshare/liveshare/snapshot"
@@ -70,6 +71,7 @@ type API struct {
 	limits      Limits
 	slots       *streamSlots
 	audit       AuditLog
+	history     *history.Reader
 }
 
 // New returns the router with every endpoint and middleware.
@@ -97,7 +99,8 @@ func NewAPI(cfg Config) *API {
 	return &API{store: cfg.Store, rooms: cfg.Rooms, snapshots: cfg.Snapshots, cluster: cfg.Cluster, maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout,
 		streams: newStreams(cfg.Streams, cfg.Rooms, cfg.Store, cfg.Snapshots),
 		auth:    cfg.Auth, anonymous: auth.AnonymousPrincipal(), members: newMemberCache(cfg.Store, cfg.Auth.MembersTTL),
-		limits: cfg.Limits, slots: newStreamSlots(cfg.Limits.MaxStreamsPerSubject, cfg.Limits.MaxStreams), audit: cfg.Audit}
+		limits: cfg.Limits, slots: newStreamSlots(cfg.Limits.MaxStreamsPerSubject, cfg.Limits.MaxStreams), audit: cfg.Audit,
+		history: history.NewReader(cfg.Store, cfg.Snapshots.Get)}
 }
 
 // Router returns the router with every endpoint and middleware. Every
@@ -164,6 +167,8 @@ func (a *API) Router(cfg Config) http.Handler {
 			r.With(audit(store.AuditRoomRename), owner).Patch("/", a.renameRoom)
 			r.With(audit(store.AuditRoomDelete), owner).Delete("/", a.deleteRoom)
 			r.With(viewer).Get("/graph", a.getGraph)
+			r.With(viewer).Get("/diff", a.getDiff)
+			r.With(audit(store.AuditSnapshotRestore), owner).Post("/restore", a.restoreVersion)
 			r.With(editor, a.rateLimit(lim.Ops, false, "op posts")).Post("/ops", a.postOps)
 			r.With(viewer).Get("/ops", a.listOps)
 			r.With(viewer).Get("/presence", a.getPresence)

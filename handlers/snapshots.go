@@ -201,57 +201,15 @@ func (a *API) clearSnapshots(w http.ResponseWriter, r *http.Request) {
 }
 
 // restoreSnapshot appends a reset op holding the snapshot's state: a new
-// version, a reset event to subscribers, and the history kept.
+// version, a reset event to subscribers, and the history kept. It takes the
+// one path of every restore (restore).
 func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
-	roomID, id := roomIDFrom(r), snapshotIDFrom(r)
-	key, err := idempotencyKey(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if !a.roomExists(w, r) {
-		return
-	}
-	s, err := a.snapshots.Get(r.Context(), roomID, id)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	state, _, err := snapshot.Decode(s.Data)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	// The restore happens only with its audit row: both are written in
-	// the transaction that commits the reset op.
-	audit := auditInTx(r)
-	if audit != nil {
-		auditSnapshot(s.SnapshotMeta)(audit)
-		audit.Version = nil // the store sets the version the reset made
-	}
-	res, err := a.rooms.Apply(r.Context(), roomID, room.Write{
-		Ops:            []graph.Op{{Kind: graph.OpReset, SnapshotID: id, State: &state}},
-		IdempotencyKey: key,
-		Audit:          audit,
-	})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if res.Replayed {
-		// Nothing was written this time: the first answer, again.
-		if audit != nil {
-			e, v := *audit, res.Version
-			e.Version, e.Detail = &v, "idempotent replay: nothing restored again"
-			a.recordAudit(r.Context(), e)
-		}
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
-	writeJSON(w, r, http.StatusOK, map[string]int64{"version": res.Version})
+	a.restore(w, r, a.snapshotSource(snapshotIDFrom(r)))
 }
 
 type roomSnapshotStats struct {
 	Count          int64      `json:"count"`
+	Checkpoints    int64      `json:"checkpoints"`
 	TotalBytes     int64      `json:"total_bytes"`
 	LatestVersion  *int64     `json:"latest_version"`
 	LatestAt       *time.Time `json:"latest_at"`
@@ -271,7 +229,7 @@ func (a *API) roomSnapshotStats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	out := roomSnapshotStats{Count: st.Count, TotalBytes: st.TotalBytes, VersionsBehind: info.Version}
+	out := roomSnapshotStats{Count: st.Count, Checkpoints: st.Checkpoints, TotalBytes: st.TotalBytes, VersionsBehind: info.Version}
 	if st.Latest != nil {
 		out.LatestVersion, out.LatestAt = &st.Latest.Version, &st.Latest.CreatedAt
 		out.VersionsBehind = info.Version - st.Latest.Version
@@ -284,12 +242,13 @@ func (a *API) roomSnapshotStats(w http.ResponseWriter, r *http.Request) {
 }
 
 type globalSnapshotStats struct {
-	Rooms     int64      `json:"rooms"`
-	Snapshots int64      `json:"snapshots"`
-	Bytes     int64      `json:"bytes"`
-	Taken     int64      `json:"taken"`
-	Failures  int64      `json:"failures"`
-	LastRun   *time.Time `json:"last_run"`
+	Rooms       int64      `json:"rooms"`
+	Snapshots   int64      `json:"snapshots"`
+	Checkpoints int64      `json:"checkpoints"`
+	Bytes       int64      `json:"bytes"`
+	Taken       int64      `json:"taken"`
+	Failures    int64      `json:"failures"`
+	LastRun     *time.Time `json:"last_run"`
 }
 
 func (a *API) globalSnapshotStats(w http.ResponseWriter, r *http.Request) {
@@ -299,7 +258,7 @@ func (a *API) globalSnapshotStats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	proc := a.snapshots.Totals()
-	out := globalSnapshotStats{Rooms: tot.Rooms, Snapshots: tot.Snapshots, Bytes: tot.Bytes,
+	out := globalSnapshotStats{Rooms: tot.Rooms, Snapshots: tot.Snapshots, Checkpoints: tot.Checkpoints, Bytes: tot.Bytes,
 		Taken: proc.Taken.Load(), Failures: proc.Failures.Load()}
 	if ns := proc.LastRun.Load(); ns > 0 {
 		t := time.Unix(0, ns).UTC()

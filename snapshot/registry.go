@@ -27,6 +27,9 @@ const (
 	TriggerThreshold = "threshold"
 	TriggerIdle      = "idle"
 	TriggerClear     = "clear"
+	// TriggerCheckpoint marks a snapshot kept for history beside the
+	// newest Keep (Config.Hourly, Config.Daily).
+	TriggerCheckpoint = store.TriggerCheckpoint
 )
 
 var (
@@ -42,6 +45,8 @@ var (
 // Store is what snapshots need of persistence; *store.Store satisfies it.
 type Store interface {
 	InsertSnapshot(ctx context.Context, n store.NewSnapshot, keep int) (store.SnapshotMeta, int64, error)
+	InsertSnapshotRetaining(ctx context.Context, n store.NewSnapshot, ret store.Retention) (store.SnapshotMeta, int64, error)
+	LatestCheckpointMeta(ctx context.Context, roomID string) (store.SnapshotMeta, bool, error)
 	ClearSnapshots(ctx context.Context, n store.NewSnapshot) (store.SnapshotMeta, int64, error)
 	ListSnapshots(ctx context.Context, roomID string) ([]store.SnapshotMeta, error)
 	SnapshotMetas(ctx context.Context, roomID string, limit int) ([]store.SnapshotMeta, error)
@@ -78,7 +83,17 @@ type Config struct {
 	// Shared says other instances may snapshot the same rooms: the
 	// scheduler then skips a room another instance snapshotted within the
 	// interval.
-	Shared  bool
+	Shared bool
+	// Hourly and Daily keep history (DESIGN.md section 11): a snapshot the
+	// registry takes on its own becomes a checkpoint when the room has none
+	// yet in the current hour (Hourly > 0) or day (Daily > 0, Hourly 0),
+	// and the store keeps one checkpoint per hour for Hourly and one per
+	// day for Daily, with the ops after them. Both 0: no checkpoints, ops
+	// pruned to the oldest of the newest Keep snapshots.
+	Hourly, Daily time.Duration
+	// Now is the clock checkpoints are due by; nil means time.Now. It
+	// should be the store's clock (store.Config.Now), which stamps them.
+	Now     func() time.Time
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics // nil records nothing
 }
@@ -147,6 +162,9 @@ func NewRegistry(st Store, cfg Config) *Registry {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Registry{store: st, cfg: cfg, log: cfg.Logger, due: make(chan *room.Room, 64),
 		rooms: make(map[string]*roomSnaps), cache: newByteLRU(cfg.CacheBytes)}
 }
@@ -210,6 +228,9 @@ func (reg *Registry) take(ctx context.Context, r *room.Room, trigger string, aud
 			return store.SnapshotMeta{}, ErrUnchanged
 		}
 	}
+	if trigger != TriggerManual && trigger != TriggerClear && reg.checkpointDue(ctx, r.ID()) {
+		trigger = TriggerCheckpoint
+	}
 	state, version := r.Capture()
 	start := time.Now()
 	state.Sort()
@@ -233,9 +254,13 @@ func (reg *Registry) take(ctx context.Context, r *room.Room, trigger string, aud
 		meta   store.SnapshotMeta
 		pruned int64
 	)
-	if trigger == TriggerClear {
+	switch {
+	case trigger == TriggerClear:
 		meta, pruned, err = reg.store.ClearSnapshots(ctx, n)
-	} else {
+	case reg.keepsHistory():
+		meta, pruned, err = reg.store.InsertSnapshotRetaining(ctx, n,
+			store.Retention{Keep: reg.cfg.Keep, Hourly: reg.cfg.Hourly, Daily: reg.cfg.Daily})
+	default:
 		meta, pruned, err = reg.store.InsertSnapshot(ctx, n, reg.cfg.Keep)
 	}
 	if errors.Is(err, store.ErrSnapshotExists) {
@@ -258,6 +283,31 @@ func (reg *Registry) take(ctx context.Context, r *room.Room, trigger string, aud
 	reg.log.InfoContext(ctx, "snapshot stored", "room_id", r.ID(), "version", version, "trigger", trigger,
 		"size_bytes", len(data), "elements", meta.ElementCount, "encode", encodeTime, "ops_pruned", pruned)
 	return meta, nil
+}
+
+func (reg *Registry) keepsHistory() bool { return reg.cfg.Hourly > 0 || reg.cfg.Daily > 0 }
+
+// checkpointDue reports whether the room's next snapshot should be a
+// checkpoint: history is kept and its newest checkpoint is from an earlier
+// hour (or day, when only days are kept), or it has none. Should the store
+// not answer, the snapshot stays an ordinary one; the next is asked again.
+func (reg *Registry) checkpointDue(ctx context.Context, roomID string) bool {
+	if !reg.keepsHistory() {
+		return false
+	}
+	latest, ok, err := reg.store.LatestCheckpointMeta(ctx, roomID)
+	if err != nil {
+		reg.log.WarnContext(ctx, "checkpoint check failed", "room_id", roomID, "err", err)
+		return false
+	}
+	if !ok {
+		return true
+	}
+	now, at := reg.cfg.Now().UTC(), latest.CreatedAt.UTC()
+	if reg.cfg.Hourly > 0 {
+		return !at.Truncate(time.Hour).Equal(now.Truncate(time.Hour))
+	}
+	return at.YearDay() != now.YearDay() || at.Year() != now.Year()
 }
 
 // takenElsewhere reports whether the room's newest snapshot in the store

@@ -48,16 +48,18 @@ type NewSnapshot struct {
 
 // RoomSnapshotStats describes a room's snapshots.
 type RoomSnapshotStats struct {
-	Count      int64
-	TotalBytes int64         // sum of size_bytes
-	Latest     *SnapshotMeta // the newest; nil when there is none
+	Count       int64
+	Checkpoints int64         // of Count, those with trigger checkpoint
+	TotalBytes  int64         // sum of size_bytes
+	Latest      *SnapshotMeta // the newest; nil when there is none
 }
 
 // SnapshotTotals describes the snapshots of all rooms.
 type SnapshotTotals struct {
-	Rooms     int64 // rooms having at least one snapshot
-	Snapshots int64
-	Bytes     int64 // sum of size_bytes
+	Rooms       int64 // rooms having at least one snapshot
+	Snapshots   int64
+	Checkpoints int64 // of Snapshots, those with trigger checkpoint
+	Bytes       int64 // sum of size_bytes
 }
 
 const snapshotMetaColumns = `id, room_id, version, created_at, size_bytes, element_count, "trigger", format`
@@ -111,14 +113,22 @@ func scanSnapshotMeta(row scanner, extra ...any) (SnapshotMeta, error) {
 // have been deleted meanwhile); an error when n.Version is negative or beyond
 // the room's version in the database.
 func (s *Store) InsertSnapshot(ctx context.Context, n NewSnapshot, keep int) (SnapshotMeta, int64, error) {
-	meta, pruned, err := s.insertSnapshot(ctx, n, keep)
+	return s.InsertSnapshotRetaining(ctx, n, Retention{Keep: keep})
+}
+
+// InsertSnapshotRetaining is InsertSnapshot keeping what ret keeps: the
+// newest ret.Keep snapshots and, besides them, the checkpoints ret.Hourly
+// and ret.Daily hold (see Retention). The op log is pruned to the oldest
+// snapshot kept, checkpoints included.
+func (s *Store) InsertSnapshotRetaining(ctx context.Context, n NewSnapshot, ret Retention) (SnapshotMeta, int64, error) {
+	meta, pruned, err := s.insertSnapshot(ctx, n, ret)
 	if err != nil {
 		return SnapshotMeta{}, 0, fmt.Errorf("insert snapshot of room %s: %w", n.RoomID, err)
 	}
 	return meta, pruned, nil
 }
 
-func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (SnapshotMeta, int64, error) {
+func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, ret Retention) (SnapshotMeta, int64, error) {
 	roomID, ok := canonicalID(n.RoomID)
 	if !ok {
 		return SnapshotMeta{}, 0, ErrNotFound
@@ -126,7 +136,7 @@ func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (Sn
 	if n.Version < 0 {
 		return SnapshotMeta{}, 0, fmt.Errorf("negative version %d", n.Version)
 	}
-	keep = max(keep, 1)
+	ret.Keep = max(ret.Keep, 1)
 	now := s.clock()
 	meta := SnapshotMeta{
 		ID:           uuid.NewString(),
@@ -171,7 +181,7 @@ func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (Sn
 			return fmt.Errorf("insert: %w", err)
 		}
 		if len(chunks) == 1 {
-			return s.completeSnapshot(ctx, tx, roomID, meta.ID, keep)
+			return s.completeSnapshot(ctx, tx, roomID, meta.ID, ret)
 		}
 		return nil
 	})
@@ -179,7 +189,7 @@ func (s *Store) insertSnapshot(ctx context.Context, n NewSnapshot, keep int) (Sn
 		return SnapshotMeta{}, 0, err
 	}
 	if len(chunks) > 1 {
-		if err := s.storeChunks(ctx, roomID, meta.ID, chunks, keep); err != nil {
+		if err := s.storeChunks(ctx, roomID, meta.ID, chunks, ret); err != nil {
 			// Leave no half-stored claim on the version behind.
 			_, _ = s.execWrite(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ? AND NOT complete`, meta.ID)
 			return SnapshotMeta{}, 0, err
@@ -273,7 +283,7 @@ func splitChunks(data []byte) [][]byte {
 
 // storeChunks writes the pieces after the first, each in its own
 // transaction, then completes the snapshot.
-func (s *Store) storeChunks(ctx context.Context, roomID, id string, chunks [][]byte, keep int) error {
+func (s *Store) storeChunks(ctx context.Context, roomID, id string, chunks [][]byte, ret Retention) error {
 	for i := 1; i < len(chunks); i++ {
 		_, err := s.execWrite(ctx, `INSERT INTO snapshot_chunks (snapshot_id, idx, data) VALUES (?, ?, ?)`,
 			id, i, chunks[i])
@@ -282,15 +292,15 @@ func (s *Store) storeChunks(ctx context.Context, roomID, id string, chunks [][]b
 		}
 	}
 	return s.transact(ctx, func(tx *sqlx.Tx) error {
-		return s.completeSnapshot(ctx, tx, roomID, id, keep)
+		return s.completeSnapshot(ctx, tx, roomID, id, ret)
 	})
 }
 
-// completeSnapshot marks the snapshot stored, deletes the snapshots beyond
-// the newest keep and raises pruned_through to the oldest kept one. It takes
+// completeSnapshot marks the snapshot stored, deletes the snapshots ret
+// does not keep and raises pruned_through to the oldest kept one. It takes
 // turns with the room's writers (the room row is locked) for a few small
 // statements.
-func (s *Store) completeSnapshot(ctx context.Context, tx *sqlx.Tx, roomID, id string, keep int) error {
+func (s *Store) completeSnapshot(ctx context.Context, tx *sqlx.Tx, roomID, id string, ret Retention) error {
 	_, prunedThrough, err := s.readRoomForSnapshot(ctx, tx, roomID, "FOR NO KEY UPDATE")
 	if err != nil {
 		return err
@@ -298,12 +308,12 @@ func (s *Store) completeSnapshot(ctx context.Context, tx *sqlx.Tx, roomID, id st
 	if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE snapshots SET complete = ? WHERE id = ?`), true, id); err != nil {
 		return fmt.Errorf("complete: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, tx.Rebind(
-		`DELETE FROM snapshots WHERE room_id = ? AND complete AND id NOT IN
-		   (SELECT id FROM snapshots WHERE room_id = ? AND complete `+snapshotOrder+` LIMIT ?)`),
-		roomID, roomID, keep)
+	checkpointKept, err := s.trimSnapshots(ctx, tx, roomID, ret)
 	if err != nil {
-		return fmt.Errorf("delete old snapshots: %w", err)
+		return err
+	}
+	if ret.history() && !checkpointKept {
+		return nil // see Retention: nothing is pruned before the first checkpoint
 	}
 	var oldestKept sql.NullInt64 // never NULL: this one is complete, and keep >= 1
 	if err := tx.QueryRowxContext(ctx, tx.Rebind(
@@ -537,25 +547,26 @@ func (s *Store) RoomSnapshotStats(ctx context.Context, roomID string) (RoomSnaps
 	if !ok {
 		return st, nil
 	}
-	var count, total int64
+	var count, checkpoints, total int64
 	m, err := scanSnapshotMeta(s.db.QueryRowContext(ctx, s.db.Rebind(
-		`SELECT `+snapshotMetaColumns+`, count(*) OVER (), CAST(sum(size_bytes) OVER () AS BIGINT)
-		 FROM snapshots WHERE room_id = ? AND complete `+snapshotOrder+` LIMIT 1`), id), &count, &total)
+		`SELECT `+snapshotMetaColumns+`, count(*) OVER (), CAST(sum(`+isCheckpoint+`) OVER () AS BIGINT), CAST(sum(size_bytes) OVER () AS BIGINT)
+		 FROM snapshots WHERE room_id = ? AND complete `+snapshotOrder+` LIMIT 1`), id), &count, &checkpoints, &total)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, nil
 	}
 	if err != nil {
 		return RoomSnapshotStats{}, fmt.Errorf("read snapshot stats of room %s: %w", roomID, err)
 	}
-	return RoomSnapshotStats{Count: count, TotalBytes: total, Latest: &m}, nil
+	return RoomSnapshotStats{Count: count, Checkpoints: checkpoints, TotalBytes: total, Latest: &m}, nil
 }
 
 // SnapshotTotals counts the snapshots of all rooms.
 func (s *Store) SnapshotTotals(ctx context.Context) (SnapshotTotals, error) {
 	var t SnapshotTotals
-	err := s.db.QueryRowContext(ctx,
-		`SELECT count(DISTINCT room_id), count(*), CAST(coalesce(sum(size_bytes), 0) AS BIGINT) FROM snapshots WHERE complete`).
-		Scan(&t.Rooms, &t.Snapshots, &t.Bytes)
+	err := s.db.QueryRowContext(ctx, s.db.Rebind(
+		`SELECT count(DISTINCT room_id), count(*), CAST(coalesce(sum(`+isCheckpoint+`), 0) AS BIGINT), CAST(coalesce(sum(size_bytes), 0) AS BIGINT)
+		 FROM snapshots WHERE complete`)).
+		Scan(&t.Rooms, &t.Snapshots, &t.Checkpoints, &t.Bytes)
 	if err != nil {
 		return SnapshotTotals{}, fmt.Errorf("read snapshot totals: %w", err)
 	}

@@ -167,6 +167,8 @@ func TestInvalidConfigurationStops(t *testing.T) {
 		{"LIVESHARE_MAX_BODY_BYTES=lots", "LIVESHARE_MAX_BODY_BYTES"},
 		{"LIVESHARE_LOG_LEVEL=loud", "LIVESHARE_LOG_LEVEL"},
 		{"DATABASE_URL=mysql://x", "DATABASE_URL"},
+		{"LIVESHARE_HISTORY_HOURLY=-1h", "LIVESHARE_HISTORY_HOURLY"},
+		{"LIVESHARE_HISTORY_DAILY=a month", "LIVESHARE_HISTORY_DAILY"},
 	}
 	trackSources(t)
 	for _, c := range cases {

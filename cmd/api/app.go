@@ -85,7 +85,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	snaps := snapshot.NewRegistry(st, snapshot.Config{
 		Interval: a.cfg.SnapshotInterval, Keep: a.cfg.SnapshotKeep, MaxBytes: a.cfg.SnapshotMaxBytes, Logger: ctxLog,
-		Metrics: mets, Shared: shared,
+		Metrics: mets, Shared: shared, Hourly: a.cfg.HistoryHourly, Daily: a.cfg.HistoryDaily,
 	})
 	roomOpts.IdleTimeout, roomOpts.QueueSize, roomOpts.Logger = a.cfg.RoomIdleTimeout, a.cfg.SSEQueue, ctxLog
 	roomOpts.Snapshots, roomOpts.SnapshotEveryOps = snaps, a.cfg.SnapshotEveryOps

@@ -75,6 +75,8 @@ var matrixRules = map[string]rule{
 	"GET /rooms/{}":                       {viewerRole, "/rooms/{room}", "", 200},
 	"GET /rooms/{}/graph":                 {viewerRole, "/rooms/{room}/graph", "", 200},
 	"GET /rooms/{}/ops":                   {viewerRole, "/rooms/{room}/ops?since=1", "", 200},
+	"GET /rooms/{}/diff":                  {viewerRole, "/rooms/{room}/diff?from=0", "", 200},
+	"POST /rooms/{}/restore":              {ownerRole, "/rooms/{room}/restore", `{"version":0}`, 200},
 	"GET /rooms/{}/events":                {viewerRole, "/rooms/{room}/events", "", 200},
 	"GET /rooms/{}/presence":              {viewerRole, "/rooms/{room}/presence", "", 200},
 	"GET /rooms/{}/snapshots":             {viewerRole, "/rooms/{room}/snapshots", "", 200},

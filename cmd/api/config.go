@@ -37,6 +37,8 @@ type Config struct {
 	EncryptionKeys *store.Keyring
 	Auth           AuthSettings
 	Limits         LimitSettings
+	HistoryHourly  time.Duration // one checkpoint per hour kept this long; 0: none
+	HistoryDaily   time.Duration // one checkpoint per day kept this long; 0: none
 }
 
 // setting is one configuration value: its env var, flag and default.
@@ -114,6 +116,8 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		}},
 		{"LIVESHARE_POLL_INTERVAL", "poll-interval", "2s", "on PostgreSQL, how often the rooms held for subscribers are compared with the database, beside notifications (Go duration)", durationIn(&c.PollInterval, 10*time.Millisecond)},
 		encryptionKeysSetting(&c.EncryptionKeys),
+		{"LIVESHARE_HISTORY_HOURLY", "history-hourly", "24h", "keep one checkpoint per hour for this long, and the ops after it (Go duration; 0: none)", durationIn(&c.HistoryHourly, 0)},
+		{"LIVESHARE_HISTORY_DAILY", "history-daily", "720h", "keep one checkpoint per day for this long, and the ops after it (Go duration; 0: none)", durationIn(&c.HistoryDaily, 0)},
 		{"LIVESHARE_PPROF_ADDR", "pprof-addr", "", "serve net/http/pprof on this separate host:port; empty is off", func(s string) error {
 			if s != "" && !strings.Contains(s, ":") {
 				return errors.New("must be host:port, or empty for none")

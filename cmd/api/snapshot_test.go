@@ -33,6 +33,15 @@ import (
 // snapshot (200).
 const snapInterval = "LIVESHARE_SNAPSHOT_INTERVAL=1s"
 
+// Without history (both 0) every snapshot keeps the trigger that took it
+// and only the newest LIVESHARE_SNAPSHOT_KEEP are kept: the behaviour the
+// tests of triggers and pruning pin down. With history on, a room's first
+// automatic snapshot of each hour becomes a checkpoint (history_test.go).
+const (
+	noHourly = "LIVESHARE_HISTORY_HOURLY=0"
+	noDaily  = "LIVESHARE_HISTORY_DAILY=0"
+)
+
 // snapMeta is a snapshot's metadata as the API answers it.
 type snapMeta struct {
 	ID           string    `json:"id"`
@@ -235,7 +244,7 @@ func snapNewest(list []snapMeta) snapMeta {
 func TestSnapshotsTakenOnInterval(t *testing.T) {
 	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
-		srv := startServer(t, cfg, snapInterval)
+		srv := startServer(t, cfg, snapInterval, noHourly, noDaily)
 		rm := srv.createRoom("interval")
 		var version int64
 		for k := range 3 {
@@ -300,7 +309,7 @@ func TestSnapshotsTakenOnInterval(t *testing.T) {
 func TestSnapshotKeepPrunesHistory(t *testing.T) {
 	// Alone: see snapInterval.
 	databases(t, func(t *testing.T, cfg store.Config) {
-		srv := startServer(t, cfg, snapInterval, "LIVESHARE_SNAPSHOT_KEEP=3")
+		srv := startServer(t, cfg, snapInterval, "LIVESHARE_SNAPSHOT_KEEP=3", noHourly, noDaily)
 		rm := srv.createRoom("keep")
 		var version int64
 		var taken []snapMeta
@@ -913,7 +922,7 @@ func TestSnapshotClearAndStats(t *testing.T) {
 func TestSnapshotOnShutdown(t *testing.T) {
 	t.Parallel()
 	databases(t, func(t *testing.T, cfg store.Config) {
-		srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+		srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h", noHourly, noDaily)
 		rm := srv.createRoom("shutdown")
 		idle := srv.createRoom("untouched")
 		var version int64
@@ -1019,7 +1028,7 @@ func TestSnapshotOtherTriggers(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.trigger, func(t *testing.T) {
 			databases(t, func(t *testing.T, cfg store.Config) {
-				srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h", c.env)
+				srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h", c.env, noHourly, noDaily)
 				rm := srv.createRoom(c.trigger)
 				var version int64
 				for k := range c.ops {

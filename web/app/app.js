@@ -278,7 +278,7 @@
     Object.assign(st, {
       roomId: id, roomName: '', version: 0, nodes: new Map(), edges: new Map(), target: 0,
       reloading: false, queue: [], users: [], selected: null, pendingMoves: new Map(),
-      recovery: null, resumed: null, opens: 0, fitted: false, connectFrom: null, gesture: null,
+      recovery: null, resumed: null, opens: 0, fitted: false, connectFrom: null, gesture: null, past: null,
     });
     for (const a of document.querySelectorAll('#rooms a')) a.classList.toggle('current', a.dataset.id === id);
     $('activity').textContent = '';
@@ -837,7 +837,8 @@
     const open = !!st.roomId;
     $('empty').hidden = open;
     // What the role does not allow is disabled; the server refuses it too.
-    const edit = open && can('editor');
+    // While a past version is shown (history.js), the canvas is read-only.
+    const edit = open && can('editor') && !st.past;
     for (const b of $('toolbar').querySelectorAll('button')) b.disabled = b.id === 'fit' ? !open : !edit;
     $('snap-now').disabled = !edit;
     for (const b of document.querySelectorAll('#snapshots button.restore')) b.disabled = !can('owner');
@@ -850,13 +851,17 @@
     roleEl.dataset.role = st.role || '';
     $('viewport').setAttribute('transform', `translate(${st.view.x},${st.view.y}) scale(${st.view.k})`);
 
+    const shownNodes = st.past ? st.past.nodes : st.nodes;
+    const shownEdges = st.past ? st.past.edges : st.edges;
+    const mark = (g, id) => { const m = st.past && st.past.marks.get(id); if (m) g.classList.add('diff-' + m); };
+    $('canvas').classList.toggle('past', !!st.past);
     const boxes = new Map();
-    for (const n of st.nodes.values()) boxes.set(n.id, box(n));
+    for (const n of shownNodes.values()) boxes.set(n.id, box(n));
 
     // Edges between the same two nodes (either way) are drawn side by
     // side, so each can be seen and clicked.
     const pairs = new Map();
-    for (const e of st.edges.values()) {
+    for (const e of shownEdges.values()) {
       const k = e.source < e.target ? `${e.source}\n${e.target}` : `${e.target}\n${e.source}`;
       if (!pairs.has(k)) pairs.set(k, []);
       pairs.get(k).push(e.id);
@@ -868,11 +873,12 @@
 
     const edges = $('edges');
     edges.textContent = '';
-    for (const e of st.edges.values()) {
+    for (const e of shownEdges.values()) {
       const a = boxes.get(e.source), b = boxes.get(e.target);
       if (!a || !b) continue;
       const g = el('g', { class: 'edge', 'data-id': e.id, 'data-source': e.source, 'data-target': e.target }, edges);
       if (st.selected && st.selected.type === 'edge' && st.selected.id === e.id) g.classList.add('selected');
+      mark(g, e.id);
       let p1, p2;
       if (e.source === e.target) {
         p1 = { x: a.x + a.w - 20, y: a.y };
@@ -906,12 +912,13 @@
 
     const nodes = $('nodes');
     nodes.textContent = '';
-    for (const n of st.nodes.values()) {
+    for (const n of shownNodes.values()) {
       const b = boxes.get(n.id);
       const g = el('g', { class: `node kind-${String(n.kind || 'node').replace(/[^A-Za-z0-9_-]/g, '_')}`, transform: `translate(${b.x},${b.y})`, 'data-id': n.id }, nodes);
       if (st.selected && st.selected.type === 'node' && st.selected.id === n.id) g.classList.add('selected');
       if (st.pendingMoves.has(n.id)) g.classList.add('pending');
       if (flashing.has(n.id)) g.classList.add('flash');
+      mark(g, n.id);
       el('rect', { class: 'box', width: b.w, height: b.h }, g);
       el('rect', { class: 'head', x: 1, y: 1, width: b.w - 2, height: HEAD_H - 2, rx: 5 }, g);
       const label = el('text', { class: 'label', x: 10, y: 20 }, g);
@@ -933,7 +940,12 @@
 
   function renderHeader() {
     $('room-title').textContent = st.roomId ? (st.roomName || '(unnamed room)') : '';
-    $('version').textContent = st.roomId ? `v${st.version}` : '';
+    $('version').textContent = st.roomId ? `v${st.version}` + (st.past ? ` (showing v${st.past.version})` : '') : '';
+    if (st.roomId && st.announced !== `${st.roomId}@${st.version}`) {
+      // The history panel (history.js) follows the room and its version.
+      st.announced = `${st.roomId}@${st.version}`;
+      document.dispatchEvent(new CustomEvent('liveshare:version', { detail: { room: st.roomId, version: st.version, role: st.role } }));
+    }
     const cur = document.querySelector('#rooms a.current small');
     if (cur && st.conn !== 'idle') cur.textContent = `v${st.version} · ${st.nodes.size + st.edges.size} elements · ${st.present ?? st.users.length} here`;
     document.title = st.roomId ? `${st.roomName || 'room'} · LiveShare` : 'LiveShare';
@@ -1122,6 +1134,7 @@
 
   function onPointerDown(ev) {
     if (!st.roomId || ev.button !== 0) return;
+    if (st.past) return; // a past version is read-only
     const svg = $('canvas');
     svg.focus();
     const hit = targetOf(ev);
@@ -1195,7 +1208,7 @@
   }
 
   function onDoubleClick(ev) {
-    if (!st.roomId) return;
+    if (!st.roomId || st.past) return;
     const hit = targetOf(ev);
     if (hit && hit.type === 'node') {
       st.selected = hit;
@@ -1222,6 +1235,7 @@
   // ---------- keyboard ----------
 
   function onKey(ev) {
+    if (st.past) return; // a past version is read-only
     const t = ev.target;
     const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable);
     if (ev.key === 'Escape') {
@@ -1335,8 +1349,22 @@
         edges: [...st.edges.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
         users: st.users.map((u) => u.name), recovery: st.recovery, pending: st.pendingMoves.size, fitted: st.fitted,
         mode: st.mode, role: st.role, me: st.me && st.me.subject,
+        past: st.past && st.past.version,
       }),
       fit,
+      // For the history panel (history.js): the API helper, the room, and
+      // showing a past version read-only with its diff against now
+      // (marks: id → 'added' | 'removed' | 'changed'), or the live graph.
+      api,
+      describe,
+      room: () => ({ id: st.roomId, version: st.version, role: st.role, can }),
+      showPast: (version, nodes, edges, marks) => {
+        st.past = { version, nodes: new Map(nodes.map((n) => [n.id, n])), edges: new Map(edges.map((e) => [e.id, e])), marks };
+        st.selected = null;
+        render();
+      },
+      showLive: () => { st.past = null; render(); },
+      activity,
     };
 
     // A token may also arrive in the fragment of the open page (a link
