@@ -63,6 +63,24 @@ func (a *API) stateAt(ctx context.Context, rm *room.Room, version int64, name st
 	return s, err
 }
 
+// statesAt is stateAt for the two past versions of a diff, read together.
+func (a *API) statesAt(ctx context.Context, rm *room.Room, from, to int64) (graph.State, graph.State, error) {
+	before, after, err := a.history.StatesAt(ctx, rm.ID(), from, to)
+	if errors.Is(err, history.ErrGone) {
+		// The log is pruned from its start: the older of the two is gone.
+		name, version := "from", from
+		if to < from {
+			name, version = "to", to
+		}
+		return graph.State{}, graph.State{}, a.historyGone(ctx, rm.ID(), name, version)
+	}
+	if errors.Is(err, history.ErrAhead) {
+		// Only when another instance's view of the room lags this one's.
+		return graph.State{}, graph.State{}, problemf(http.StatusBadRequest, "invalid_version", "version %d is past the room's version", max(from, to))
+	}
+	return before, after, err
+}
+
 // historyGone is the 410 for a version no longer kept, naming the oldest
 // one that is.
 func (a *API) historyGone(ctx context.Context, roomID, name string, version int64) error {
@@ -125,18 +143,21 @@ func (a *API) getDiff(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	var after graph.State
-	if hasTo {
-		after, err = a.stateAt(r.Context(), rm, to, "to")
+	var before, after graph.State
+	if current := rm.Version(); hasTo && from < current && to < current {
+		// Two past versions: one replay serves both when it can.
+		before, after, err = a.statesAt(r.Context(), rm, from, to)
 	} else {
-		after, to = rm.Capture()
-		after.Sort()
+		if hasTo {
+			after, err = a.stateAt(r.Context(), rm, to, "to")
+		} else {
+			after, to = rm.Capture()
+			after.Sort()
+		}
+		if err == nil {
+			before, err = a.stateAt(r.Context(), rm, from, "from")
+		}
 	}
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	before, err := a.stateAt(r.Context(), rm, from, "from")
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -75,6 +75,43 @@ func (rd *Reader) StateAt(ctx context.Context, roomID string, version int64) (gr
 	return s, nil
 }
 
+// StatesAt returns the room's graphs at versions a and b, sorted by id, as
+// two StateAt calls would. When no stored snapshot lies between the two,
+// the log is replayed once: from the base of the older version on to the
+// newer one, which halves the cost of a diff between two past versions.
+func (rd *Reader) StatesAt(ctx context.Context, roomID string, a, b int64) (graph.State, graph.State, error) {
+	lo, hi := min(a, b), max(a, b)
+	g, err := rd.graphAt(ctx, roomID, lo)
+	if err != nil {
+		return graph.State{}, graph.State{}, fmt.Errorf("state of room %s at version %d: %w", roomID, lo, err)
+	}
+	// Elements shares the Data bytes, which the graph never changes in
+	// place: replaying on past lo leaves this state as it is.
+	loState := g.Elements()
+	loState.Sort()
+	metas, err := rd.store.SnapshotMetasAtOrBefore(ctx, roomID, hi, 1)
+	if err != nil {
+		return graph.State{}, graph.State{}, fmt.Errorf("snapshots of room %s: %w", roomID, err)
+	}
+	var hiState graph.State
+	if len(metas) > 0 && metas[0].Version > lo {
+		// A snapshot nearer hi than lo is: start from it instead.
+		if hiState, err = rd.StateAt(ctx, roomID, hi); err != nil {
+			return graph.State{}, graph.State{}, err
+		}
+	} else {
+		if err := rd.replay(ctx, roomID, g, lo, hi); err != nil {
+			return graph.State{}, graph.State{}, fmt.Errorf("state of room %s at version %d: %w", roomID, hi, err)
+		}
+		hiState = g.Elements()
+		hiState.Sort()
+	}
+	if a > b {
+		return hiState, loState, nil
+	}
+	return loState, hiState, nil
+}
+
 func (rd *Reader) graphAt(ctx context.Context, roomID string, version int64) (*graph.Graph, error) {
 	current, _, err := rd.store.RoomVersion(ctx, roomID)
 	if err != nil {

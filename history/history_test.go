@@ -235,6 +235,13 @@ func checkHistory(t *testing.T, cfg store.Config, seed uint64) {
 	}
 	for _, p := range pairs {
 		a, b := states[p[0]], states[p[1]]
+		gotA, gotB, err := rd.StatesAt(ctx, rm.ID, p[0], p[1])
+		if err != nil {
+			t.Fatalf("seed %d: StatesAt(%d, %d): %v", seed, p[0], p[1], err)
+		}
+		if !gotA.Equal(a) || !gotB.Equal(b) {
+			t.Fatalf("seed %d: StatesAt(%d, %d) differs from the live states at those versions", seed, p[0], p[1])
+		}
 		if got := graph.DiffStates(a, b).Apply(a); !got.Equal(b) {
 			t.Fatalf("seed %d: diff(%d, %d) applied to the state at %d = %+v\nwant %+v", seed, p[0], p[1], p[0], got, b)
 		}
