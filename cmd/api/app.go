@@ -156,6 +156,9 @@ func (a *App) Run(ctx context.Context) error {
 	bg.Go(func() { rooms.Run(bgCtx) })
 	bg.Go(func() { snaps.Run(bgCtx, rooms) })
 	bg.Go(func() { a.pruneIdempotencyKeys(bgCtx, st) })
+	if st.Dialect() == "sqlite" && a.cfg.EncryptionKeys != nil {
+		bg.Go(func() { a.resealInBackground(bgCtx, st) })
+	}
 	// Stopped after the server: its last flush writes the rows of the
 	// last requests.
 	bg.Go(func() { auditLog.Run(bgCtx) })
@@ -269,6 +272,31 @@ func (a *App) runCluster(ctx context.Context, clu *cluster.Cluster, rooms *room.
 	})
 	return <-started
 }
+
+// resealInBackground re-seals, while the server serves, every row of the
+// embedded database that is not under the current key: rows stored before
+// keys were set, or under a key now listed after the current one. The
+// embedded database belongs to this process, so `rekey` cannot run beside
+// it; restarting with the new key first does the same here. Rekey commits
+// batch by batch beside the room's writers, so a stop (kill -9 included)
+// loses nothing and the next start resumes.
+func (a *App) resealInBackground(ctx context.Context, st *store.Store) {
+	res, err := st.Rekey(ctx, rekeyBatch, nil)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		a.log.Info("re-sealing stopped with the server; the next start resumes it", "ops", res.Ops, "snapshots", res.Snapshots)
+	case err != nil:
+		a.log.Error("re-sealing under the current key failed; the next start tries again", "err", err, "ops", res.Ops, "snapshots", res.Snapshots)
+	case res.Ops+res.Snapshots > 0 || len(res.Retired) > 0:
+		a.log.Info("re-sealed under the current key", "key", a.cfg.EncryptionKeys.Current(),
+			"ops", res.Ops, "snapshots", res.Snapshots, "unopenable", res.Unopenable,
+			"remaining", res.Remaining, "retired_keys", strings.Join(res.Retired, ","))
+	}
+}
+
+// rekeyBatch is how many op rows the server re-seals per transaction:
+// small, so that a room's writers wait for no long write lock.
+const rekeyBatch = 200
 
 // pruneIdempotencyKeys deletes expired idempotency keys every hour until ctx
 // is done; without it the table keeps a row per keyed request forever.

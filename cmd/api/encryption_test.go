@@ -396,3 +396,59 @@ func TestEncryptionSettingsRefused(t *testing.T) {
 		t.Error("rekey created a data directory")
 	}
 }
+
+// TestSQLiteServerReseals: the embedded database belongs to one process,
+// so there the server itself re-seals in the background what is not under
+// its current key: plain rows once keys are set, and an older key's rows
+// once a new key is listed first. After that the new key alone opens
+// everything.
+func TestSQLiteServerReseals(t *testing.T) {
+	t.Parallel()
+	cfg := store.Config{DataDir: t.TempDir()}
+	k1, k2 := encKey(t, "k1"), encKey(t, "k2")
+	srv := startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+	rm := srv.createRoom("plain at first")
+	for b := range 5 {
+		srv.snapPost(rm.ID, secretNodes(b*100, 100))
+	}
+	srv.snapTake(rm.ID)
+	srv.snapPost(rm.ID, secretNodes(500, 100))
+	srv.kill()
+
+	notUnder := func(key string) (ops, snaps int64) {
+		rawQuery(t, cfg, `SELECT count(*) FROM ops WHERE key_id IS NULL OR key_id <> ?`, []any{key}, &ops)
+		rawQuery(t, cfg, `SELECT count(*) FROM snapshots WHERE key_id IS NULL OR key_id <> ?`, []any{key}, &snaps)
+		return ops, snaps
+	}
+	for _, step := range []struct{ ring, current string }{{k1, "k1"}, {k2 + "," + k1, "k2"}} {
+		srv = startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h", "LIVESHARE_ENCRYPTION_KEYS="+step.ring)
+		// The room serves while the rows are re-sealed.
+		if g := srv.snapGraph(rm.ID); len(g.Nodes) != 600 {
+			t.Fatalf("under %s: %d nodes, want 600", step.current, len(g.Nodes))
+		}
+		deadline := time.Now().Add(time.Minute)
+		for !strings.Contains(srv.logs.String(), `msg="re-sealed under the current key" key=`+step.current) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no re-sealing under %s logged within a minute:\n%s", step.current, srv.logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		srv.kill()
+		if ops, snaps := notUnder(step.current); ops != 0 || snaps != 0 {
+			t.Fatalf("after the server re-sealed under %s: %d ops and %d snapshots are not under it", step.current, ops, snaps)
+		}
+	}
+
+	srv = startServer(t, cfg, "LIVESHARE_SNAPSHOT_INTERVAL=1h", "LIVESHARE_ENCRYPTION_KEYS="+k2)
+	if g := srv.snapGraph(rm.ID); len(g.Nodes) != 600 {
+		t.Errorf("under k2 alone: %d nodes, want 600", len(g.Nodes))
+	}
+	for _, m := range srv.snapList(rm.ID) {
+		if r := srv.must("GET", "/rooms/"+rm.ID+"/snapshots/"+m.ID, nil); r.Status != http.StatusOK {
+			t.Errorf("snapshot %s under k2 alone: %d %s", m.ID, r.Status, r.Body)
+		}
+	}
+	if strings.Contains(srv.logs.String(), "stored snapshot rejected") {
+		t.Errorf("a snapshot was rejected after the server re-sealed:\n%s", srv.logs.String())
+	}
+}

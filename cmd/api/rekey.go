@@ -21,7 +21,9 @@ import (
 //
 // On PostgreSQL it runs beside the serving instances. The embedded SQLite
 // database belongs to one process (the data directory's lock), so there
-// rekey runs while the server is stopped, and says so when it is not.
+// rekey runs while the server is stopped, and says so when it is not; a
+// SQLite server does the same work itself in the background while it
+// serves (App.resealInBackground).
 func runRekey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var (
 		cfg   store.Config
@@ -73,7 +75,7 @@ func runRekey(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		release, err := store.LockDataDir(cfg.DataDir)
 		if errors.Is(err, store.ErrDataDirInUse) {
-			return fmt.Errorf("rekey: a LiveShare server is using %s: the embedded database serves one process, stop the server, run rekey, start it again (on PostgreSQL rekey runs beside the servers)", cfg.DataDir)
+			return fmt.Errorf("rekey: a LiveShare server is using %s: the embedded database serves one process, stop the server, run rekey, start it again; or restart the server with the new key listed first: it re-seals in the background while serving (on PostgreSQL rekey runs beside the servers)", cfg.DataDir)
 		}
 		if err != nil {
 			return fmt.Errorf("rekey: %w", err)
