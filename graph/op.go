@@ -350,23 +350,7 @@ func DecodeLogged(data []byte) (Op, error) {
 	if !ok {
 		return Op{}, fmt.Errorf("decode logged op: unknown op %q", string(op.Kind))
 	}
-	present := 0
-	if op.ID != "" {
-		present |= fID
-	}
-	if op.Node != nil {
-		present |= fNode
-	}
-	if op.Edge != nil {
-		present |= fEdge
-	}
-	if len(op.Patch) != 0 {
-		present |= fPatch
-	}
-	if op.State != nil {
-		present |= fState
-	}
-	if present&shape.required != shape.required {
+	if presentFields(&op)&shape.required != shape.required {
 		return Op{}, fmt.Errorf("decode logged op: %s lacks a field it needs", op.Kind)
 	}
 	return op, nil

@@ -78,25 +78,7 @@ func (op *Op) validate() *OpError {
 		}
 		return fieldErr("op", "unknown op %q", string(op.Kind))
 	}
-	present := 0
-	if op.ID != "" {
-		present |= fID
-	}
-	if op.Node != nil {
-		present |= fNode
-	}
-	if op.Edge != nil {
-		present |= fEdge
-	}
-	if len(op.Patch) != 0 {
-		present |= fPatch
-	}
-	if op.SnapshotID != "" {
-		present |= fSnapshotID
-	}
-	if op.State != nil {
-		present |= fState
-	}
+	present := presentFields(op)
 	for _, f := range fieldNames {
 		if present&f.bit != 0 && (shape.required|shape.optional)&f.bit == 0 {
 			return fieldErr(f.name, "not allowed in %s", string(op.Kind))
@@ -502,4 +484,29 @@ func jsonDepth(raw []byte) int {
 		}
 	}
 	return deepest
+}
+
+// presentFields is the set of an op's fields that are set, as the bits of
+// opShapes.
+func presentFields(op *Op) int {
+	present := 0
+	if op.ID != "" {
+		present |= fID
+	}
+	if op.Node != nil {
+		present |= fNode
+	}
+	if op.Edge != nil {
+		present |= fEdge
+	}
+	if len(op.Patch) != 0 {
+		present |= fPatch
+	}
+	if op.SnapshotID != "" {
+		present |= fSnapshotID
+	}
+	if op.State != nil {
+		present |= fState
+	}
+	return present
 }

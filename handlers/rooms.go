@@ -177,6 +177,11 @@ func (a *API) getRoom(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	a.writeRoomWithRole(w, r, rm)
+}
+
+// writeRoomWithRole answers a room with the caller's role in it.
+func (a *API) writeRoomWithRole(w http.ResponseWriter, r *http.Request, rm store.Room) {
 	role, err := a.roleOf(r.Context(), callerFrom(r.Context()).p, rm.ID)
 	if err != nil {
 		writeError(w, r, err)
@@ -227,14 +232,7 @@ func (a *API) renameRoom(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	role, err := a.roleOf(r.Context(), callerFrom(r.Context()).p, rm.ID)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	resp := a.roomResponse(rm)
-	resp.Role = min(role, auth.Owner).String()
-	writeJSON(w, r, http.StatusOK, resp)
+	a.writeRoomWithRole(w, r, rm)
 }
 
 // intParam parses an optional integer query parameter within [lo, hi].
