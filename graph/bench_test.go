@@ -64,3 +64,48 @@ func BenchmarkClone(b *testing.B) {
 		_ = g.Clone()
 	}
 }
+
+// BenchmarkApplyLargeGraph applies accepted ops one request at a time to a
+// 100k-element graph, as a room's sequencer does after a commit: a move, a
+// data patch, and an add then remove of a node with an edge.
+func BenchmarkApplyLargeGraph(b *testing.B) {
+	g := bigGraph(b)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		id := fmt.Sprintf("n%d", i%50000)
+		ops := []graph.Op{
+			{Kind: graph.OpUpdateNode, ID: id, Patch: []byte(fmt.Sprintf(`{"x":%d,"y":7}`, i))},
+			{Kind: graph.OpUpdateNode, ID: id, Patch: []byte(`{"data":{"note":"hi"}}`)},
+			{Kind: graph.OpAddNode, Node: &graph.Node{ID: "tmp", Data: []byte(`{"a":1}`)}},
+			{Kind: graph.OpAddEdge, Edge: &graph.Edge{ID: "tmp-e", Source: "tmp", Target: id}},
+			{Kind: graph.OpRemoveNode, ID: "tmp"},
+		}
+		if err := g.Apply(ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFromState builds a 100k-element graph from a state, as decoding
+// a snapshot does.
+func BenchmarkFromState(b *testing.B) {
+	s := bigGraph(b).State()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := graph.FromState(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkElements copies a 100k-element graph's elements, as a snapshot
+// or GET /graph does.
+func BenchmarkElements(b *testing.B) {
+	g := bigGraph(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = g.Elements()
+	}
+}
