@@ -123,23 +123,23 @@ func (t *tx) rollbackTo(mark int) {
 		u := &t.log[i]
 		switch u.kind {
 		case undoNode:
-			if cur, ok := g.nodes[u.id]; ok {
+			if cur, ok := g.nodes.get(u.id); ok {
 				g.size -= nodeSize(cur)
 			}
 			if u.had {
-				g.nodes[u.id] = u.node
+				g.nodes.set(u.id, u.node)
 				g.size += nodeSize(u.node)
 			} else {
-				delete(g.nodes, u.id)
+				g.nodes.del(u.id)
 			}
 		case undoEdge:
-			if cur, ok := g.edges[u.id]; ok {
+			if cur, ok := g.edges.get(u.id); ok {
 				g.unlink(cur)
-				delete(g.edges, u.id)
+				g.edges.del(u.id)
 				g.size -= edgeSize(cur)
 			}
 			if u.had {
-				g.edges[u.id] = u.edge
+				g.edges.set(u.id, u.edge)
 				g.link(u.edge)
 				g.size += edgeSize(u.edge)
 			}
@@ -152,39 +152,39 @@ func (t *tx) rollbackTo(mark int) {
 }
 
 func (t *tx) setNode(n Node) {
-	old, had := t.g.nodes[n.ID]
+	old, had := t.g.nodes.get(n.ID)
 	t.log = append(t.log, undo{kind: undoNode, id: n.ID, had: had, node: old})
 	if had {
 		t.g.size -= nodeSize(old)
 	}
-	t.g.nodes[n.ID] = n
+	t.g.nodes.set(n.ID, n)
 	t.g.size += nodeSize(n)
 }
 
 func (t *tx) delNode(id string) {
-	old := t.g.nodes[id]
+	old, _ := t.g.nodes.get(id)
 	t.log = append(t.log, undo{kind: undoNode, id: id, had: true, node: old})
-	delete(t.g.nodes, id)
+	t.g.nodes.del(id)
 	t.g.size -= nodeSize(old)
 }
 
 func (t *tx) setEdge(e Edge) {
-	old, had := t.g.edges[e.ID]
+	old, had := t.g.edges.get(e.ID)
 	t.log = append(t.log, undo{kind: undoEdge, id: e.ID, had: had, edge: old})
 	if had {
 		t.g.unlink(old)
 		t.g.size -= edgeSize(old)
 	}
-	t.g.edges[e.ID] = e
+	t.g.edges.set(e.ID, e)
 	t.g.link(e)
 	t.g.size += edgeSize(e)
 }
 
 func (t *tx) delEdge(id string) {
-	old := t.g.edges[id]
+	old, _ := t.g.edges.get(id)
 	t.log = append(t.log, undo{kind: undoEdge, id: id, had: true, edge: old})
 	t.g.unlink(old)
-	delete(t.g.edges, id)
+	t.g.edges.del(id)
 	t.g.size -= edgeSize(old)
 }
 
@@ -219,7 +219,7 @@ func (t *tx) apply(op *Op) *OpError {
 		t.setEdge(e)
 
 	case OpUpdateNode:
-		cur, ok := g.nodes[op.ID]
+		cur, ok := g.nodes.get(op.ID)
 		if !ok {
 			return g.missing("node", op.ID)
 		}
@@ -230,7 +230,7 @@ func (t *tx) apply(op *Op) *OpError {
 		t.setNode(n)
 
 	case OpUpdateEdge:
-		cur, ok := g.edges[op.ID]
+		cur, ok := g.edges.get(op.ID)
 		if !ok {
 			return g.missing("edge", op.ID)
 		}
@@ -251,7 +251,7 @@ func (t *tx) apply(op *Op) *OpError {
 		t.setEdge(e)
 
 	case OpRemoveNode:
-		if _, ok := g.nodes[op.ID]; !ok {
+		if !g.nodes.has(op.ID) {
 			return g.missing("node", op.ID)
 		}
 		touching := make([]string, 0, len(g.adj[op.ID]))
@@ -264,7 +264,7 @@ func (t *tx) apply(op *Op) *OpError {
 		t.delNode(op.ID)
 
 	case OpRemoveEdge:
-		if _, ok := g.edges[op.ID]; !ok {
+		if !g.edges.has(op.ID) {
 			return g.missing("edge", op.ID)
 		}
 		t.delEdge(op.ID)
@@ -276,28 +276,28 @@ func (t *tx) apply(op *Op) *OpError {
 }
 
 func (g *Graph) checkNewID(id, field string) *OpError {
-	if _, ok := g.nodes[id]; ok {
+	if g.nodes.has(id) {
 		return fieldErr(field, "id %q is already used by a node", id)
 	}
-	if _, ok := g.edges[id]; ok {
+	if g.edges.has(id) {
 		return fieldErr(field, "id %q is already used by an edge", id)
 	}
 	return nil
 }
 
 func (g *Graph) checkNode(id, field string) *OpError {
-	if _, ok := g.nodes[id]; ok {
+	if g.nodes.has(id) {
 		return nil
 	}
-	if _, ok := g.edges[id]; ok {
+	if g.edges.has(id) {
 		return fieldErr(field, "node %q does not exist (%q is an edge)", id, id)
 	}
 	return fieldErr(field, "node %q does not exist", id)
 }
 
 func (g *Graph) missing(kind, id string) *OpError {
-	_, isNode := g.nodes[id]
-	_, isEdge := g.edges[id]
+	isNode := g.nodes.has(id)
+	isEdge := g.edges.has(id)
 	switch {
 	case kind == "node" && isEdge:
 		return fieldErr("id", "node %q does not exist (%q is an edge)", id, id)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 )
 
@@ -48,8 +49,10 @@ type State struct {
 // clones may share them; accessors hand out copies, except Elements, which
 // shares them for a cheap snapshot and says so.
 type Graph struct {
-	nodes map[string]Node
-	edges map[string]Edge
+	// nodes and edges can be frozen cheaply (see Freeze), so that a room
+	// copies its elements out of a view with its lock released.
+	nodes cowMap[Node]
+	edges cowMap[Edge]
 	// adj indexes edge ids by the node ids they touch, so removing a node
 	// does not scan every edge.
 	adj map[string]map[string]struct{}
@@ -79,8 +82,8 @@ func (g *Graph) SizeBound() int64 { return g.size }
 // New returns an empty graph.
 func New() *Graph {
 	return &Graph{
-		nodes: make(map[string]Node),
-		edges: make(map[string]Edge),
+		nodes: newCowMap[Node](0),
+		edges: newCowMap[Edge](0),
 		adj:   make(map[string]map[string]struct{}),
 	}
 }
@@ -99,16 +102,16 @@ func FromState(s State) (*Graph, error) {
 // buildGraph assumes s has passed validateState and owns its Data bytes.
 func buildGraph(s State) *Graph {
 	g := &Graph{
-		nodes: make(map[string]Node, len(s.Nodes)),
-		edges: make(map[string]Edge, len(s.Edges)),
+		nodes: newCowMap[Node](len(s.Nodes)),
+		edges: newCowMap[Edge](len(s.Edges)),
 		adj:   make(map[string]map[string]struct{}),
 	}
 	for _, n := range s.Nodes {
-		g.nodes[n.ID] = n
+		g.nodes.set(n.ID, n)
 		g.size += nodeSize(n)
 	}
 	for _, e := range s.Edges {
-		g.edges[e.ID] = e
+		g.edges.set(e.ID, e)
 		g.link(e)
 		g.size += edgeSize(e)
 	}
@@ -117,34 +120,69 @@ func buildGraph(s State) *Graph {
 
 // State returns a deep copy of the graph, nodes and edges sorted by id.
 func (g *Graph) State() State {
-	s := State{
-		Nodes: make([]Node, 0, len(g.nodes)),
-		Edges: make([]Edge, 0, len(g.edges)),
-	}
-	for _, n := range g.nodes {
-		n.Data = cloneBytes(n.Data)
-		s.Nodes = append(s.Nodes, n)
-	}
-	for _, e := range g.edges {
-		e.Data = cloneBytes(e.Data)
-		s.Edges = append(s.Edges, e)
-	}
-	s.Sort()
-	return s
+	return g.view().State()
 }
 
 // Elements returns the graph's nodes and edges in no particular order,
 // sharing their Data bytes with the graph (which never modifies them in
-// place): the cheapest copy there is, for a snapshot taken under a lock.
-// Callers must not modify the Data bytes; Sort orders the result.
+// place). Callers must not modify the Data bytes; Sort orders the result.
 func (g *Graph) Elements() State {
-	s := State{Nodes: make([]Node, 0, len(g.nodes)), Edges: make([]Edge, 0, len(g.edges))}
-	for _, n := range g.nodes {
+	return g.view().Elements()
+}
+
+// view is the graph's elements as they are now, for reading them at once
+// without freezing the graph.
+func (g *Graph) view() *Frozen {
+	return &Frozen{nodes: frozenMap[Node]{n: g.nodes.n, shards: g.nodes.shards},
+		edges: frozenMap[Edge]{n: g.edges.n, shards: g.edges.shards}}
+}
+
+// Freeze returns a view of the graph's elements as they are now, which
+// later changes to the graph never reach. It costs the same whatever the
+// size of the graph (a few hundred pointer copies): the graph copies a
+// piece of itself before it first writes to it after a freeze. A room
+// freezes its graph under its lock and copies the elements out of the view
+// with the lock released, so that writers never wait for a copy of the whole
+// room. Freeze changes the graph (it must not run beside a writer or
+// another Freeze); the view may be read from any goroutine.
+func (g *Graph) Freeze() *Frozen {
+	return &Frozen{nodes: g.nodes.freeze(), edges: g.edges.freeze()}
+}
+
+// Frozen is the elements of a graph at a Freeze. It never changes.
+type Frozen struct {
+	nodes frozenMap[Node]
+	edges frozenMap[Edge]
+}
+
+// ElementCount is nodes plus edges.
+func (f *Frozen) ElementCount() int { return f.nodes.n + f.edges.n }
+
+// Elements returns the view's nodes and edges in no particular order,
+// sharing their Data bytes with the graph (which never modifies them in
+// place): the cheapest copy there is. Callers must not modify the Data
+// bytes; Sort orders the result.
+func (f *Frozen) Elements() State {
+	s := State{Nodes: make([]Node, 0, f.nodes.n), Edges: make([]Edge, 0, f.edges.n)}
+	for _, n := range f.nodes.all() {
 		s.Nodes = append(s.Nodes, n)
 	}
-	for _, e := range g.edges {
+	for _, e := range f.edges.all() {
 		s.Edges = append(s.Edges, e)
 	}
+	return s
+}
+
+// State returns a deep copy of the view, nodes and edges sorted by id.
+func (f *Frozen) State() State {
+	s := f.Elements()
+	for i := range s.Nodes {
+		s.Nodes[i].Data = cloneBytes(s.Nodes[i].Data)
+	}
+	for i := range s.Edges {
+		s.Edges[i].Data = cloneBytes(s.Edges[i].Data)
+	}
+	s.Sort()
 	return s
 }
 
@@ -155,45 +193,32 @@ func (s State) Sort() {
 }
 
 // Clone returns an independent copy: changes to either graph are invisible
-// to the other.
+// to the other. Clone changes g as Freeze does.
 func (g *Graph) Clone() *Graph {
 	c := &Graph{
-		nodes: make(map[string]Node, len(g.nodes)),
-		edges: make(map[string]Edge, len(g.edges)),
+		nodes: g.nodes.clone(),
+		edges: g.edges.clone(),
 		adj:   make(map[string]map[string]struct{}, len(g.adj)),
 		size:  g.size,
 	}
-	// Data slices are shared on purpose: the graph never writes into them,
-	// so sharing is indistinguishable from copying and keeps cloning a
-	// 100k-element room cheap.
-	for id, n := range g.nodes {
-		c.nodes[id] = n
-	}
-	for id, e := range g.edges {
-		c.edges[id] = e
-	}
 	for id, set := range g.adj {
-		cs := make(map[string]struct{}, len(set))
-		for eid := range set {
-			cs[eid] = struct{}{}
-		}
-		c.adj[id] = cs
+		c.adj[id] = maps.Clone(set)
 	}
 	return c
 }
 
 // NodeCount is the number of nodes.
-func (g *Graph) NodeCount() int { return len(g.nodes) }
+func (g *Graph) NodeCount() int { return g.nodes.len() }
 
 // EdgeCount is the number of edges.
-func (g *Graph) EdgeCount() int { return len(g.edges) }
+func (g *Graph) EdgeCount() int { return g.edges.len() }
 
 // ElementCount is nodes plus edges, the room's element_count.
-func (g *Graph) ElementCount() int { return len(g.nodes) + len(g.edges) }
+func (g *Graph) ElementCount() int { return g.nodes.len() + g.edges.len() }
 
 // Node returns a copy of the node with that id.
 func (g *Graph) Node(id string) (Node, bool) {
-	n, ok := g.nodes[id]
+	n, ok := g.nodes.get(id)
 	if !ok {
 		return Node{}, false
 	}
@@ -203,7 +228,7 @@ func (g *Graph) Node(id string) (Node, bool) {
 
 // Edge returns a copy of the edge with that id.
 func (g *Graph) Edge(id string) (Edge, bool) {
-	e, ok := g.edges[id]
+	e, ok := g.edges.get(id)
 	if !ok {
 		return Edge{}, false
 	}

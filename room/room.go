@@ -129,8 +129,9 @@ type Snapshots interface {
 //
 // Concurrency contract: only the room's sequencer changes the graph and the
 // version, and it holds mu only while it applies ops in memory, never
-// across database IO or a publication. Readers (State, Capture, Version)
-// take mu shared, so they never see a state that is not committed.
+// across database IO or a publication. Readers take mu shared (Version) or
+// briefly exclusive to freeze the graph (State, Capture), so they never see
+// a state that is not committed.
 // Publication is ordered by the sequencer, which is one goroutine at a
 // time; the hub registers subscribers at the version it last published.
 type Room struct {
@@ -166,18 +167,29 @@ func (r *Room) Version() int64 {
 
 // State returns a copy of the room's graph and the version it is at.
 func (r *Room) State() (graph.State, int64) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.g.State(), r.version
+	view, version := r.freeze()
+	return view.State(), version
 }
 
-// Capture returns the room's state and version for a snapshot. Only the
-// copy happens under the room's lock (element data is immutable and shared);
-// sorting is left to the caller, outside it.
+// Capture returns the room's state and version for a snapshot or a read,
+// its elements in no particular order (sorting is left to the caller) and
+// sharing their immutable data with the room. The room's lock is held only
+// to freeze the graph, which costs the same whatever the room's size; the
+// elements are copied out of the frozen view after the lock is released, so
+// the sequencer never waits for a copy of a large room.
 func (r *Room) Capture() (graph.State, int64) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.g.Elements(), r.version
+	view, version := r.freeze()
+	return view.Elements(), version
+}
+
+// freeze returns a view of the room's graph that later writes never change,
+// and its version. Freezing changes the graph's bookkeeping (its next
+// writes copy the pieces they touch first), so it takes the lock exclusively,
+// for a few hundred pointer copies.
+func (r *Room) freeze() (*graph.Frozen, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.g.Freeze(), r.version
 }
 
 // Changed reports whether the room moved since its newest stored snapshot.
