@@ -1,0 +1,78 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+	"pgregory.net/rapid"
+
+	"github.com/liveshare/liveshare/graph"
+)
+
+// appendPayload writes exactly what fxamacker/cbor's core deterministic
+// encoding writes of the wire structs, for any state: the format stays the
+// one the package documents, which any CBOR library reads.
+func TestPropAppendPayloadIsCoreDeterministic(t *testing.T) {
+	em, err := cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	floats := []float64{0, math.Copysign(0, -1), 1, -1.5, 0.1, 65504, 65505, 65520, 1e300, -1e-300,
+		math.SmallestNonzeroFloat64, 5.960464477539063e-08, 6.103515625e-05, 6.097555160522461e-05,
+		3.4028234663852886e+38, 1.401298464324817e-45, 1e-7, 100000, 123.25}
+	text := rapid.StringMatching(`[a-z_.é日]{0,30}`)
+	long := rapid.StringMatching(`[a-z]{0,300}`)
+	rapid.Check(t, func(t *rapid.T) {
+		coord := func(label string) float64 {
+			if rapid.Bool().Draw(t, label+"kind") {
+				return rapid.SampledFrom(floats).Draw(t, label)
+			}
+			return rapid.Float64().Draw(t, label)
+		}
+		data := func() json.RawMessage {
+			switch rapid.IntRange(0, 3).Draw(t, "data") {
+			case 0:
+				return nil
+			case 1:
+				return json.RawMessage(`{}`)
+			default:
+				return json.RawMessage(`{"a":"` + long.Draw(t, "d") + `"}`)
+			}
+		}
+		var s graph.State
+		w := wireState{}
+		for range rapid.IntRange(0, 30).Draw(t, "nodes") {
+			n := graph.Node{ID: long.Draw(t, "id"), Kind: text.Draw(t, "kind"), Label: text.Draw(t, "label"),
+				X: coord("x"), Y: coord("y"), Data: data()}
+			if math.IsNaN(n.X) || math.IsInf(n.X, 0) || math.IsNaN(n.Y) || math.IsInf(n.Y, 0) {
+				continue
+			}
+			s.Nodes = append(s.Nodes, n)
+			w.N = append(w.N, wireNode{ID: n.ID, Kind: n.Kind, Label: n.Label, X: n.X, Y: n.Y, Data: string(storedData(n.Data))})
+		}
+		for range rapid.IntRange(0, 30).Draw(t, "edges") {
+			e := graph.Edge{ID: text.Draw(t, "id"), Kind: text.Draw(t, "kind"), Source: text.Draw(t, "src"),
+				Target: long.Draw(t, "dst"), Label: text.Draw(t, "label"), Data: data()}
+			s.Edges = append(s.Edges, e)
+			w.E = append(w.E, wireEdge{ID: e.ID, Kind: e.Kind, Source: e.Source, Target: e.Target, Label: e.Label, Data: string(storedData(e.Data))})
+		}
+		version := rapid.Int64Min(0).Draw(t, "version")
+		w.V = &version
+		if w.N == nil {
+			w.N = []wireNode{}
+		}
+		if w.E == nil {
+			w.E = []wireEdge{}
+		}
+		want, err := em.Marshal(&w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendPayload(nil, s, version); !bytes.Equal(got, want) {
+			t.Fatalf("appendPayload differs from core deterministic CBOR:\n got %x\nwant %x", got, want)
+		}
+	})
+}
