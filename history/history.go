@@ -158,7 +158,7 @@ func (rd *Reader) base(ctx context.Context, roomID string, version int64) (*grap
 		if err != nil {
 			return nil, 0, false, fmt.Errorf("read snapshot %s: %w", m.ID, err)
 		}
-		g, v, err := snapshot.DecodeGraph(s.Data)
+		g, v, err := snapshot.DecodeStored(s.Data)
 		if err != nil || v != m.Version {
 			continue // a corrupt one: an older one, and more ops, may do
 		}

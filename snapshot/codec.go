@@ -179,7 +179,10 @@ func fromWireData(d string) json.RawMessage {
 
 // Decode verifies and decodes a snapshot made by [Encode], returning the
 // state (nodes and edges in the order they were encoded, never nil slices,
-// Data canonical as [graph.FromState] makes it) and its version. It never panics. Anything malformed, truncated, of an
+// Data canonical as [graph.FromState] makes it) and its version. It trusts
+// nothing in the bytes, so it is the one for snapshots from anywhere (a
+// download, a restore, an upload); a room's own stored snapshot loads with
+// [DecodeStored]. It never panics. Anything malformed, truncated, of an
 // unknown format version, with a bad checksum, whose payload decompresses to
 // more than 256 MiB, or whose state [graph.FromState] rejects gives an error
 // wrapping [ErrMalformed] that says what was wrong.
@@ -191,26 +194,57 @@ func Decode(data []byte) (graph.State, int64, error) {
 	return decode(data, dec, maxDecodedBytes)
 }
 
-// DecodeGraph is Decode for a room that loads from the snapshot: it returns
-// the validated graph itself, saving the second validation that building
-// a graph from Decode's state would cost (most of the decoding time).
-func DecodeGraph(data []byte) (*graph.Graph, int64, error) {
+// DecodeStored decodes a snapshot this service stored itself, as a room
+// loads from it (and history reads its checkpoints): it verifies the
+// header and the checksum as Decode does, then trusts that the elements
+// were valid when a Graph's state was encoded, checking only what keeps the
+// graph consistent (see [graph.FromStoredState]). That skips most of
+// Decode's cost, re-validating every element. Bytes from anywhere else — a
+// download, an upload, a user — go through Decode.
+func DecodeStored(data []byte) (*graph.Graph, int64, error) {
 	dec, err := zstdDecoder()
 	if err != nil {
 		return nil, 0, fmt.Errorf("snapshot: zstd: %w", err)
 	}
-	g, _, version, err := decodeGraph(data, dec, maxDecodedBytes)
-	return g, version, err
+	s, version, err := decodeState(data, dec, maxDecodedBytes)
+	if err != nil {
+		return nil, 0, err
+	}
+	g, err := graph.FromStoredState(s)
+	if err != nil {
+		return nil, 0, malformed("%v", err)
+	}
+	return g, version, nil
 }
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
 }
 
-// decode is Decode with zdec, whose WithDecoderMaxMemory is limit.
+// decode is Decode with zdec, whose WithDecoderMaxMemory is limit: it
+// validates the whole state as [graph.FromState] does.
 func decode(data []byte, zdec *zstd.Decoder, limit uint64) (graph.State, int64, error) {
-	_, s, version, err := decodeGraph(data, zdec, limit)
-	return s, version, err
+	s, version, err := decodeState(data, zdec, limit)
+	if err != nil {
+		return graph.State{}, 0, err
+	}
+	g, err := graph.FromState(s)
+	if err != nil {
+		return graph.State{}, 0, malformed("%v", err)
+	}
+	// Take Data as the graph normalised it, so that a snapshot written by
+	// another encoder with non-canonical JSON ("null", spaces) still
+	// decodes to canonical Data. Ours is canonical already; this costs a
+	// lookup and a copy of Data per element, little next to FromState.
+	for i := range s.Nodes {
+		n, _ := g.Node(s.Nodes[i].ID)
+		s.Nodes[i].Data = n.Data
+	}
+	for i := range s.Edges {
+		e, _ := g.Edge(s.Edges[i].ID)
+		s.Edges[i].Data = e.Data
+	}
+	return s, version, nil
 }
 
 // Verify checks a snapshot's header and checksum without decoding its
@@ -226,33 +260,35 @@ func Verify(data []byte) error {
 	return nil
 }
 
-func decodeGraph(data []byte, zdec *zstd.Decoder, limit uint64) (*graph.Graph, graph.State, int64, error) {
+// decodeState verifies a snapshot and decodes its payload into a state,
+// without validating the elements.
+func decodeState(data []byte, zdec *zstd.Decoder, limit uint64) (graph.State, int64, error) {
 	if err := Verify(data); err != nil {
-		return nil, graph.State{}, 0, err
+		return graph.State{}, 0, err
 	}
 	raw, err := zdec.DecodeAll(data[headerSize:], nil)
 	if err != nil {
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
-			return nil, graph.State{}, 0, malformed("payload decompresses to more than the %d-byte limit", limit)
+			return graph.State{}, 0, malformed("payload decompresses to more than the %d-byte limit", limit)
 		}
 		if errors.Is(err, zstd.ErrWindowSizeExceeded) {
-			return nil, graph.State{}, 0, malformed("zstd window is over the %d-byte limit", min(zstdWindow, limit))
+			return graph.State{}, 0, malformed("zstd window is over the %d-byte limit", min(zstdWindow, limit))
 		}
-		return nil, graph.State{}, 0, malformed("zstd: %v", err)
+		return graph.State{}, 0, malformed("zstd: %v", err)
 	}
 	dm, err := cborDec()
 	if err != nil {
-		return nil, graph.State{}, 0, fmt.Errorf("snapshot: cbor: %w", err)
+		return graph.State{}, 0, fmt.Errorf("snapshot: cbor: %w", err)
 	}
 	var w wireState
 	if err := dm.Unmarshal(raw, &w); err != nil {
-		return nil, graph.State{}, 0, malformed("cbor: %v", err)
+		return graph.State{}, 0, malformed("cbor: %v", err)
 	}
 	if w.V == nil {
-		return nil, graph.State{}, 0, malformed(`payload has no version ("v")`)
+		return graph.State{}, 0, malformed(`payload has no version ("v")`)
 	}
 	if *w.V < 0 {
-		return nil, graph.State{}, 0, malformed("negative version %d", *w.V)
+		return graph.State{}, 0, malformed("negative version %d", *w.V)
 	}
 	s := graph.State{Nodes: make([]graph.Node, len(w.N)), Edges: make([]graph.Edge, len(w.E))}
 	for i, n := range w.N {
@@ -261,23 +297,7 @@ func decodeGraph(data []byte, zdec *zstd.Decoder, limit uint64) (*graph.Graph, g
 	for i, e := range w.E {
 		s.Edges[i] = graph.Edge{ID: e.ID, Kind: e.Kind, Source: e.Source, Target: e.Target, Label: e.Label, Data: fromWireData(e.Data)}
 	}
-	g, err := graph.FromState(s)
-	if err != nil {
-		return nil, graph.State{}, 0, malformed("%v", err)
-	}
-	// Take Data as the graph normalised it, so that a snapshot written by
-	// another encoder with non-canonical JSON ("null", spaces) still
-	// decodes to canonical Data. Ours is canonical already; this costs a
-	// lookup and a copy of Data per element, little next to FromState.
-	for i := range s.Nodes {
-		n, _ := g.Node(s.Nodes[i].ID)
-		s.Nodes[i].Data = n.Data
-	}
-	for i := range s.Edges {
-		e, _ := g.Edge(s.Edges[i].ID)
-		s.Edges[i].Data = e.Data
-	}
-	return g, s, *w.V, nil
+	return s, *w.V, nil
 }
 
 // Header reads only the header of a snapshot: its format version and payload

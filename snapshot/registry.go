@@ -537,7 +537,7 @@ func (reg *Registry) Restore(ctx context.Context, roomID string) (room.Restored,
 			version int64
 		)
 		if err == nil {
-			g, version, err = DecodeGraph(s.Data)
+			g, version, err = DecodeStored(s.Data)
 		}
 		if err == nil && version != s.Version {
 			err = fmt.Errorf("its data is at version %d", version)

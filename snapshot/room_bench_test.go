@@ -138,25 +138,33 @@ func benchWriterWait(b *testing.B, dialect string) {
 // load by a fresh manager, as after a restart.
 func BenchmarkLoadRoom(b *testing.B) {
 	for _, dialect := range benchDialects() {
-		b.Run(dialect, func(b *testing.B) { benchLoadRoom(b, dialect) })
+		b.Run(dialect, func(b *testing.B) { benchLoadRoom(b, dialect, 100_000, 10_000) })
 	}
 }
 
-func benchLoadRoom(b *testing.B, dialect string) {
+// BenchmarkLoadRoom10k is the cold start of docs/BENCHMARKS.md without
+// the process: a room of 10k elements with 5k moves after its snapshot.
+func BenchmarkLoadRoom10k(b *testing.B) {
+	for _, dialect := range benchDialects() {
+		b.Run(dialect, func(b *testing.B) { benchLoadRoom(b, dialect, 10_000, 5_000) })
+	}
+}
+
+func benchLoadRoom(b *testing.B, dialect string, elements, moves int) {
 	ctx := context.Background()
 	st := storetest.Open(b, dialect)
 	cfg := snapshot.Config{Interval: time.Hour, Keep: 2, MaxBytes: 64 << 20}
 	reg := snapshot.NewRegistry(st, cfg)
 	m := room.NewManager(st, room.Options{Snapshots: reg})
-	id := bigRoom(b, st, m, 100_000)
+	id := bigRoom(b, st, m, elements)
 	r, _ := m.Get(ctx, id)
 	if _, err := reg.Take(ctx, r, snapshot.TriggerManual); err != nil {
 		b.Fatal(err)
 	}
-	for i := range 100 {
+	for i := range moves / 100 {
 		ops := make([]graph.Op, 100)
 		for j := range ops {
-			ops[j] = graph.Op{Kind: graph.OpUpdateNode, ID: fmt.Sprintf("table_%d", (i*100+j)%1000), Patch: []byte(fmt.Sprintf(`{"y":%d}`, j))}
+			ops[j] = graph.Op{Kind: graph.OpUpdateNode, ID: fmt.Sprintf("table_%d", (i*100+j)%1000), Patch: []byte(fmt.Sprintf(`{"x":%d,"y":%d}`, i, j))}
 		}
 		if _, err := m.Apply(ctx, id, room.Write{Ops: ops}); err != nil {
 			b.Fatal(err)
