@@ -1,9 +1,7 @@
 package graph
 
 import (
-	"bytes"
 	"encoding/json"
-	"sort"
 	"strconv"
 )
 
@@ -101,9 +99,9 @@ type undo struct {
 func (t *tx) run(ops []Op) error {
 	for i := range ops {
 		op := ops[i]
-		var ferr *OpError
-		if ferr = op.validate(); ferr == nil {
-			ferr = t.apply(&op)
+		patch, ferr := op.validateDecoded()
+		if ferr == nil {
+			ferr = t.apply(&op, patch)
 		}
 		if ferr != nil {
 			ferr.Index = i
@@ -194,8 +192,9 @@ func (t *tx) reset(s State) {
 	*t.g = *buildGraph(s)
 }
 
-// apply performs one op that has passed validate.
-func (t *tx) apply(op *Op) *OpError {
+// apply performs one op that has passed validate; patch is its patch as
+// validate decoded it, for updates.
+func (t *tx) apply(op *Op, patch *decodedPatch) *OpError {
 	g := t.g
 	switch op.Kind {
 	case OpAddNode:
@@ -223,7 +222,7 @@ func (t *tx) apply(op *Op) *OpError {
 		if !ok {
 			return g.missing("node", op.ID)
 		}
-		n, ferr := patchNode(cur, op.Patch)
+		n, ferr := patchNode(cur, patch)
 		if ferr != nil {
 			return ferr
 		}
@@ -234,7 +233,7 @@ func (t *tx) apply(op *Op) *OpError {
 		if !ok {
 			return g.missing("edge", op.ID)
 		}
-		e, ferr := patchEdge(cur, op.Patch)
+		e, ferr := patchEdge(cur, patch)
 		if ferr != nil {
 			return ferr
 		}
@@ -307,24 +306,16 @@ func (g *Graph) missing(kind, id string) *OpError {
 	return fieldErr("id", "%s %q does not exist", kind, id)
 }
 
-// patchFields decodes a patch that has passed validatePatch, keys sorted so
-// that errors are deterministic.
-func patchFields(patch json.RawMessage) ([]string, map[string]any) {
-	dec := json.NewDecoder(bytes.NewReader(patch))
-	dec.UseNumber()
-	var m map[string]any
-	_ = dec.Decode(&m) // validatePatch already decoded these bytes
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys, m
+// decodedPatch is a merge patch that passed validatePatch, decoded with
+// numbers verbatim, its keys sorted so that errors are deterministic.
+type decodedPatch struct {
+	keys []string
+	m    map[string]any
 }
 
-func patchNode(n Node, patch json.RawMessage) (Node, *OpError) {
-	keys, m := patchFields(patch)
-	for _, k := range keys {
+func patchNode(n Node, patch *decodedPatch) (Node, *OpError) {
+	m := patch.m
+	for _, k := range patch.keys {
 		v := m[k]
 		switch k {
 		case "id":
@@ -350,9 +341,9 @@ func patchNode(n Node, patch json.RawMessage) (Node, *OpError) {
 	return n, nil
 }
 
-func patchEdge(e Edge, patch json.RawMessage) (Edge, *OpError) {
-	keys, m := patchFields(patch)
-	for _, k := range keys {
+func patchEdge(e Edge, patch *decodedPatch) (Edge, *OpError) {
+	m := patch.m
+	for _, k := range patch.keys {
 		v := m[k]
 		switch k {
 		case "id":

@@ -71,22 +71,31 @@ var opShapes = map[OpKind]struct{ required, optional int }{
 }
 
 func (op *Op) validate() *OpError {
+	_, ferr := op.validateDecoded()
+	return ferr
+}
+
+// validateDecoded is validate that also returns an update's patch as it
+// decoded it (keys sorted), so that applying the op does not decode the
+// patch a second time.
+func (op *Op) validateDecoded() (*decodedPatch, *OpError) {
 	shape, ok := opShapes[op.Kind]
 	if !ok {
 		if op.Kind == "" {
-			return fieldErr("op", "is required")
+			return nil, fieldErr("op", "is required")
 		}
-		return fieldErr("op", "unknown op %q", string(op.Kind))
+		return nil, fieldErr("op", "unknown op %q", string(op.Kind))
 	}
+	var patch *decodedPatch
 	present := presentFields(op)
 	for _, f := range fieldNames {
 		if present&f.bit != 0 && (shape.required|shape.optional)&f.bit == 0 {
-			return fieldErr(f.name, "not allowed in %s", string(op.Kind))
+			return nil, fieldErr(f.name, "not allowed in %s", string(op.Kind))
 		}
 	}
 	for _, f := range fieldNames {
 		if shape.required&f.bit != 0 && present&f.bit == 0 {
-			return fieldErr(f.name, "is required for %s", string(op.Kind))
+			return nil, fieldErr(f.name, "is required for %s", string(op.Kind))
 		}
 	}
 
@@ -94,39 +103,40 @@ func (op *Op) validate() *OpError {
 	case OpAddNode:
 		n, ferr := validateNode(*op.Node, "node")
 		if ferr != nil {
-			return ferr
+			return nil, ferr
 		}
 		op.Node = &n
 	case OpAddEdge:
 		e, ferr := validateEdge(*op.Edge, "edge")
 		if ferr != nil {
-			return ferr
+			return nil, ferr
 		}
 		op.Edge = &e
 	case OpUpdateNode, OpUpdateEdge:
 		if !validID(op.ID) {
-			return fieldErr("id", idRule)
+			return nil, fieldErr("id", idRule)
 		}
-		p, ferr := validatePatch(op.Patch, op.Kind == OpUpdateEdge)
+		p, m, ferr := validatePatch(op.Patch, op.Kind == OpUpdateEdge)
 		if ferr != nil {
-			return ferr
+			return nil, ferr
 		}
 		op.Patch = p
+		patch = m
 	case OpRemoveNode, OpRemoveEdge:
 		if !validID(op.ID) {
-			return fieldErr("id", idRule)
+			return nil, fieldErr("id", idRule)
 		}
 	case OpReset:
 		if op.SnapshotID != "" && !validID(op.SnapshotID) {
-			return fieldErr("snapshot_id", idRule)
+			return nil, fieldErr("snapshot_id", idRule)
 		}
 		s, ferr := validateState(*op.State, "state")
 		if ferr != nil {
-			return ferr
+			return nil, ferr
 		}
 		op.State = &s
 	}
-	return nil
+	return patch, nil
 }
 
 func validID(id string) bool {
@@ -230,33 +240,37 @@ func validateState(s State, path string) (State, *OpError) {
 	out := State{Nodes: make([]Node, len(s.Nodes)), Edges: make([]Edge, len(s.Edges))}
 	// owner records what each id names, to report clashes across kinds.
 	owner := make(map[string]string, len(s.Nodes)+len(s.Edges))
+	// Element paths are formatted only for an error: a 100k-element state
+	// would otherwise format 100k of them to report nothing.
+	nodePath := func(i int) string { return fmt.Sprintf("%s[%d]", join(path, "nodes"), i) }
+	edgePath := func(i int) string { return fmt.Sprintf("%s[%d]", join(path, "edges"), i) }
 	for i, n := range s.Nodes {
-		p := fmt.Sprintf("%s[%d]", join(path, "nodes"), i)
-		vn, ferr := validateNode(n, p)
+		vn, ferr := validateNode(n, "")
 		if ferr != nil {
+			_, ferr = validateNode(n, nodePath(i)) // the same error, named
 			return State{}, ferr
 		}
 		if _, dup := owner[n.ID]; dup {
-			return State{}, fieldErr(p+".id", "id %q is used by another node", n.ID)
+			return State{}, fieldErr(nodePath(i)+".id", "id %q is used by another node", n.ID)
 		}
 		owner[n.ID] = "node"
 		out.Nodes[i] = vn
 	}
 	for i, e := range s.Edges {
-		p := fmt.Sprintf("%s[%d]", join(path, "edges"), i)
-		ve, ferr := validateEdge(e, p)
+		ve, ferr := validateEdge(e, "")
 		if ferr != nil {
+			_, ferr = validateEdge(e, edgePath(i))
 			return State{}, ferr
 		}
 		if kind, dup := owner[e.ID]; dup {
-			return State{}, fieldErr(p+".id", "id %q is used by another %s", e.ID, kind)
+			return State{}, fieldErr(edgePath(i)+".id", "id %q is used by another %s", e.ID, kind)
 		}
 		owner[e.ID] = "edge"
 		if owner[e.Source] != "node" {
-			return State{}, fieldErr(p+".source", "node %q does not exist", e.Source)
+			return State{}, fieldErr(edgePath(i)+".source", "node %q does not exist", e.Source)
 		}
 		if owner[e.Target] != "node" {
-			return State{}, fieldErr(p+".target", "node %q does not exist", e.Target)
+			return State{}, fieldErr(edgePath(i)+".target", "node %q does not exist", e.Target)
 		}
 		out.Edges[i] = ve
 	}
@@ -270,15 +284,15 @@ var (
 
 // validatePatch checks what can be checked of a merge patch without the
 // graph and returns it canonical.
-func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *OpError) {
+func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *decodedPatch, *OpError) {
 	// Numbers are checked per member below, so errors name the member.
 	v, err := decodeJSON(raw)
 	if err != nil {
-		return nil, fieldErr("patch", "%s", err.Error())
+		return nil, nil, fieldErr("patch", "%s", err.Error())
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, fieldErr("patch", "must be a JSON object")
+		return nil, nil, fieldErr("patch", "must be a JSON object")
 	}
 	allowed := nodePatchKeys
 	if edge {
@@ -293,56 +307,58 @@ func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *OpError) {
 		val := m[k]
 		path := "patch." + k
 		if !contains(allowed, k) {
-			return nil, fieldErr(path, "unknown field")
+			return nil, nil, fieldErr(path, "unknown field")
 		}
 		if k == "data" {
 			if val == nil {
 				continue
 			}
 			if _, ok := val.(map[string]any); !ok {
-				return nil, fieldErr(path, "must be a JSON object or null")
+				return nil, nil, fieldErr(path, "must be a JSON object or null")
 			}
 			if err := checkNumbers(val); err != nil {
-				return nil, fieldErr(path, "%s", err.Error())
+				return nil, nil, fieldErr(path, "%s", err.Error())
 			}
 			continue
 		}
 		if val == nil {
-			return nil, fieldErr(path, "cannot be removed (null)")
+			return nil, nil, fieldErr(path, "cannot be removed (null)")
 		}
 		switch k {
 		case "x", "y":
 			num, ok := val.(json.Number)
 			if !ok {
-				return nil, fieldErr(path, "must be a number")
+				return nil, nil, fieldErr(path, "must be a number")
 			}
 			f, err := strconv.ParseFloat(string(num), 64)
 			if err != nil || math.IsInf(f, 0) {
-				return nil, fieldErr(path, "must be a finite number (%s is out of range)", string(num))
+				return nil, nil, fieldErr(path, "must be a finite number (%s is out of range)", string(num))
 			}
 		case "id", "source", "target":
 			s, ok := val.(string)
 			if !ok {
-				return nil, fieldErr(path, "must be a string")
+				return nil, nil, fieldErr(path, "must be a string")
 			}
 			if !validID(s) {
-				return nil, fieldErr(path, idRule)
+				return nil, nil, fieldErr(path, idRule)
 			}
 		case "kind", "label":
 			s, ok := val.(string)
 			if !ok {
-				return nil, fieldErr(path, "must be a string")
+				return nil, nil, fieldErr(path, "must be a string")
 			}
 			if ferr := checkText(s, path); ferr != nil {
-				return nil, ferr
+				return nil, nil, ferr
 			}
 		}
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return nil, fieldErr("patch", "%s", err.Error())
+		return nil, nil, fieldErr("patch", "%s", err.Error())
 	}
-	return b, nil
+	// m is what decoding b gives (keys and values survive Marshal), so
+	// the patch is applied from it.
+	return b, &decodedPatch{keys: keys, m: m}, nil
 }
 
 // canonicalData returns raw as canonical JSON in fresh bytes: "{}" for
