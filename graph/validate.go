@@ -352,6 +352,11 @@ func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *decodedPat
 			}
 		}
 	}
+	// A patch already in canonical form (every logged op's, and a
+	// well-behaved client's) is what Marshal would write of it.
+	if isCanonicalObject(raw) {
+		return bytes.Clone(raw), &decodedPatch{keys: keys, m: m}, nil
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return nil, nil, fieldErr("patch", "%s", err.Error())
