@@ -138,7 +138,7 @@ var benchCodecs = []benchCodec{
 }
 
 // BenchmarkCodec compares the snapshot codec ("lsnp", which validates the
-// state on decode) with uncompressed encoding/json and encoding/gob and with
+// state on decode; "lsnp/decode-stored" trusts a stored one's elements) with uncompressed encoding/json and encoding/gob and with
 // zstd-compressed JSON, which do not validate. "validate" is the cost of
 // graph.FromState alone, part of lsnp's decode. Each reports the encoded
 // size as the "bytes" metric.
@@ -176,6 +176,21 @@ func BenchmarkCodec(b *testing.B) {
 					b.ReportMetric(float64(len(data)), "bytes")
 				})
 			}
+			// What a room's load from its own snapshot costs: the checksum
+			// verified, the elements trusted (see DecodeStored).
+			stored, err := snapshot.Encode(s, 7)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run("lsnp/decode-stored", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, _, err := snapshot.DecodeStored(stored); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(stored)), "bytes")
+			})
 			benchZstdLevels(b, s)
 			b.Run("validate", func(b *testing.B) {
 				b.ReportAllocs()
