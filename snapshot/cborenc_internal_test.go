@@ -25,6 +25,29 @@ func TestPropAppendPayloadIsCoreDeterministic(t *testing.T) {
 		3.4028234663852886e+38, 1.401298464324817e-45, 1e-7, 100000, 123.25}
 	text := rapid.StringMatching(`[a-z_.é日]{0,30}`)
 	long := rapid.StringMatching(`[a-z]{0,300}`)
+	// The wire layout of the package documentation, as fxamacker/cbor
+	// encodes structs.
+	type node struct {
+		ID    string  `cbor:"i"`
+		Kind  string  `cbor:"k,omitempty"`
+		Label string  `cbor:"l,omitempty"`
+		X     float64 `cbor:"x"`
+		Y     float64 `cbor:"y"`
+		Data  string  `cbor:"d,omitempty"`
+	}
+	type edge struct {
+		ID     string `cbor:"i"`
+		Kind   string `cbor:"k,omitempty"`
+		Source string `cbor:"s"`
+		Target string `cbor:"t"`
+		Label  string `cbor:"l,omitempty"`
+		Data   string `cbor:"d,omitempty"`
+	}
+	type payload struct {
+		V *int64 `cbor:"v"`
+		N []node `cbor:"n"`
+		E []edge `cbor:"e"`
+	}
 	rapid.Check(t, func(t *rapid.T) {
 		coord := func(label string) float64 {
 			if rapid.Bool().Draw(t, label+"kind") {
@@ -43,7 +66,7 @@ func TestPropAppendPayloadIsCoreDeterministic(t *testing.T) {
 			}
 		}
 		var s graph.State
-		w := wireState{}
+		w := payload{}
 		for range rapid.IntRange(0, 30).Draw(t, "nodes") {
 			n := graph.Node{ID: long.Draw(t, "id"), Kind: text.Draw(t, "kind"), Label: text.Draw(t, "label"),
 				X: coord("x"), Y: coord("y"), Data: data()}
@@ -51,21 +74,21 @@ func TestPropAppendPayloadIsCoreDeterministic(t *testing.T) {
 				continue
 			}
 			s.Nodes = append(s.Nodes, n)
-			w.N = append(w.N, wireNode{ID: n.ID, Kind: n.Kind, Label: n.Label, X: n.X, Y: n.Y, Data: string(storedData(n.Data))})
+			w.N = append(w.N, node{ID: n.ID, Kind: n.Kind, Label: n.Label, X: n.X, Y: n.Y, Data: string(storedData(n.Data))})
 		}
 		for range rapid.IntRange(0, 30).Draw(t, "edges") {
 			e := graph.Edge{ID: text.Draw(t, "id"), Kind: text.Draw(t, "kind"), Source: text.Draw(t, "src"),
 				Target: long.Draw(t, "dst"), Label: text.Draw(t, "label"), Data: data()}
 			s.Edges = append(s.Edges, e)
-			w.E = append(w.E, wireEdge{ID: e.ID, Kind: e.Kind, Source: e.Source, Target: e.Target, Label: e.Label, Data: string(storedData(e.Data))})
+			w.E = append(w.E, edge{ID: e.ID, Kind: e.Kind, Source: e.Source, Target: e.Target, Label: e.Label, Data: string(storedData(e.Data))})
 		}
 		version := rapid.Int64Min(0).Draw(t, "version")
 		w.V = &version
 		if w.N == nil {
-			w.N = []wireNode{}
+			w.N = []node{}
 		}
 		if w.E == nil {
-			w.E = []wireEdge{}
+			w.E = []edge{}
 		}
 		want, err := em.Marshal(&w)
 		if err != nil {

@@ -102,6 +102,7 @@ var (
 			ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 			UTF8:              cbor.UTF8RejectInvalid,
 			FieldNameMatching: cbor.FieldNameMatchingCaseSensitive,
+			TextUnmarshaler:   cbor.TextUnmarshalerTextString, // for wireText only
 		}.DecMode()
 	})
 )
@@ -122,21 +123,21 @@ type wireState struct {
 }
 
 type wireNode struct {
-	ID    string  `cbor:"i"`
-	Kind  string  `cbor:"k,omitempty"`
-	Label string  `cbor:"l,omitempty"`
-	X     float64 `cbor:"x"`
-	Y     float64 `cbor:"y"`
-	Data  string  `cbor:"d,omitempty"`
+	ID    string   `cbor:"i"`
+	Kind  string   `cbor:"k,omitempty"`
+	Label string   `cbor:"l,omitempty"`
+	X     float64  `cbor:"x"`
+	Y     float64  `cbor:"y"`
+	Data  wireText `cbor:"d,omitempty"`
 }
 
 type wireEdge struct {
-	ID     string `cbor:"i"`
-	Kind   string `cbor:"k,omitempty"`
-	Source string `cbor:"s"`
-	Target string `cbor:"t"`
-	Label  string `cbor:"l,omitempty"`
-	Data   string `cbor:"d,omitempty"`
+	ID     string   `cbor:"i"`
+	Kind   string   `cbor:"k,omitempty"`
+	Source string   `cbor:"s"`
+	Target string   `cbor:"t"`
+	Label  string   `cbor:"l,omitempty"`
+	Data   wireText `cbor:"d,omitempty"`
 }
 
 // Encode encodes a room's state at version (see the package documentation
@@ -170,11 +171,23 @@ func Encode(s graph.State, version int64) ([]byte, error) {
 	return out, nil
 }
 
-func fromWireData(d string) json.RawMessage {
-	if d == "" {
+// wireText is data as decoded: a CBOR text string (only: a byte string is
+// refused), copied once straight into the bytes the element keeps, where a
+// Go string would be copied twice.
+type wireText struct{ b []byte }
+
+// UnmarshalText is called by the CBOR decoder with a text string it has
+// checked to be valid UTF-8; it must not keep those bytes.
+func (t *wireText) UnmarshalText(b []byte) error {
+	t.b = append([]byte(nil), b...)
+	return nil
+}
+
+func fromWireData(d wireText) json.RawMessage {
+	if len(d.b) == 0 {
 		return json.RawMessage("{}")
 	}
-	return json.RawMessage(d)
+	return d.b
 }
 
 // Decode verifies and decodes a snapshot made by [Encode], returning the

@@ -68,6 +68,9 @@ func TestDecodeStoredRejects(t *testing.T) {
 		{"duplicate node id", wrapCBOR(t, state([]any{node("a"), node("a")}, nil)), "used by another node"},
 		{"edge id of a node", wrapCBOR(t, state([]any{node("a")}, []any{edge("a", "a", "a")})), "used by another node"},
 		{"duplicate edge id", wrapCBOR(t, state([]any{node("a")}, []any{edge("e", "a", "a"), edge("e", "a", "a")})), "used by another edge"},
+		{"data as a byte string", wrapCBOR(t, state([]any{map[string]any{"i": "a", "x": 0.0, "y": 0.0, "d": []byte(`{"a":1}`)}}, nil)), "cbor"},
+		{"data of invalid UTF-8", wrap(compress([]byte{0xa3, 0x61, 'e', 0x80, 0x61, 'n', 0x81, 0xa4, 0x61, 'd', 0x61, 0xff,
+			0x61, 'i', 0x61, 'a', 0x61, 'x', 0xf9, 0, 0, 0x61, 'y', 0xf9, 0, 0, 0x61, 'v', 0x01})), "UTF-8"},
 		{"NaN coordinate", wrapCBOR(t, state([]any{map[string]any{"i": "a", "x": math.NaN(), "y": 0.0}}, nil)), "finite"},
 		{"infinite coordinate", wrapCBOR(t, state([]any{map[string]any{"i": "a", "x": 0.0, "y": math.Inf(1)}}, nil)), "finite"},
 	}
