@@ -32,9 +32,10 @@ func appendPayload(b []byte, s graph.State, version int64) []byte {
 }
 
 // payloadSizeHint is close above the size appendPayload writes, so that
-// the output is allocated once.
+// the output is allocated once: per element, the map head, the one-letter
+// keys, the heads of the strings (at most 5 bytes each) and the floats.
 func payloadSizeHint(s graph.State) int {
-	n := 16
+	n := 32 // the top-level map, its keys, the arrays' heads, the version
 	for i := range s.Nodes {
 		nd := &s.Nodes[i]
 		n += 48 + len(nd.ID) + len(nd.Kind) + len(nd.Label) + len(nd.Data)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
@@ -96,6 +97,47 @@ func TestPropAppendPayloadIsCoreDeterministic(t *testing.T) {
 		}
 		if got := appendPayload(nil, s, version); !bytes.Equal(got, want) {
 			t.Fatalf("appendPayload differs from core deterministic CBOR:\n got %x\nwant %x", got, want)
+		}
+	})
+}
+
+// payloadSizeHint is never below what appendPayload writes of a valid
+// state, so a snapshot's payload is allocated once. Lengths sit at each
+// boundary of a CBOR head's size, up to each field's limit (ids 128 bytes,
+// kind and label 256 characters of up to 4 bytes, data 64 KiB).
+func TestPropPayloadSizeHintIsAnUpperBound(t *testing.T) {
+	str := func(t *rapid.T, label string, lengths ...int) string {
+		return strings.Repeat("a", rapid.SampledFrom(lengths).Draw(t, label))
+	}
+	id := func(t *rapid.T, label string) string { return str(t, label, 1, 23, 24, 128) }
+	text := func(t *rapid.T, label string) string { return str(t, label, 0, 23, 24, 255, 256, 1024) }
+	data := func(t *rapid.T) json.RawMessage { return json.RawMessage(str(t, "data", 0, 24, 256, 65535, 65536)) }
+	// Every head at its largest, many times over.
+	var worst graph.State
+	for range 1000 {
+		worst.Nodes = append(worst.Nodes, graph.Node{ID: strings.Repeat("a", 128), Kind: strings.Repeat("é", 256),
+			Label: strings.Repeat("é", 256), X: 0.1, Y: 1e300, Data: json.RawMessage(strings.Repeat("a", 65536))})
+		worst.Edges = append(worst.Edges, graph.Edge{ID: strings.Repeat("a", 128), Kind: strings.Repeat("é", 256),
+			Source: strings.Repeat("a", 128), Target: strings.Repeat("a", 128), Label: strings.Repeat("é", 256),
+			Data: json.RawMessage(strings.Repeat("a", 65536))})
+	}
+	for _, s := range []graph.State{worst, {Nodes: worst.Nodes}, {Edges: worst.Edges}} {
+		if got, hint := len(appendPayload(nil, s, math.MaxInt64)), payloadSizeHint(s); got > hint {
+			t.Fatalf("payload of %d bytes, hint %d", got, hint)
+		}
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		var s graph.State
+		for range rapid.IntRange(0, 5).Draw(t, "nodes") {
+			s.Nodes = append(s.Nodes, graph.Node{ID: id(t, "id"), Kind: text(t, "kind"), Label: text(t, "label"),
+				X: 0.1, Y: 1e300, Data: data(t)})
+		}
+		for range rapid.IntRange(0, 5).Draw(t, "edges") {
+			s.Edges = append(s.Edges, graph.Edge{ID: id(t, "id"), Kind: text(t, "kind"), Source: id(t, "s"),
+				Target: id(t, "t"), Label: text(t, "label"), Data: data(t)})
+		}
+		if got, hint := len(appendPayload(nil, s, math.MaxInt64)), payloadSizeHint(s); got > hint {
+			t.Fatalf("payload of %d bytes, hint %d", got, hint)
 		}
 	})
 }

@@ -152,6 +152,12 @@ func Encode(s graph.State, version int64) ([]byte, error) {
 	}
 	buf := payloadBufs.Get().(*[]byte)
 	defer payloadBufs.Put(buf)
+	if hint := payloadSizeHint(s); cap(*buf) < hint {
+		// Once, rather than doubling its way up (twice the bytes, and the
+		// garbage collections they bring about while the room's writers
+		// run).
+		*buf = make([]byte, 0, hint)
+	}
 	raw := appendPayload((*buf)[:0], s, version)
 	*buf = raw
 	enc, err := zstdEncoder()
