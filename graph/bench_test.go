@@ -137,3 +137,21 @@ func BenchmarkFreeze(b *testing.B) {
 		_ = g.Freeze()
 	}
 }
+
+// BenchmarkFromStateSmall builds a room of 10 nodes and 5 edges, the common
+// size: its B/op is what a small room costs in memory.
+func BenchmarkFromStateSmall(b *testing.B) {
+	var s graph.State
+	for i := range 10 {
+		s.Nodes = append(s.Nodes, graph.Node{ID: fmt.Sprintf("n%d", i), Kind: "table", Data: []byte(`{"a":1}`)})
+	}
+	for i := range 5 {
+		s.Edges = append(s.Edges, graph.Edge{ID: fmt.Sprintf("e%d", i), Source: "n0", Target: fmt.Sprintf("n%d", i)})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := graph.FromState(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

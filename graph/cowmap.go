@@ -4,16 +4,24 @@ import (
 	"hash/maphash"
 	"iter"
 	"maps"
+	"slices"
 )
 
-// cowShards is how many pieces a cowMap is cut into. Freezing costs one
-// pointer copy per piece; the first write to a piece after a freeze copies
-// that piece, about 1/256 of the room (about 400 elements of a 100k-element
-// room, a few microseconds).
-const cowShards = 256
+const (
+	// cowShards is how many pieces a large cowMap is cut into. Freezing
+	// costs one pointer copy per piece; the first write to a piece after a
+	// freeze copies that piece, about 1/256 of the room (about 400 elements
+	// of a 100k-element room, a few microseconds).
+	cowShards = 256
+	// cowSplitAt is the size up to which a cowMap is one piece: copying it
+	// whole after a freeze costs little, and small rooms, the most common,
+	// keep the memory and the lookups of a plain map. Past it the map is
+	// cut into cowShards pieces, once.
+	cowSplitAt = 1024
+)
 
-// cowMap maps element ids to values and can be frozen in O(cowShards):
-// a frozen view keeps seeing the map as it was, while the map goes on
+// cowMap maps element ids to values and can be frozen in O(pieces): a
+// frozen view keeps seeing the map as it was, while the map goes on
 // changing, piece by piece copy-on-write. A room takes such a view under its
 // lock for a snapshot or a read, then copies the elements out of it with the
 // lock released, so that writers never wait for a copy of the whole room.
@@ -21,12 +29,13 @@ const cowShards = 256
 // Ownership: a shard whose gen equals the map's gen is reachable from this
 // map only and may be written in place; any other shard may be shared with
 // frozen views or clones and is copied before its first write. freeze
-// raises gen, so every shard becomes shared at once.
+// raises gen, so every shard becomes shared at once. The shards slice
+// itself is never shared: freeze and clone copy it.
 type cowMap[V any] struct {
 	seed   maphash.Seed
 	gen    uint64
 	n      int
-	shards [cowShards]*cowShard[V]
+	shards []*cowShard[V] // one while the map is small, cowShards after
 }
 
 type cowShard[V any] struct {
@@ -36,27 +45,30 @@ type cowShard[V any] struct {
 
 func newCowMap[V any](sizeHint int) cowMap[V] {
 	m := cowMap[V]{seed: maphash.MakeSeed()}
-	if per := sizeHint / cowShards; per > 0 {
-		for i := range m.shards {
-			// A little room over the even share, as ids do not hash
-			// perfectly evenly.
-			m.shards[i] = &cowShard[V]{gen: m.gen, m: make(map[string]V, per+per/8)}
-		}
+	if sizeHint <= cowSplitAt {
+		m.shards = []*cowShard[V]{{gen: m.gen, m: make(map[string]V, sizeHint)}}
+		return m
+	}
+	m.shards = make([]*cowShard[V], cowShards)
+	for i := range m.shards {
+		// A little room over the even share, as ids do not hash
+		// perfectly evenly.
+		per := sizeHint / cowShards
+		m.shards[i] = &cowShard[V]{gen: m.gen, m: make(map[string]V, per+per/8)}
 	}
 	return m
 }
 
 func (m *cowMap[V]) shard(id string) int {
+	if len(m.shards) == 1 {
+		return 0
+	}
 	return int(maphash.String(m.seed, id) % cowShards)
 }
 
 func (m *cowMap[V]) get(id string) (V, bool) {
-	if sh := m.shards[m.shard(id)]; sh != nil {
-		v, ok := sh.m[id]
-		return v, ok
-	}
-	var zero V
-	return zero, false
+	v, ok := m.shards[m.shard(id)].m[id]
+	return v, ok
 }
 
 func (m *cowMap[V]) has(id string) bool {
@@ -68,11 +80,7 @@ func (m *cowMap[V]) has(id string) bool {
 // owns it.
 func (m *cowMap[V]) writable(i int) map[string]V {
 	sh := m.shards[i]
-	switch {
-	case sh == nil:
-		sh = &cowShard[V]{gen: m.gen, m: make(map[string]V)}
-		m.shards[i] = sh
-	case sh.gen != m.gen:
+	if sh.gen != m.gen {
 		sh = &cowShard[V]{gen: m.gen, m: maps.Clone(sh.m)}
 		m.shards[i] = sh
 	}
@@ -85,13 +93,29 @@ func (m *cowMap[V]) set(id string, v V) {
 		m.n++
 	}
 	sm[id] = v
+	if m.n > cowSplitAt && len(m.shards) == 1 {
+		m.split()
+	}
+}
+
+// split cuts a one-piece map into cowShards pieces. The piece it leaves is
+// not written, so frozen views of it stay as they were.
+func (m *cowMap[V]) split() {
+	whole := m.shards[0].m
+	shards := make([]*cowShard[V], cowShards)
+	per := len(whole) / cowShards
+	for i := range shards {
+		shards[i] = &cowShard[V]{gen: m.gen, m: make(map[string]V, per+per/2)}
+	}
+	for id, v := range whole {
+		shards[maphash.String(m.seed, id)%cowShards].m[id] = v
+	}
+	m.shards = shards
 }
 
 func (m *cowMap[V]) del(id string) {
 	i := m.shard(id)
-	if sh := m.shards[i]; sh == nil {
-		return
-	} else if _, ok := sh.m[id]; !ok {
+	if _, ok := m.shards[i].m[id]; !ok {
 		return
 	}
 	delete(m.writable(i), id)
@@ -104,37 +128,32 @@ func (m *cowMap[V]) len() int { return m.n }
 // and makes every later write copy the shard it writes to first.
 func (m *cowMap[V]) freeze() frozenMap[V] {
 	m.gen++
-	return frozenMap[V]{n: m.n, shards: m.shards}
+	return frozenMap[V]{n: m.n, shards: slices.Clone(m.shards)}
 }
 
 // clone returns an independent map: writes to either are invisible to the
 // other. It costs what freeze costs.
 func (m *cowMap[V]) clone() cowMap[V] {
-	m.freeze()
+	f := m.freeze()
 	c := *m
+	c.shards = f.shards
 	// c's gen is m's: neither owns any shard now, and each shard either
 	// creates later carries a gen the other has left behind or never
 	// reaches the other.
 	return c
 }
 
-func (m *cowMap[V]) all() iter.Seq2[string, V] {
-	return frozenMap[V]{n: m.n, shards: m.shards}.all()
-}
-
 // frozenMap is a cowMap's contents at a freeze. Its shards are never
-// written again, so it may be read from any goroutine.
+// written again, so it may be read from any goroutine. (Graph.view makes
+// one of the live shards, read at once under the graph's owner's lock.)
 type frozenMap[V any] struct {
 	n      int
-	shards [cowShards]*cowShard[V]
+	shards []*cowShard[V]
 }
 
 func (f frozenMap[V]) all() iter.Seq2[string, V] {
 	return func(yield func(string, V) bool) {
 		for _, sh := range f.shards {
-			if sh == nil {
-				continue
-			}
 			for id, v := range sh.m {
 				if !yield(id, v) {
 					return

@@ -11,9 +11,10 @@ import (
 // A cowMap behaves as a plain map through any mix of writes, freezes and
 // clones, and every frozen view (and clone) keeps what the map held when it
 // was taken. The keys are many more than the shards, so that views and the
-// map share shards that are then written.
+// map share shards that are then written, and maps grow past cowSplitAt
+// (one piece, then many) as they go.
 func TestPropCowMapFreezes(t *testing.T) {
-	keys := make([]string, 4*cowShards)
+	keys := make([]string, 3*cowSplitAt)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%d", i)
 	}
@@ -26,7 +27,7 @@ func TestPropCowMapFreezes(t *testing.T) {
 			c    *cowMap[int]
 			want map[string]int
 		}
-		m := newCowMap[int](rapid.SampledFrom([]int{0, 3 * cowShards}).Draw(t, "hint"))
+		m := newCowMap[int](rapid.SampledFrom([]int{0, 2 * cowSplitAt}).Draw(t, "hint"))
 		want := map[string]int{}
 		var views []view
 		var clones []clone
@@ -49,13 +50,21 @@ func TestPropCowMapFreezes(t *testing.T) {
 				c := clones[rapid.IntRange(0, len(clones)-1).Draw(t, "clone")]
 				target, tw = c.c, c.want
 			}
-			switch rapid.IntRange(0, 9).Draw(t, "what") {
-			case 0:
+			switch w := rapid.IntRange(0, 99).Draw(t, "what"); {
+			case w == 0:
 				views = append(views, view{target.freeze(), maps.Clone(tw)})
-			case 1:
+			case w == 1:
 				c := target.clone()
 				clones = append(clones, clone{&c, maps.Clone(tw)})
-			case 2, 3, 4:
+			case w < 4:
+				// A burst of writes, so that maps grow past cowSplitAt.
+				off := rapid.IntRange(0, len(keys)-1).Draw(t, "burst")
+				for j := range cowSplitAt / 2 {
+					k := keys[(off+j)%len(keys)]
+					target.set(k, step)
+					tw[k] = step
+				}
+			case w < 30:
 				k := rapid.SampledFrom(keys).Draw(t, "del")
 				target.del(k)
 				delete(tw, k)

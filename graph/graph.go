@@ -190,9 +190,10 @@ func (g *Graph) view() *Frozen {
 }
 
 // Freeze returns a view of the graph's elements as they are now, which
-// later changes to the graph never reach. It costs the same whatever the
-// size of the graph (a few hundred pointer copies): the graph copies a
-// piece of itself before it first writes to it after a freeze. A room
+// later changes to the graph never reach. It costs at most a few hundred
+// pointer copies whatever the size of the graph: the graph keeps its
+// elements in pieces (one up to 1,024 elements of a kind, 256 past that) and
+// copies a piece before it first writes to it after a freeze. A room
 // freezes its graph under its lock and copies the elements out of the view
 // with the lock released, so that writers never wait for a copy of the whole
 // room. Freeze changes the graph (it must not run beside a writer or
