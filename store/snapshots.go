@@ -285,7 +285,7 @@ func splitChunks(data []byte) [][]byte {
 // transaction, then completes the snapshot.
 func (s *Store) storeChunks(ctx context.Context, roomID, id string, chunks [][]byte, ret Retention) error {
 	for i := 1; i < len(chunks); i++ {
-		_, err := s.execWrite(ctx, `INSERT INTO snapshot_chunks (snapshot_id, idx, data) VALUES (?, ?, ?)`,
+		_, err := s.execLazy(ctx, `INSERT INTO snapshot_chunks (snapshot_id, idx, data) VALUES (?, ?, ?)`,
 			id, i, chunks[i])
 		if err != nil {
 			return fmt.Errorf("insert piece %d of %d: %w", i+1, len(chunks), err)
@@ -335,7 +335,7 @@ func (s *Store) completeSnapshot(ctx context.Context, tx *sqlx.Tx, roomID, id st
 func (s *Store) deletePrunedOps(ctx context.Context, roomID string) (int64, error) {
 	var total int64
 	for {
-		res, err := s.execWrite(ctx, `DELETE FROM ops WHERE room_id = ? AND seq IN
+		res, err := s.execLazy(ctx, `DELETE FROM ops WHERE room_id = ? AND seq IN
 			   (SELECT seq FROM ops WHERE room_id = ? AND seq <= (SELECT pruned_through FROM rooms WHERE id = ?) ORDER BY seq LIMIT ?)`,
 			roomID, roomID, roomID, opsPerPrune)
 		if err != nil {
@@ -350,6 +350,33 @@ func (s *Store) deletePrunedOps(ctx context.Context, roomID string) (int64, erro
 			return total, nil
 		}
 	}
+}
+
+// execLazy runs one writing statement in its turn, in a transaction whose
+// commit does not wait for the disk on PostgreSQL (synchronous_commit off):
+// for the pieces of a snapshot written before the transaction that
+// completes it, and for deleting op rows already pruned. A crash may lose
+// such a commit, never reorder it: the synchronous commit that completes the
+// snapshot flushes the log up to itself, pieces included (PostgreSQL,
+// "Asynchronous Commit"), and rows a crash leaves behind at or below
+// pruned_through are read by nothing and deleted by the next snapshot. The
+// room's writers' commits then no longer queue behind a flush of the log
+// per piece. SQLite sets its durability per connection, not per
+// transaction: there it is execWrite.
+func (s *Store) execLazy(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s.dialect != dialectPostgres {
+		return s.execWrite(ctx, query, args...)
+	}
+	var res sql.Result
+	err := s.transact(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return fmt.Errorf("set synchronous_commit: %w", err)
+		}
+		var err error
+		res, err = tx.ExecContext(ctx, tx.Rebind(query), args...)
+		return err
+	})
+	return res, err
 }
 
 // readRoomForSnapshot returns the room's version and pruned_through, with the
