@@ -818,11 +818,6 @@
     return e;
   }
 
-  function clip(s, n) {
-    s = String(s ?? '');
-    return s.length > n ? s.slice(0, n - 1) + '…' : s;
-  }
-
   // border is where the ray from b's centre towards (tx, ty) leaves b.
   function border(b, tx, ty) {
     const cx = b.x + b.w / 2, cy = b.y + b.h / 2;
@@ -832,7 +827,22 @@
     return { x: cx + dx * t, y: cy + dy * t };
   }
 
+  // render asks for one redraw at the next animation frame: however many
+  // events, pointer moves and ops arrive in a frame, the page draws once.
+  let frameAsked = false;
   function render() {
+    if (frameAsked) return;
+    frameAsked = true;
+    requestAnimationFrame(() => {
+      frameAsked = false;
+      draw();
+    });
+  }
+
+  // draw updates the page to the state: the canvas is keyed by element
+  // id, and an element's DOM is touched only where what it shows changed
+  // (a drag moves one node's transform and its edges' ends).
+  function draw() {
     renderHeader();
     const open = !!st.roomId;
     $('empty').hidden = open;
@@ -853,7 +863,13 @@
 
     const shownNodes = st.past ? st.past.nodes : st.nodes;
     const shownEdges = st.past ? st.past.edges : st.edges;
-    const mark = (g, id) => { const m = st.past && st.past.marks.get(id); if (m) g.classList.add('diff-' + m); };
+    const mark = (g, id) => {
+      const m = (st.past && st.past.marks.get(id)) || '';
+      if (g.dataset.mark === m) return;
+      if (g.dataset.mark) g.classList.remove('diff-' + g.dataset.mark);
+      if (m) g.classList.add('diff-' + m);
+      g.dataset.mark = m;
+    };
     $('canvas').classList.toggle('past', !!st.past);
     const boxes = new Map();
     for (const n of shownNodes.values()) boxes.set(n.id, box(n));
@@ -872,20 +888,16 @@
     };
 
     const edges = $('edges');
-    edges.textContent = '';
+    const seenEdges = new Set();
     for (const e of shownEdges.values()) {
       const a = boxes.get(e.source), b = boxes.get(e.target);
       if (!a || !b) continue;
-      const g = el('g', { class: 'edge', 'data-id': e.id, 'data-source': e.source, 'data-target': e.target }, edges);
-      if (st.selected && st.selected.type === 'edge' && st.selected.id === e.id) g.classList.add('selected');
-      mark(g, e.id);
-      let p1, p2;
+      seenEdges.add(e.id);
+      let p1, p2, d = null;
       if (e.source === e.target) {
         p1 = { x: a.x + a.w - 20, y: a.y };
         p2 = { x: a.x + a.w, y: a.y + 14 };
-        const d = `M${p1.x},${p1.y} C${p1.x + 10},${p1.y - 40} ${p2.x + 40},${p2.y - 10} ${p2.x},${p2.y}`;
-        el('path', { d, class: 'hit', fill: 'none' }, g);
-        el('path', { d, class: 'vis', fill: 'none', stroke: '#7a8594', 'marker-end': 'url(#arrow)' }, g);
+        d = `M${p1.x},${p1.y} C${p1.x + 10},${p1.y - 40} ${p2.x + 40},${p2.y - 10} ${p2.x},${p2.y}`;
         p1 = { x: p2.x + 20, y: p1.y - 24 };
         p2 = p1;
       } else {
@@ -901,41 +913,155 @@
           p1 = { x: p1.x + nx * off, y: p1.y + ny * off };
           p2 = { x: p2.x + nx * off, y: p2.y + ny * off };
         }
-        el('line', { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y, class: 'hit' }, g);
-        el('line', { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y, class: 'vis', 'marker-end': 'url(#arrow)' }, g);
       }
-      if (e.label) {
-        const t = el('text', { x: (p1.x + p2.x) / 2, y: (p1.y + p2.y) / 2 - 4, class: 'label' }, g);
-        t.textContent = clip(e.label, 30);
+      let k = drawn.edges.get(e.id);
+      const shape = d !== null ? 'loop' : 'line';
+      if (!k || k.e.source !== e.source || k.e.target !== e.target || k.shape !== shape) {
+        if (k) k.g.remove();
+        const g = el('g', { class: 'edge', 'data-id': e.id, 'data-source': e.source, 'data-target': e.target }, edges);
+        const parts = shape === 'loop'
+          ? [el('path', { class: 'hit', fill: 'none' }, g), el('path', { class: 'vis', fill: 'none', stroke: '#7a8594', 'marker-end': 'url(#arrow)' }, g)]
+          : [el('line', { class: 'hit' }, g), el('line', { class: 'vis', 'marker-end': 'url(#arrow)' }, g)];
+        k = { g, parts, shape, e: null, geo: '', label: null };
+        drawn.edges.set(e.id, k);
       }
+      const geo = d !== null ? d : `${p1.x},${p1.y},${p2.x},${p2.y}`;
+      if (k.geo !== geo) {
+        k.geo = geo;
+        for (const part of k.parts) {
+          if (d !== null) part.setAttribute('d', d);
+          else setAttrs(part, { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y });
+        }
+        if (k.label) setAttrs(k.label, { x: (p1.x + p2.x) / 2, y: (p1.y + p2.y) / 2 - 4 });
+      }
+      if (!k.e || k.e.label !== e.label) {
+        if (k.label) { k.label.remove(); k.label = null; }
+        if (e.label) {
+          k.label = el('text', { x: (p1.x + p2.x) / 2, y: (p1.y + p2.y) / 2 - 4, class: 'label' }, k.g);
+          fitText(k.label, e.label, 180);
+        }
+      }
+      k.e = e;
+      k.g.classList.toggle('selected', isSelected('edge', e.id));
+      mark(k.g, e.id);
+    }
+    for (const [id, k] of drawn.edges) {
+      if (!seenEdges.has(id)) { k.g.remove(); drawn.edges.delete(id); }
     }
 
     const nodes = $('nodes');
-    nodes.textContent = '';
     for (const n of shownNodes.values()) {
       const b = boxes.get(n.id);
-      const g = el('g', { class: `node kind-${String(n.kind || 'node').replace(/[^A-Za-z0-9_-]/g, '_')}`, transform: `translate(${b.x},${b.y})`, 'data-id': n.id }, nodes);
-      if (st.selected && st.selected.type === 'node' && st.selected.id === n.id) g.classList.add('selected');
-      if (st.pendingMoves.has(n.id)) g.classList.add('pending');
-      if (flashing.has(n.id)) g.classList.add('flash');
-      mark(g, n.id);
-      el('rect', { class: 'box', width: b.w, height: b.h }, g);
-      el('rect', { class: 'head', x: 1, y: 1, width: b.w - 2, height: HEAD_H - 2, rx: 5 }, g);
-      const label = el('text', { class: 'label', x: 10, y: 20 }, g);
-      label.textContent = clip(n.label || n.id, 18);
-      const kind = el('text', { class: 'kind', x: b.w - 8, y: 19 }, g);
-      kind.textContent = clip(n.kind, 12);
-      const cols = columnsOf(n);
-      if (cols.length) el('line', { class: 'sep', x1: 0, x2: b.w, y1: HEAD_H, y2: HEAD_H }, g);
-      cols.forEach((c, i) => {
-        const y = HEAD_H + 16 + i * ROW_H;
-        const cn = el('text', { class: 'col-name', x: 10, y }, g);
-        cn.textContent = clip(c.name, 18);
-        const ct = el('text', { class: 'col-type', x: b.w - 10, y }, g);
-        ct.textContent = clip(c.type, 12);
-      });
+      let k = drawn.nodes.get(n.id);
+      if (!k) {
+        const g = el('g', { 'data-id': n.id }, nodes);
+        k = { g, n: null, pos: '' };
+        drawn.nodes.set(n.id, k);
+      }
+      if (k.n !== n) {
+        // The node itself changed (ops make new objects): its content
+        // is drawn again; a move alone changes only the transform.
+        const cls = `node kind-${String(n.kind || 'node').replace(/[^A-Za-z0-9_-]/g, '_')}`;
+        const sig = JSON.stringify([n.label, n.kind, columnsOf(n), b.h]);
+        if (k.cls !== cls) {
+          k.cls = cls;
+          k.g.setAttribute('class', cls);
+          k.g.dataset.mark = '';
+        }
+        if (k.sig !== sig) {
+          k.sig = sig;
+          drawNode(k.g, n, b);
+        }
+        k.n = n;
+      }
+      const pos = `translate(${b.x},${b.y})`;
+      if (k.pos !== pos) {
+        k.pos = pos;
+        k.g.setAttribute('transform', pos);
+      }
+      k.g.classList.toggle('selected', isSelected('node', n.id));
+      k.g.classList.toggle('pending', st.pendingMoves.has(n.id));
+      k.g.classList.toggle('flash', flashing.has(n.id));
+      mark(k.g, n.id);
+    }
+    for (const [id, k] of drawn.nodes) {
+      if (!shownNodes.has(id)) { k.g.remove(); drawn.nodes.delete(id); }
     }
     renderInspector();
+    document.dispatchEvent(new CustomEvent('liveshare:drawn', { detail: { boxes } }));
+  }
+
+  // drawn is what the canvas shows, by element id.
+  const drawn = { nodes: new Map(), edges: new Map() };
+
+  function isSelected(type, id) {
+    return !!st.selected && st.selected.type === type && st.selected.id === id;
+  }
+
+  function setAttrs(e, attrs) {
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  }
+
+  function drawNode(g, n, b) {
+    g.textContent = '';
+    el('rect', { class: 'box', width: b.w, height: b.h }, g);
+    el('rect', { class: 'head', x: 1, y: 1, width: b.w - 2, height: HEAD_H - 2, rx: 5 }, g);
+    const kind = el('text', { class: 'kind', x: b.w - 8, y: 19 }, g);
+    const kw = fitText(kind, n.kind, 70);
+    const label = el('text', { class: 'label', x: 10, y: 20 }, g);
+    fitText(label, n.label || n.id, b.w - 26 - kw);
+    const cols = columnsOf(n);
+    if (cols.length) el('line', { class: 'sep', x1: 0, x2: b.w, y1: HEAD_H, y2: HEAD_H }, g);
+    cols.forEach((c, i) => {
+      const y = HEAD_H + 16 + i * ROW_H;
+      const ct = el('text', { class: 'col-type', x: b.w - 10, y }, g);
+      const tw = fitText(ct, c.type, 80);
+      const cn = el('text', { class: 'col-name', x: 10, y }, g);
+      fitText(cn, c.name, b.w - 30 - tw);
+    });
+  }
+
+  // fitText puts s in the text element t, cut with an ellipsis to what
+  // fits in max pixels as the page's font measures it (not a character
+  // count), with the whole text as its tooltip when cut. It returns the
+  // width used. User text is isolated (CSS unicode-bidi), so a
+  // right-to-left override cannot reorder what is drawn beside it.
+  const measureCtx = document.createElement('canvas').getContext('2d');
+  function fitText(t, s, max) {
+    s = String(s ?? '');
+    measureCtx.font = getFontFor(t.parentNode && t.parentNode.classList.contains('edge') ? 'edge' : 'node', t.getAttribute('class'));
+    const width = (x) => measureCtx.measureText(x).width;
+    let w = width(s);
+    let shown = s;
+    if (w > max) {
+      const chars = Array.from(s);
+      let lo = 0, hi = chars.length;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (width(chars.slice(0, mid).join('') + '…') <= max) lo = mid; else hi = mid - 1;
+      }
+      shown = chars.slice(0, lo).join('') + '…';
+      w = width(shown);
+      const title = document.createElementNS(SVGNS, 'title');
+      title.textContent = s;
+      t.append(title);
+    }
+    t.append(document.createTextNode(shown));
+    t.dataset.full = s;
+    return w;
+  }
+
+  // The font of each kind of canvas text, read once from the style sheet.
+  const fonts = new Map();
+  function getFontFor(kind, cls) {
+    const key = kind + ' ' + cls;
+    if (!fonts.has(key)) {
+      const g = el('g', { class: kind }, $('nodes'));
+      const cs = getComputedStyle(el('text', { class: cls || '' }, g));
+      fonts.set(key, `${cs.fontStyle} ${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`);
+      g.remove();
+    }
+    return fonts.get(key);
   }
 
   function renderHeader() {
@@ -957,11 +1083,15 @@
     let meShown = false;
     for (const u of st.users) {
       const li = document.createElement('li');
-      li.textContent = u.name || 'anonymous';
+      // The name is isolated (<bdi>): a right-to-left override in it
+      // cannot reverse the "(you)" after it.
+      const name = document.createElement('bdi');
+      name.textContent = u.name || 'anonymous';
+      li.append(name);
       li.title = `connected ${fmtTime(u.connected_at)}`;
       if (!meShown && u.name === myName()) {
         li.className = 'me';
-        li.textContent += ' (you)';
+        li.append(' (you)');
         meShown = true;
       }
       ul.append(li);
@@ -1090,7 +1220,8 @@
     }
     const r = $('canvas').getBoundingClientRect();
     const pad = 40;
-    const k = Math.max(0.2, Math.min(1, (r.width - 2 * pad) / (x1 - x0), (r.height - 2 * pad) / (y1 - y0)));
+    // No lower bound: Fit fits any graph, however wide.
+    const k = Math.min(1, (r.width - 2 * pad) / Math.max(1, x1 - x0), (r.height - 2 * pad) / Math.max(1, y1 - y0));
     st.view = { k, x: (r.width - (x1 - x0) * k) / 2 - x0 * k, y: (r.height - (y1 - y0) * k) / 2 - y0 * k };
     render();
   }
@@ -1225,7 +1356,7 @@
     ev.preventDefault();
     const r = $('canvas').getBoundingClientRect();
     const px = ev.clientX - r.left, py = ev.clientY - r.top;
-    const k = Math.max(0.2, Math.min(3, st.view.k * Math.exp(-ev.deltaY * 0.0015)));
+    const k = Math.max(0.01, Math.min(3, st.view.k * Math.exp(-ev.deltaY * 0.0015)));
     st.view.x = px - (px - st.view.x) * (k / st.view.k);
     st.view.y = py - (py - st.view.y) * (k / st.view.k);
     st.view.k = k;
