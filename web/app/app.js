@@ -830,12 +830,16 @@
   // render asks for one redraw at the next animation frame: however many
   // events, pointer moves and ops arrive in a frame, the page draws once.
   let frameAsked = false;
+  const drawTimes = []; // the last draws' durations, in ms, for the curious
   function render() {
     if (frameAsked) return;
     frameAsked = true;
     requestAnimationFrame(() => {
       frameAsked = false;
+      const t0 = performance.now();
       draw();
+      drawTimes.push(performance.now() - t0);
+      if (drawTimes.length > 200) drawTimes.shift();
     });
   }
 
@@ -1483,6 +1487,10 @@
         past: st.past && st.past.version,
       }),
       fit,
+      // zoomTo shows the graph at scale k from its origin (tests use it to
+      // bring a known table under the pointer).
+      drawTimes: () => drawTimes.slice(),
+      zoomTo: (k) => { st.view = { k, x: 40, y: 40 }; render(); return true; },
       // For the history panel (history.js): the API helper, the room, and
       // showing a past version read-only with its diff against now
       // (marks: id → 'added' | 'removed' | 'changed'), or the live graph.
