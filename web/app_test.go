@@ -13,7 +13,7 @@ func TestAppServesItsFiles(t *testing.T) {
 		path, contentType, contains string
 		status                      int
 	}{
-		{"/", "text/html", `<script src="/app/app.js"`, http.StatusOK},
+		{"/", "text/html", `<script type="module" src="/app/app.js"`, http.StatusOK},
 		{"/app/app.js", "text/javascript", "new EventSource(", http.StatusOK},
 		{"/app/app.css", "text/css", ".node", http.StatusOK},
 		{"/app/liveshare.js", "text/javascript", "export class Room", http.StatusOK},
@@ -44,7 +44,7 @@ func TestAppServesItsFiles(t *testing.T) {
 // TestAppRefersOnlyToItself guards the no-internet rule: the page's files
 // name no other origin.
 func TestAppRefersOnlyToItself(t *testing.T) {
-	for _, name := range []string{"index.html", "app.js", "app.css", "liveshare.js"} {
+	for _, name := range []string{"index.html", "app.js", "app.css", "liveshare.js", "cursors.js"} {
 		b, err := appFiles.ReadFile("app/" + name)
 		if err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -246,4 +247,66 @@ func TestBrowserHostileText(t *testing.T) {
 	if r := srv.must("GET", "/rooms/"+rm.ID, nil); r.Status != http.StatusOK {
 		t.Fatal(r.Status)
 	}
+}
+
+// TestBrowserOfflineEditsAndCursors: alice's pointer shows on bob's page
+// with her name; then the server is killed, alice adds two tables (shown as
+// pending, kept in the browser), the server comes back, and the edits land
+// exactly once: both pages agree with GET /graph.
+func TestBrowserOfflineEditsAndCursors(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	artifacts := browserArtifacts(t)
+	port := browserFreePort(t)
+	srv := startServer(t, store.Config{DataDir: t.TempDir()},
+		"LIVESHARE_ADDR=127.0.0.1:"+strconv.Itoa(port), "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+	rm := srv.createRoom("offline")
+	browserPostOps(t, srv, rm.ID, tableOp("users", 40, 40, "id uuid"))
+	a := newBrowserPage(t, chromium, "alice", artifacts)
+	b := newBrowserPage(t, chromium, "bob", artifacts)
+	defer func() {
+		a.assertLocal(srv.URL)
+		b.assertLocal(srv.URL)
+	}()
+	a.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=alice"))
+	b.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=bob"))
+	browserConverge(t, srv, rm.ID, a, b)
+	for _, p := range []*browserPage{a, b} {
+		p.waitJS("both present", `(() => { const t = document.getElementById('presence').innerText; return t.includes('alice') && t.includes('bob'); })()`)
+	}
+
+	// Alice's pointer, on bob's page.
+	cx, cy := a.center(`#canvas`)
+	for i := range 5 {
+		a.do(chromedp.MouseEvent(chromedp.MouseMoved, cx+float64(i*10), cy+float64(i*5)))
+	}
+	var want struct{ X, Y float64 }
+	a.eval(fmt.Sprintf(`(() => { const w = window.liveshare.toWorld(%v, %v); return {X: Math.round(w.x), Y: Math.round(w.y)}; })()`, cx+40, cy+20), &want)
+	b.waitJS("alice's cursor", fmt.Sprintf(`(() => { const g = [...document.querySelectorAll('#cursors g.cursor')].find(g => g.textContent === 'alice');
+		return g && g.getAttribute('transform') === 'translate(%v,%v)'; })()`, want.X, want.Y))
+	var own int
+	a.eval(`document.querySelectorAll('#cursors g.cursor').length`, &own)
+	if own != 0 {
+		t.Fatalf("alice's page draws %d cursors; her own is not one to draw, and bob's pointer did not move", own)
+	}
+	b.screenshot("alice-cursor")
+
+	// The outage.
+	srv.kill()
+	a.waitJS("reconnecting", `document.getElementById('conn').dataset.state === 'reconnecting'`)
+	a.click(`#add-table`)
+	a.click(`#add-table`)
+	a.waitJS("two edits pending", `document.getElementById('pending').textContent === '2 edits pending' && window.liveshare.state().pending === 2`)
+	var stored string
+	a.eval(fmt.Sprintf(`localStorage.getItem('liveshare:outbox:%s') || ''`, rm.ID), &stored)
+	if strings.Count(stored, `"add_node"`) != 2 {
+		t.Fatalf("the queued edits are not kept in the browser: %q", stored)
+	}
+	a.screenshot("offline-pending")
+	srv = srv.restart()
+	g := browserConverge(t, srv, rm.ID, a, b)
+	if len(g.Nodes) != 3 || g.Version != 3 {
+		t.Fatalf("after the outage the room has %d nodes at v%d, want 3 at v3 (each queued edit once): %v", len(g.Nodes), g.Version, g.Nodes)
+	}
+	a.waitJS("nothing pending", `document.getElementById('pending').hidden && !localStorage.getItem('liveshare:outbox:' + window.liveshare.room().id)`)
 }

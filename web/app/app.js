@@ -9,7 +9,7 @@
 // client_id. Edits are sent as ops and drawn when the server's event brings
 // them back, except a drag, whose end position is shown at once until the
 // server has it (or refused it).
-'use strict';
+import { OpQueue } from './liveshare.js';
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -23,6 +23,8 @@
   }
 
   const clientId = 'web-' + randomId(10);
+  // presenceId names this tab's stream, for PATCH …/presence (cursors.js).
+  const presenceId = 'p' + randomId(15);
   const pageLoadId = randomId(8);
 
   const st = {
@@ -280,6 +282,7 @@
       reloading: false, queue: [], users: [], selected: null, pendingMoves: new Map(),
       recovery: null, resumed: null, opens: 0, fitted: false, connectFrom: null, gesture: null, past: null,
     });
+    openOutbox(id);
     for (const a of document.querySelectorAll('#rooms a')) a.classList.toggle('current', a.dataset.id === id);
     $('activity').textContent = '';
     $('snapshots').textContent = '';
@@ -312,6 +315,7 @@
 
   function setConn(state, text) {
     st.conn = state;
+    if (state === 'live') flushOutbox();
     const el = $('conn');
     el.dataset.state = state;
     el.textContent = text || {
@@ -340,7 +344,7 @@
   function connect(from) {
     if (st.es) st.es.close();
     clearTimeout(st.retryTimer);
-    let url = `/rooms/${encodeURIComponent(st.roomId)}/events?name=${encodeURIComponent(myName())}`;
+    let url = `/rooms/${encodeURIComponent(st.roomId)}/events?name=${encodeURIComponent(myName())}&presence_id=${presenceId}`;
     if (from !== null) url += '&last_event_id=' + from;
     const es = new EventSource(url);
     st.es = es;
@@ -469,6 +473,7 @@
       case 'presence':
         st.users = data.users || [];
         st.present = data.count ?? st.users.length; // users lists at most 100
+        document.dispatchEvent(new CustomEvent('liveshare:presence', { detail: { users: st.users, presenceId } }));
         renderPresence();
         renderHeader();
         return;
@@ -589,18 +594,74 @@
 
   // ---------- sending ops ----------
 
-  async function postOps(ops, what) {
+  // The outbox: ops are queued (in localStorage, per room, so that a
+  // reload keeps them) and posted in order, each batch with its own
+  // Idempotency-Key on every try, while the stream is live. An edit made
+  // during an outage waits, shown as pending, and lands once when the
+  // service is back; a refusal is shown and the batch dropped.
+  const outbox = { queue: new OpQueue(null, ''), waiting: new Map(), flushing: false, retry: null };
+
+  function openOutbox(id) {
+    for (const w of outbox.waiting.values()) w(null);
+    outbox.waiting.clear();
+    let storage = null;
+    try { storage = window.localStorage; } catch (e) { storage = null; }
+    outbox.queue = new OpQueue(storage, `liveshare:outbox:${id}`);
+    for (const b of outbox.queue.batches) outbox.waiting.set(b.key, () => {});
+    renderPending();
+  }
+
+  function renderPending() {
+    const n = outbox.queue.length;
+    const el = $('pending');
+    el.hidden = n === 0;
+    el.textContent = n === 1 ? '1 edit pending' : `${n} edits pending`;
+  }
+
+  function postOps(ops, what) {
     if (!can('editor')) {
       banner(`Your role in this room is ${st.role}: you can look, not change.`, 'info', 4000);
-      return null;
+      return Promise.resolve(null);
     }
-    if (!st.roomId) return null;
+    if (!st.roomId) return Promise.resolve(null);
+    const b = outbox.queue.push(ops);
+    b.what = what;
+    const p = new Promise((resolve) => outbox.waiting.set(b.key, resolve));
+    renderPending();
+    flushOutbox();
+    return p;
+  }
+
+  async function flushOutbox() {
+    if (outbox.flushing) return;
+    outbox.flushing = true;
+    const q = outbox.queue;
     try {
-      return await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/ops`,
-        { client_id: clientId, ops }, { 'Idempotency-Key': clientId + '-' + randomId(12) });
-    } catch (e) {
-      showError(what, e);
-      return null;
+      while (st.conn === 'live' && q === outbox.queue && q.length > 0) {
+        const b = q.batches[0];
+        let res = null;
+        try {
+          res = await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/ops`,
+            { client_id: clientId, ops: b.ops }, { 'Idempotency-Key': b.key });
+        } catch (e) {
+          if (e.status === 0 || e.status >= 500 || e.status === 429 || e.status === 408) {
+            // Not refused, not taken: try again shortly (the stream
+            // says when the service is back).
+            clearTimeout(outbox.retry);
+            outbox.retry = setTimeout(flushOutbox, 1000);
+            break;
+          }
+          showError(b.what || 'Could not apply the change', e);
+        }
+        q.remove(b.key);
+        const w = outbox.waiting.get(b.key);
+        outbox.waiting.delete(b.key);
+        if (w) w(res);
+        renderPending();
+      }
+    } finally {
+      outbox.flushing = false;
+      renderPending();
     }
   }
 
@@ -1482,11 +1543,13 @@
         room: st.roomId, version: st.version, conn: st.conn,
         nodes: [...st.nodes.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
         edges: [...st.edges.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
-        users: st.users.map((u) => u.name), recovery: st.recovery, pending: st.pendingMoves.size, fitted: st.fitted,
+        users: st.users.map((u) => u.name), recovery: st.recovery, pending: st.pendingMoves.size + outbox.queue.length, fitted: st.fitted,
         mode: st.mode, role: st.role, me: st.me && st.me.subject,
         past: st.past && st.past.version,
       }),
       fit,
+      presenceId,
+      toWorld,
       // zoomTo shows the graph at scale k from its origin (tests use it to
       // bring a known table under the pointer).
       drawTimes: () => drawTimes.slice(),
