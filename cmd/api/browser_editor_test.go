@@ -71,6 +71,15 @@ func TestBrowserBigGraph(t *testing.T) {
 	p.waitJS("t000 on screen", `(() => { const r = document.querySelector('g.node[data-id="t000"] rect.box').getBoundingClientRect();
 		return r.left > 0 && r.top > 0 && r.width > 100; })()`)
 	x, y := p.center(p.nodeSel("t000"))
+	// The frame gaps of the page at rest, for comparison: what the
+	// machine gives Chromium at all.
+	var idle []float64
+	p.eval(`(() => { const f = window.__idle = []; const loop = (t) => { f.push(t); if (f.length < 61) requestAnimationFrame(loop); };
+		requestAnimationFrame(loop); return true; })()`, nil)
+	p.waitJS("a second at rest", `window.__idle.length >= 61`)
+	p.eval(`window.__idle.slice(1).map((t, i) => t - window.__idle[i])`, &idle)
+	slices.Sort(idle)
+	t.Logf("at rest: frame gaps p50 %.1f ms, p90 %.1f ms", percentile(idle, .5), percentile(idle, .9))
 	p.eval(`(() => { window.__frames = []; const loop = (t) => { window.__frames.push(t); if (window.__frames.length < 600) requestAnimationFrame(loop); };
 		requestAnimationFrame(loop); return true; })()`, nil)
 	p.do(chromedp.MouseEvent(chromedp.MousePressed, x, y, chromedp.ButtonLeft, chromedp.ClickCount(1)))
@@ -94,7 +103,7 @@ func TestBrowserBigGraph(t *testing.T) {
 	slices.Sort(gaps)
 	within := 0
 	for _, g := range gaps {
-		if g <= 33.4 {
+		if g < 34 { // two frames at 60 Hz (33.3 ms, timer jitter aside)
 			within++
 		}
 	}
