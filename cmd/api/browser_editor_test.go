@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/liveshare/liveshare/store"
 )
@@ -318,4 +320,103 @@ func TestBrowserOfflineEditsAndCursors(t *testing.T) {
 		t.Fatalf("after the outage the room has %d nodes at v%d, want 3 at v3 (each queued edit once): %v", len(g.Nodes), g.Version, g.Nodes)
 	}
 	a.waitJS("nothing pending", `document.getElementById('pending').hidden && !localStorage.getItem('liveshare:outbox:' + window.liveshare.room().id)`)
+}
+
+// key sends a keydown with Ctrl to the page (the editor listens on the
+// document).
+func ctrlKey(p *browserPage, key string, shift bool) {
+	p.t.Helper()
+	p.eval(fmt.Sprintf(`document.dispatchEvent(new KeyboardEvent('keydown', {key: %q, ctrlKey: true, shiftKey: %v, bubbles: true})) || true`, key, shift), nil)
+}
+
+// TestBrowserUndoExportImport: undo and redo of the page's own changes as
+// new ops (an add, a move, a delete with its relation), then the graph
+// exported as JSON and imported into a new room gives the same graph; the
+// SVG and PNG exports hold the canvas.
+func TestBrowserUndoExportImport(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	artifacts := browserArtifacts(t)
+	srv := startServer(t, store.Config{DataDir: t.TempDir()}, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+	rm := srv.createRoom("undo")
+	browserPostOps(t, srv, rm.ID, tableOp("users", 40, 40, "id uuid"), tableOp("orders", 400, 40, "id uuid", "user_id uuid"),
+		relationOp("orders_user", "orders", "users", "user_id"))
+	p := newBrowserPage(t, chromium, "undo", artifacts)
+	defer p.assertLocal(srv.URL)
+	p.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=ursula"))
+	start := browserConverge(t, srv, rm.ID, p)
+
+	// A move (arrow key), then a delete of users, which takes its relation.
+	p.click(p.nodeSel("users"))
+	p.do(chromedp.Focus(chromedp.ID("canvas")))
+	p.key(kb.ArrowRight) // 10 to the right
+	p.waitJS("moved", `window.liveshare.state().nodes.find(n => n.id === 'users').x === 50`)
+	p.click(p.nodeSel("users"))
+	p.key(kb.Delete)
+	p.waitJS("deleted", `window.liveshare.state().nodes.length === 1 && window.liveshare.state().edges.length === 0`)
+
+	ctrlKey(p, "z", false) // the delete: users and its relation come back, where it was moved to
+	p.waitJS("delete undone", `window.liveshare.state().nodes.length === 2 && window.liveshare.state().edges.length === 1`)
+	g := browserConverge(t, srv, rm.ID, p)
+	if x := g.Nodes[1]["x"]; g.Nodes[1]["id"] != "users" || x != 50.0 {
+		t.Fatalf("after undoing the delete users is %v, want it back at x 50", g.Nodes[1])
+	}
+	ctrlKey(p, "z", false) // the move
+	p.waitJS("move undone", `window.liveshare.state().nodes.find(n => n.id === 'users').x === 40`)
+	g = browserConverge(t, srv, rm.ID, p)
+	if !equalJSON(g.Nodes, start.Nodes) || !equalJSON(g.Edges, start.Edges) {
+		t.Fatalf("after two undos the graph is\n%v %v\nwant the start's\n%v %v", g.Nodes, g.Edges, start.Nodes, start.Edges)
+	}
+	if g.Version != start.Version+5 { // move, delete, re-add node and relation, move back
+		t.Fatalf("version %d: undo must be new ops (want %d)", g.Version, start.Version+5)
+	}
+	ctrlKey(p, "z", true) // redo the move
+	p.waitJS("move redone", `window.liveshare.state().nodes.find(n => n.id === 'users').x === 50`)
+	browserConverge(t, srv, rm.ID, p)
+
+	// Export JSON, import into a new room: the same graph.
+	p.eval(`window.liveshare.exportJSON().then(t => { window.__json = t; }) && true`, nil)
+	p.waitJS("the JSON export", `typeof window.__json === 'string'`)
+	var exported string
+	p.eval(`window.__json`, &exported)
+	src := browserGraph(t, srv, rm.ID)
+	p.eval(`window.liveshare.exportSVG().then(t => { window.__svg = t; }) && true`, nil)
+	p.waitJS("the SVG export", `typeof window.__svg === 'string'`)
+	var svg string
+	p.eval(`window.__svg`, &svg)
+	if !strings.HasPrefix(svg, "<svg") || !strings.Contains(svg, ">users<") || !strings.Contains(svg, ">orders<") || !strings.Contains(svg, "<style") {
+		t.Fatalf("the SVG export lacks the canvas: %.300s", svg)
+	}
+	p.eval(`window.liveshare.exportPNG().then(u => { window.__png = u; }, e => { window.__png = 'error ' + e; }) && true`, nil)
+	p.waitJS("the PNG export", `typeof window.__png === 'string'`)
+	var png string
+	p.eval(`window.__png`, &png)
+	if !strings.HasPrefix(png, "data:image/png;base64,") || len(png) < 2000 {
+		t.Fatalf("the PNG export: %.120s (%d bytes)", png, len(png))
+	}
+
+	dst := srv.createRoom("imported")
+	p.do(chromedp.Navigate(srv.URL + "/?room=" + dst.ID + "&name=ursula"))
+	p.waitJS("the new room live", `window.liveshare && window.liveshare.state().conn === 'live' && window.liveshare.room().id === '`+dst.ID+`'`)
+	p.eval(fmt.Sprintf(`window.liveshare.importJSON(%q).then(r => { window.__imported = r; }) && true`, exported), nil)
+	p.waitJS("imported", `window.__imported && window.__imported.version > 0`)
+	got := browserConverge(t, srv, dst.ID, p)
+	if !equalJSON(got.Nodes, src.Nodes) || !equalJSON(got.Edges, src.Edges) {
+		t.Fatalf("the imported room is\n%v %v\nwant\n%v %v", got.Nodes, got.Edges, src.Nodes, src.Edges)
+	}
+	// Importing it again: the ids exist; refused, said so, nothing changed.
+	p.eval(fmt.Sprintf(`window.liveshare.importJSON(%q).then(r => { window.__again = r === null ? 'refused' : 'applied'; }) && true`, exported), nil)
+	p.waitJS("the second import refused", `window.__again === 'refused' && document.getElementById('errors').innerText.includes('Could not import the graph')`)
+	if again := browserGraph(t, srv, dst.ID); again.Version != got.Version {
+		t.Fatalf("a refused import changed the room: v%d → v%d", got.Version, again.Version)
+	}
+	// A file that is not a graph: a clear error, nothing posted.
+	p.eval(`window.liveshare.importJSON('{"tables": []}').catch(e => { window.__bad = e.message; }) && true`, nil)
+	p.waitJS("the bad file refused", `typeof window.__bad === 'string' && window.__bad.includes('"nodes" array')`)
+}
+
+func equalJSON(a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }

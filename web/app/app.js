@@ -10,6 +10,7 @@
 // them back, except a drag, whose end position is shown at once until the
 // server has it (or refused it).
 import { OpQueue } from './liveshare.js';
+import { invert, stillApplies, UndoStack } from './undo.js';
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -283,6 +284,7 @@ import { OpQueue } from './liveshare.js';
       recovery: null, resumed: null, opens: 0, fitted: false, connectFrom: null, gesture: null, past: null,
     });
     openOutbox(id);
+    undo.clear();
     for (const a of document.querySelectorAll('#rooms a')) a.classList.toggle('current', a.dataset.id === id);
     $('activity').textContent = '';
     $('snapshots').textContent = '';
@@ -618,12 +620,16 @@ import { OpQueue } from './liveshare.js';
     el.textContent = n === 1 ? '1 edit pending' : `${n} edits pending`;
   }
 
-  function postOps(ops, what) {
+  // undo holds the inverses of this page's changes (undo.js).
+  const undo = new UndoStack();
+
+  function postOps(ops, what, undoable = true) {
     if (!can('editor')) {
       banner(`Your role in this room is ${st.role}: you can look, not change.`, 'info', 4000);
       return Promise.resolve(null);
     }
     if (!st.roomId) return Promise.resolve(null);
+    if (undoable) undo.record(invert(ops, st));
     const b = outbox.queue.push(ops);
     b.what = what;
     const p = new Promise((resolve) => outbox.waiting.set(b.key, resolve));
@@ -663,6 +669,26 @@ import { OpQueue } from './liveshare.js';
       outbox.flushing = false;
       renderPending();
     }
+  }
+
+  // undoLast posts the inverse of the last change (or, redoing, of the
+  // last undo), for what of it still applies.
+  function undoLast(redo) {
+    const from = redo ? undo.redos : undo.undos, to = redo ? undo.undos : undo.redos;
+    const inv = from.pop();
+    if (!inv) {
+      showInfo(redo ? 'Nothing to redo.' : 'Nothing to undo.');
+      return null;
+    }
+    const ops = stillApplies(inv, st);
+    if (!ops.length) {
+      showInfo(`Nothing to ${redo ? 'redo' : 'undo'}: others changed it since.`);
+      return null;
+    }
+    const back = invert(ops, st);
+    if (back) to.push(back);
+    activity(redo ? 'redo' : 'undo', true);
+    return postOps(ops, redo ? 'Could not redo' : 'Could not undo', false);
   }
 
   function viewCenter() {
@@ -914,7 +940,7 @@ import { OpQueue } from './liveshare.js';
     // What the role does not allow is disabled; the server refuses it too.
     // While a past version is shown (history.js), the canvas is read-only.
     const edit = open && can('editor') && !st.past;
-    for (const b of $('toolbar').querySelectorAll('button')) b.disabled = b.id === 'fit' ? !open : !edit;
+    for (const b of $('toolbar').querySelectorAll('button')) b.disabled = b.id === 'fit' || b.classList.contains('io') ? !open : !edit;
     $('snap-now').disabled = !edit;
     for (const b of document.querySelectorAll('#snapshots button.restore')) b.disabled = !can('owner');
     for (const f of ['node-label', 'node-kind', 'node-columns', 'edge-label', 'edge-kind']) $(f).readOnly = !edit;
@@ -1441,6 +1467,14 @@ import { OpQueue } from './liveshare.js';
       render();
       return;
     }
+    if (!typing && (ev.ctrlKey || ev.metaKey) && !ev.altKey && st.roomId && can('editor')) {
+      const k = ev.key.toLowerCase();
+      if (k === 'z' || k === 'y') {
+        undoLast(k === 'y' || ev.shiftKey);
+        ev.preventDefault();
+        return;
+      }
+    }
     if (typing || ev.ctrlKey || ev.metaKey || ev.altKey || !st.roomId || $('confirm').open) return;
     const sel = st.selected;
     switch (ev.key) {
@@ -1500,6 +1534,8 @@ import { OpQueue } from './liveshare.js';
     });
     $('delete').addEventListener('click', deleteSelected);
     $('fit').addEventListener('click', fit);
+    $('undo').addEventListener('click', () => undoLast(false));
+    $('redo').addEventListener('click', () => undoLast(true));
     $('snap-now').addEventListener('click', takeSnapshot);
     $('node-form').addEventListener('submit', saveNode);
     $('add-member').addEventListener('submit', addMember);
@@ -1550,6 +1586,8 @@ import { OpQueue } from './liveshare.js';
       fit,
       presenceId,
       toWorld,
+      post: (ops, what) => postOps(ops, what),
+      banner: (text) => banner(text, '', 20000),
       // zoomTo shows the graph at scale k from its origin (tests use it to
       // bring a known table under the pointer).
       drawTimes: () => drawTimes.slice(),
