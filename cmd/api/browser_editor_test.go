@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -419,4 +420,106 @@ func equalJSON(a, b any) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
+}
+
+// TestBrowserRoomTools: new tables land apart; others' changes are named
+// in the activity list; search finds a table; "?" opens the shortcut
+// list; the link is copied; a dark system theme darkens the page; the
+// room is renamed and then deleted from the page, after which nothing can
+// be edited.
+func TestBrowserRoomTools(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	artifacts := browserArtifacts(t)
+	srv := startServer(t, store.Config{DataDir: t.TempDir()}, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+	rm := srv.createRoom("tools")
+	a := newBrowserPage(t, chromium, "alice", artifacts)
+	b := newBrowserPage(t, chromium, "bob", artifacts)
+	defer func() {
+		a.assertLocal(srv.URL)
+		b.assertLocal(srv.URL)
+	}()
+	a.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	}))
+	a.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=alice"))
+	b.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=bob"))
+	browserConverge(t, srv, rm.ID, a, b)
+	for _, p := range []*browserPage{a, b} {
+		p.waitJS("both present", `(() => { const t = document.getElementById('presence').innerText; return t.includes('alice') && t.includes('bob'); })()`)
+	}
+	var bg string
+	a.eval(`getComputedStyle(document.documentElement).backgroundColor`, &bg)
+	if bg != "rgb(20, 24, 31)" {
+		t.Errorf("with a dark system theme the page's background is %s", bg)
+	}
+
+	// Three clicks on + Table: three tables, no two overlapping.
+	for range 3 {
+		a.click(`#add-table`)
+	}
+	a.waitJS("three tables", `window.liveshare.state().nodes.length === 3 && window.liveshare.state().pending === 0`)
+	var overlaps int
+	a.eval(`(() => { const r = [...document.querySelectorAll('g.node rect.box')].map(e => e.getBoundingClientRect()); let n = 0;
+		for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++)
+			if (r[i].left < r[j].right && r[j].left < r[i].right && r[i].top < r[j].bottom && r[j].top < r[i].bottom) n++;
+		return n; })()`, &overlaps)
+	if overlaps != 0 {
+		t.Fatalf("%d pairs of new tables overlap: %v", overlaps, a.state().Nodes)
+	}
+	a.screenshot("dark-three-tables")
+
+	// Bob renames one: alice's activity names him.
+	id := a.state().Nodes[0]["id"].(string)
+	b.eval(fmt.Sprintf(`window.liveshare.post([{op: 'update_node', id: %q, patch: {label: 'customers'}}], 'rename') && true`, id), nil)
+	a.waitJS("bob named in the activity", `[...document.querySelectorAll('#activity li')].some(li => li.textContent.includes('bob: renamed') && li.textContent.includes('customers'))`)
+
+	// Search: "/" focuses the box; Enter selects the match.
+	a.do(chromedp.Focus(chromedp.ID("canvas")))
+	a.key("/")
+	a.waitJS("search focused", `document.activeElement.id === 'search'`)
+	// (The protocol's key events type the "/" too, which a real keyboard's
+	// does not once keydown is cancelled: clear it.)
+	a.eval(`(document.getElementById('search').value = '', true)`, nil)
+	a.do(chromedp.SendKeys(chromedp.ID("search"), "custom"))
+	a.waitJS("the match marked", fmt.Sprintf(`document.querySelector('g.node[data-id=%q]').classList.contains('match') && document.querySelectorAll('g.node.match').length === 1`, id))
+	a.key(kb.Enter)
+	a.waitJS("the match selected", fmt.Sprintf(`document.querySelector('g.node[data-id=%q]').classList.contains('selected')`, id))
+	a.key(kb.Escape)
+
+	// "?" opens the shortcut list.
+	a.do(chromedp.Focus(chromedp.ID("canvas")))
+	a.key("?")
+	a.waitJS("the shortcut list", `document.getElementById('help').open && document.getElementById('help').innerText.includes('undo your last change')`)
+	a.key(kb.Escape)
+	a.waitJS("closed", `!document.getElementById('help').open`)
+
+	// Copy link (the clipboard is watched rather than read).
+	a.eval(`(() => { window.__copied = null; navigator.clipboard.writeText = (t) => { window.__copied = t; return Promise.resolve(); }; return true; })()`, nil)
+	a.click(`#copy-link`)
+	a.waitJS("the link copied", fmt.Sprintf(`window.__copied === location.origin + '/?room=%s'`, rm.ID))
+
+	// Rename the room from the page.
+	a.click(`#room-rename`)
+	a.waitJS("the rename dialog", `document.getElementById('rename-dialog').open`)
+	a.do(chromedp.SetValue(chromedp.ID("rename-input"), "tools, renamed"))
+	a.click(`#rename-ok`)
+	a.waitJS("renamed in the header", `document.getElementById('room-title').textContent === 'tools, renamed'`)
+	if r := srv.must("GET", "/rooms/"+rm.ID, nil); !strings.Contains(string(r.Body), `"name":"tools, renamed"`) {
+		t.Fatalf("GET room after the rename: %s", r.Body)
+	}
+
+	// Delete it: both pages close it and disable editing.
+	a.click(`#room-delete`)
+	a.waitJS("the delete dialog", `document.getElementById('delete-dialog').open`)
+	a.click(`#delete-ok`)
+	for _, p := range []*browserPage{a, b} {
+		p.waitJS("the room closed, editing off", `document.getElementById('conn').dataset.state === 'closed' &&
+			document.getElementById('add-table').disabled && document.getElementById('undo').disabled`)
+	}
+	if r := srv.must("GET", "/rooms/"+rm.ID, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("GET the deleted room: %d", r.Status)
+	}
 }

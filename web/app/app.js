@@ -23,9 +23,11 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     return Array.from(a, (b) => 'abcdefghijklmnopqrstuvwxyz0123456789'[b % 36]).join('');
   }
 
-  const clientId = 'web-' + randomId(10);
-  // presenceId names this tab's stream, for PATCH …/presence (cursors.js).
+  // presenceId names this tab's stream, for PATCH …/presence (cursors.js);
+  // the client_id of its ops carries it, so that others' pages can name
+  // who made a change from the presence list.
   const presenceId = 'p' + randomId(15);
+  const clientId = 'web-' + presenceId;
   const pageLoadId = randomId(8);
 
   const st = {
@@ -127,7 +129,10 @@ import { invert, stillApplies, UndoStack } from './undo.js';
 
   function activity(text, mine) {
     const li = document.createElement('li');
-    li.textContent = `${new Date().toLocaleTimeString()} ${mine ? 'you' : 'others'}: ${text}`;
+    // Who, isolated: a right-to-left name cannot reorder the line.
+    const who = document.createElement('bdi');
+    who.textContent = mine ? 'you' : (st.author || 'someone');
+    li.append(`${new Date().toLocaleTimeString()} `, who, `: ${text}`);
     if (mine) li.className = 'mine';
     const list = $('activity');
     list.prepend(li);
@@ -282,6 +287,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       roomId: id, roomName: '', version: 0, nodes: new Map(), edges: new Map(), target: 0,
       reloading: false, queue: [], users: [], selected: null, pendingMoves: new Map(),
       recovery: null, resumed: null, opens: 0, fitted: false, connectFrom: null, gesture: null, past: null,
+      deleted: false,
     });
     openOutbox(id);
     undo.clear();
@@ -439,6 +445,18 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     st.retryTimer = setTimeout(() => { if (st.roomId === id) connect(st.version); }, 2000);
   }
 
+  // authorOf names the author of an op from its client_id: a page's is
+  // 'web-' + its presence id, found in the presence list; an API client's
+  // is what it chose.
+  function authorOf(cid) {
+    if (!cid) return 'an API client';
+    if (cid.startsWith('web-')) {
+      const u = st.users.find((x) => x.presence_id === cid.slice(4));
+      return u ? u.name : 'someone who left';
+    }
+    return cid;
+  }
+
   function handleEvent(type, data) {
     switch (type) {
       case 'snapshot':
@@ -465,7 +483,9 @@ import { invert, stillApplies, UndoStack } from './undo.js';
             reload(`missed ops ${st.version + 1}–${e.seq - 1}`);
             return;
           }
+          st.author = authorOf(e.client_id);
           applyOp(e.op, e.client_id === clientId);
+          st.author = null;
           st.version = e.seq;
         }
         for (const [id, pm] of st.pendingMoves) {
@@ -480,6 +500,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
         renderHeader();
         return;
       case 'room_deleted':
+        st.deleted = true;
         showError('Room closed', new Error('this room was deleted'));
         st.es && st.es.close();
         st.es = null;
@@ -696,17 +717,40 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     return toWorld(r.left + r.width / 2, r.top + r.height / 2);
   }
 
+  // freeSpot is the place nearest to p (searched outwards, on a grid) where
+  // a new node of height h overlaps no other node, with a margin.
+  function freeSpot(p, h) {
+    // The nodes there are, and those this page added that are on their way.
+    const queued = outbox.queue.batches.flatMap((b) => b.ops).filter((o) => o.op === 'add_node').map((o) => o.node);
+    const boxes = [...st.nodes.values(), ...queued].map(box);
+    const m = 16;
+    const free = (x, y) => boxes.every((b) => x + NODE_W + m <= b.x || b.x + b.w + m <= x || y + h + m <= b.y || b.y + b.h + m <= y);
+    const x0 = Math.round(p.x - NODE_W / 2), y0 = Math.round(p.y - 20);
+    if (free(x0, y0)) return { x: x0, y: y0 };
+    for (let r = 1; r < 60; r++) {
+      for (let i = -r; i <= r; i++) {
+        for (const [dx, dy] of [[i, -r], [i, r], [-r, i], [r, i]]) {
+          const x = x0 + dx * (NODE_W + m) / 2, y = y0 + dy * (h + m) / 2;
+          if (free(x, y)) return { x: Math.round(x), y: Math.round(y) };
+        }
+      }
+    }
+    return { x: x0, y: y0 };
+  }
+
   async function addNode(kind, at) {
     if (!st.roomId) return;
     const p = at || viewCenter();
     const count = [...st.nodes.values()].filter((n) => n.kind === kind).length + 1;
+    const data = kind === 'table' ? { columns: [{ name: 'id', type: 'uuid' }] } : {};
+    const spot = at ? { x: Math.round(p.x - NODE_W / 2), y: Math.round(p.y - 20) } : freeSpot(p, box({ id: '', data }).h);
     const node = {
       id: `${kind === 'note' ? 'note' : 't'}_${randomId(8)}`,
       kind,
       label: kind === 'note' ? `note ${count}` : `table_${count}`,
-      x: Math.round(p.x - NODE_W / 2),
-      y: Math.round(p.y - 20),
-      data: kind === 'table' ? { columns: [{ name: 'id', type: 'uuid' }] } : {},
+      x: spot.x,
+      y: spot.y,
+      data,
     };
     st.focusLabel = node.id;
     st.selected = { type: 'node', id: node.id };
@@ -935,7 +979,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
   // (a drag moves one node's transform and its edges' ends).
   function draw() {
     renderHeader();
-    const open = !!st.roomId;
+    const open = !!st.roomId && !st.deleted;
     $('empty').hidden = open;
     // What the role does not allow is disabled; the server refuses it too.
     // While a past version is shown (history.js), the canvas is read-only.
@@ -1587,6 +1631,19 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       presenceId,
       toWorld,
       post: (ops, what) => postOps(ops, what),
+      info: showInfo,
+      // For roomadmin.js and search.js.
+      setRoomName: (name) => { st.roomName = name; loadRooms(false); render(); },
+      focusNode: (id) => {
+        const n = st.nodes.get(id);
+        if (!n) return false;
+        st.selected = { type: 'node', id };
+        const b = box(n), r = $('canvas').getBoundingClientRect();
+        st.view.x = r.width / 2 - (b.x + b.w / 2) * st.view.k;
+        st.view.y = r.height / 2 - (b.y + b.h / 2) * st.view.k;
+        render();
+        return true;
+      },
       banner: (text) => banner(text, '', 20000),
       // zoomTo shows the graph at scale k from its origin (tests use it to
       // bring a known table under the pointer).
