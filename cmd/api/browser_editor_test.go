@@ -523,3 +523,80 @@ func TestBrowserRoomTools(t *testing.T) {
 		t.Fatalf("GET the deleted room: %d", r.Status)
 	}
 }
+
+// TestBrowserMultiSelectCopyPaste: a Shift-drag box selects two tables;
+// copy and paste adds them again with new ids and their relation, as one
+// change that one undo takes back; deleting the selection removes both in
+// one batch, and undo brings them and their relation back; Ctrl-click
+// adds to the selection.
+func TestBrowserMultiSelectCopyPaste(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	artifacts := browserArtifacts(t)
+	srv := startServer(t, store.Config{DataDir: t.TempDir()}, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+	rm := srv.createRoom("multi")
+	browserPostOps(t, srv, rm.ID, tableOp("users", 40, 40, "id uuid"), tableOp("orders", 400, 40, "id uuid", "user_id uuid"),
+		tableOp("payments", 40, 400, "id uuid"), relationOp("orders_user", "orders", "users", "user_id"))
+	p := newBrowserPage(t, chromium, "multi", artifacts)
+	defer p.assertLocal(srv.URL)
+	p.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=mia"))
+	start := browserConverge(t, srv, rm.ID, p)
+	p.waitJS("fitted", `window.liveshare.state().fitted`)
+	p.eval(`window.liveshare.zoomTo(1)`, nil)
+	p.waitJS("drawn at 1", `document.getElementById('viewport').getAttribute('transform') === 'translate(40,40) scale(1)'`)
+	var c struct{ Left, Top float64 }
+	p.eval(`(() => { const r = document.getElementById('canvas').getBoundingClientRect(); return {Left: r.left, Top: r.top}; })()`, &c)
+	screen := func(wx, wy float64) (float64, float64) { return c.Left + 40 + wx, c.Top + 40 + wy }
+	boxSelect := func() {
+		x0, y0 := screen(20, 20)
+		x1, y1 := screen(620, 160)
+		shift := chromedp.ButtonModifiers(chromedp.ModifierShift)
+		p.do(chromedp.MouseEvent(chromedp.MousePressed, x0, y0, chromedp.ButtonLeft, chromedp.ClickCount(1), shift),
+			chromedp.MouseEvent(chromedp.MouseMoved, (x0+x1)/2, (y0+y1)/2, chromedp.ButtonLeft, shift),
+			chromedp.MouseEvent(chromedp.MouseMoved, x1, y1, chromedp.ButtonLeft, shift),
+			chromedp.MouseEvent(chromedp.MouseReleased, x1, y1, chromedp.ButtonLeft, chromedp.ClickCount(1), shift))
+		p.waitJS("two selected", `[...document.querySelectorAll('g.node.selected')].map(g => g.dataset.id).sort().join() === 'orders,users'`)
+	}
+	boxSelect()
+	ctrlKey(p, "c", false)
+	ctrlKey(p, "v", false)
+	p.waitJS("pasted", `window.liveshare.state().nodes.length === 5 && window.liveshare.state().edges.length === 2 && window.liveshare.state().pending === 0`)
+	g := browserConverge(t, srv, rm.ID, p)
+	if g.Version != start.Version+3 {
+		t.Fatalf("the paste took versions %d → %d, want three ops (two tables, their relation)", start.Version, g.Version)
+	}
+	var pasted []string
+	p.eval(`[...document.querySelectorAll('g.node.selected')].map(g => g.dataset.id).sort()`, &pasted)
+	if len(pasted) != 2 || !strings.HasPrefix(pasted[0], "orders_") || !strings.HasPrefix(pasted[1], "users_") {
+		t.Fatalf("after the paste the selection is %v, want the two pasted tables", pasted)
+	}
+	for _, e := range g.Edges {
+		if e["id"] != "orders_user" && (e["source"] != pasted[0] || e["target"] != pasted[1]) {
+			t.Fatalf("the pasted relation %v does not join the pasted tables %v", e, pasted)
+		}
+	}
+	ctrlKey(p, "z", false)
+	p.waitJS("paste undone", `window.liveshare.state().nodes.length === 3 && window.liveshare.state().edges.length === 1`)
+	g = browserConverge(t, srv, rm.ID, p)
+	if !equalJSON(g.Nodes, start.Nodes) || !equalJSON(g.Edges, start.Edges) {
+		t.Fatalf("after undoing the paste: %v %v", g.Nodes, g.Edges)
+	}
+
+	// Delete the selection: both tables and their relation, one batch.
+	boxSelect()
+	p.key(kb.Delete)
+	p.waitJS("both deleted", `window.liveshare.state().nodes.length === 1 && window.liveshare.state().edges.length === 0`)
+	ctrlKey(p, "z", false)
+	p.waitJS("delete undone", `window.liveshare.state().nodes.length === 3 && window.liveshare.state().edges.length === 1`)
+	g = browserConverge(t, srv, rm.ID, p)
+	if !equalJSON(g.Nodes, start.Nodes) || !equalJSON(g.Edges, start.Edges) {
+		t.Fatalf("after undoing the delete: %v %v", g.Nodes, g.Edges)
+	}
+
+	// Ctrl-click adds to the selection.
+	p.key(kb.Escape)
+	p.click(p.nodeSel("users"))
+	x, y := p.center(p.nodeSel("payments"))
+	p.do(chromedp.MouseClickXY(x, y, chromedp.ButtonModifiers(chromedp.ModifierCtrl)))
+	p.waitJS("two by Ctrl-click", `[...document.querySelectorAll('g.node.selected')].map(g => g.dataset.id).sort().join() === 'payments,users'`)
+}

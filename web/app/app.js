@@ -43,6 +43,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     queue: [], // events that arrived during a reload
     users: [],
     selected: null, // {type: 'node'|'edge', id}
+    multi: new Set(), // more selected nodes: Ctrl-click, Shift-drag a box
     pendingMoves: new Map(), // node id -> {x, y, version}: a drag the server has not sent back yet
     recovery: null, // the snapshot or reset the page's state comes from
     resumed: null, // the last resume from the op log after a drop
@@ -285,7 +286,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     closeStream();
     Object.assign(st, {
       roomId: id, roomName: '', version: 0, nodes: new Map(), edges: new Map(), target: 0,
-      reloading: false, queue: [], users: [], selected: null, pendingMoves: new Map(),
+      reloading: false, queue: [], users: [], selected: null, multi: new Set(), pendingMoves: new Map(),
       recovery: null, resumed: null, opens: 0, fitted: false, connectFrom: null, gesture: null, past: null,
       deleted: false,
     });
@@ -692,6 +693,13 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     }
   }
 
+  // selectedNodes lists the selected nodes (one, or several).
+  function selectedNodes() {
+    const ids = new Set([...st.multi].filter((id) => st.nodes.has(id)));
+    if (st.selected && st.selected.type === 'node' && st.nodes.has(st.selected.id)) ids.add(st.selected.id);
+    return [...ids];
+  }
+
   // undoLast posts the inverse of the last change (or, redoing, of the
   // last undo), for what of it still applies.
   function undoLast(redo) {
@@ -768,9 +776,19 @@ import { invert, stillApplies, UndoStack } from './undo.js';
   }
 
   async function deleteSelected() {
-    const sel = st.selected;
+    const ids = selectedNodes();
+    if (ids.length > 1) {
+      // One batch: all or none, and one undo brings them all back.
+      st.selected = null;
+      st.multi.clear();
+      await postOps(ids.map((id) => ({ op: 'remove_node', id })), `Could not delete the ${ids.length} nodes`);
+      render();
+      return;
+    }
+    const sel = st.selected || (ids.length ? { type: 'node', id: ids[0] } : null);
     if (!sel) return;
     st.selected = null;
+    st.multi.clear();
     const op = sel.type === 'node' ? { op: 'remove_node', id: sel.id } : { op: 'remove_edge', id: sel.id };
     await postOps([op], `Could not delete the ${sel.type}`);
     render();
@@ -1114,7 +1132,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
         k.pos = pos;
         k.g.setAttribute('transform', pos);
       }
-      k.g.classList.toggle('selected', isSelected('node', n.id));
+      k.g.classList.toggle('selected', isSelected('node', n.id) || st.multi.has(n.id));
       k.g.classList.toggle('pending', st.pendingMoves.has(n.id));
       k.g.classList.toggle('flash', flashing.has(n.id));
       mark(k.g, n.id);
@@ -1410,9 +1428,15 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       cancelModes();
       return;
     }
-    if (hit && hit.type === 'node' && !can('editor')) {
+    if (hit && hit.type === 'node' && (ev.ctrlKey || ev.metaKey)) {
+      // Ctrl-click adds a node to the selection, or takes it out.
+      if (st.selected && st.selected.type === 'node') st.multi.add(st.selected.id);
+      if (st.multi.has(hit.id)) st.multi.delete(hit.id); else st.multi.add(hit.id);
+      st.selected = null;
+    } else if (hit && hit.type === 'node' && !can('editor')) {
       st.selected = hit; // a viewer selects, it does not drag
     } else if (hit && hit.type === 'node') {
+      if (!st.multi.has(hit.id)) st.multi.clear();
       st.selected = hit;
       const n = st.nodes.get(hit.id);
       const b = box(n);
@@ -1428,8 +1452,17 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       }
     } else if (hit && hit.type === 'edge') {
       st.selected = hit;
+      st.multi.clear();
+    } else if (ev.shiftKey) {
+      // Shift-drag on the background: select the nodes in a box.
+      svg.setPointerCapture(ev.pointerId);
+      st.gesture = { kind: 'box', x0: w.x, y0: w.y };
+      const r = $('selbox');
+      r.removeAttribute('display');
+      setAttrs(r, { x: w.x, y: w.y, width: 0, height: 0 });
     } else {
       st.selected = null;
+      st.multi.clear();
       svg.setPointerCapture(ev.pointerId);
       st.gesture = { kind: 'pan', sx: ev.clientX, sy: ev.clientY, vx: st.view.x, vy: st.view.y };
       svg.classList.add('panning');
@@ -1455,6 +1488,10 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       const w = toWorld(ev.clientX, ev.clientY);
       $('rubber').setAttribute('x2', w.x);
       $('rubber').setAttribute('y2', w.y);
+    } else if (g.kind === 'box') {
+      const w = toWorld(ev.clientX, ev.clientY);
+      g.x1 = w.x; g.y1 = w.y;
+      setAttrs($('selbox'), { x: Math.min(g.x0, w.x), y: Math.min(g.y0, w.y), width: Math.abs(w.x - g.x0), height: Math.abs(w.y - g.y0) });
     }
   }
 
@@ -1469,6 +1506,15 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       $('rubber').setAttribute('display', 'none');
       const to = nodeAt(ev.clientX, ev.clientY);
       if (to && to !== g.id) addEdge(g.id, to);
+    } else if (g.kind === 'box') {
+      $('selbox').setAttribute('display', 'none');
+      const x0 = Math.min(g.x0, g.x1 ?? g.x0), x1 = Math.max(g.x0, g.x1 ?? g.x0);
+      const y0 = Math.min(g.y0, g.y1 ?? g.y0), y1 = Math.max(g.y0, g.y1 ?? g.y0);
+      for (const n of st.nodes.values()) {
+        const b = box(n);
+        if (b.x >= x0 && b.y >= y0 && b.x + b.w <= x1 && b.y + b.h <= y1) st.multi.add(n.id);
+      }
+      st.selected = null;
     }
     render();
   }
@@ -1508,6 +1554,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       if (typing) t.blur();
       cancelModes();
       st.selected = null;
+      st.multi.clear();
       render();
       return;
     }
@@ -1632,6 +1679,9 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       toWorld,
       post: (ops, what) => postOps(ops, what),
       info: showInfo,
+      // For clipboard.js: the selected nodes, and selecting some.
+      selectedNodes,
+      select: (ids) => { st.multi = new Set(ids); st.selected = null; render(); },
       // For roomadmin.js and search.js.
       setRoomName: (name) => { st.roomName = name; loadRooms(false); render(); },
       focusNode: (id) => {
