@@ -600,3 +600,39 @@ func TestBrowserMultiSelectCopyPaste(t *testing.T) {
 	p.do(chromedp.MouseClickXY(x, y, chromedp.ButtonModifiers(chromedp.ModifierCtrl)))
 	p.waitJS("two by Ctrl-click", `[...document.querySelectorAll('g.node.selected')].map(g => g.dataset.id).sort().join() === 'payments,users'`)
 }
+
+// TestBrowserColumnsKeepTheirFields: saving columns from the Selection
+// panel keeps names with spaces whole and the fields an API client set
+// that the form does not show (pk).
+func TestBrowserColumnsKeepTheirFields(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	artifacts := browserArtifacts(t)
+	srv := startServer(t, store.Config{DataDir: t.TempDir()}, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+	rm := srv.createRoom("columns")
+	browserPostOps(t, srv, rm.ID, map[string]any{"op": "add_node", "node": map[string]any{"id": "people", "kind": "table", "label": "people", "x": 40, "y": 40,
+		"data": map[string]any{"columns": []map[string]any{{"name": "id", "type": "uuid", "pk": true}, {"name": "first name", "type": "text", "pk": false}}}}})
+	p := newBrowserPage(t, chromium, "columns", artifacts)
+	defer p.assertLocal(srv.URL)
+	p.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=cora"))
+	browserConverge(t, srv, rm.ID, p)
+	p.click(p.nodeSel("people"))
+	p.waitJS("the form", `!document.getElementById('node-form').hidden`)
+	var text string
+	p.eval(`document.getElementById('node-columns').value`, &text)
+	if text != "id uuid\n\"first name\" text" {
+		t.Fatalf("the columns are shown as %q", text)
+	}
+	p.do(chromedp.SetValue(chromedp.ID("node-columns"), text+"\nemail text"))
+	p.click(`#node-form button[type=submit]`)
+	p.waitJS("saved", `window.liveshare.state().nodes[0].data.columns.length === 3 && window.liveshare.state().pending === 0`)
+	g := browserConverge(t, srv, rm.ID, p)
+	want := []any{
+		map[string]any{"name": "id", "type": "uuid", "pk": true},
+		map[string]any{"name": "first name", "type": "text", "pk": false},
+		map[string]any{"name": "email", "type": "text"},
+	}
+	if got := g.Nodes[0]["data"].(map[string]any)["columns"]; !equalJSON(got, want) {
+		t.Fatalf("columns after saving: %v, want %v", got, want)
+	}
+}

@@ -1293,7 +1293,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
         const set = (input, v) => { if (fresh || document.activeElement !== input) input.value = v; };
         set($('node-label'), n.label || '');
         set($('node-kind'), n.kind || '');
-        set($('node-columns'), columnsOf(n).map((c) => `${c.name} ${c.type}`.trim()).join('\n'));
+        set($('node-columns'), columnsOf(n).map(columnLine).join('\n'));
         $('node-id').textContent = n.id;
       }
       nf.hidden = false;
@@ -1320,10 +1320,34 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     }
   }
 
+  // Columns are edited one per line as "name type"; a name with spaces (or
+  // quotes) is written as a JSON string: "first name" text.
+  function columnLine(c) {
+    const name = /^[^\s"]+$/.test(c.name) ? c.name : JSON.stringify(c.name);
+    return `${name} ${c.type}`.trim();
+  }
+
   function parseColumns(text) {
     return text.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+      const quoted = l.match(/^("(?:[^"\\]|\\.)*")\s*(.*)$/);
+      if (quoted) {
+        try { return { name: JSON.parse(quoted[1]), type: quoted[2] }; } catch (e) { /* as a plain line */ }
+      }
       const [name, ...type] = l.split(/\s+/);
       return { name, type: type.join(' ') };
+    });
+  }
+
+  // mergeColumns keeps what the form does not show (pk, notes, … set by
+  // API clients) on the columns it finds again by name, in their new order.
+  function mergeColumns(raw, cols) {
+    const old = (Array.isArray(raw) ? raw : []).map((c) => (typeof c === 'string' ? { name: c } : c));
+    const used = new Set();
+    return cols.map((c) => {
+      const i = old.findIndex((o, j) => !used.has(j) && o && o.name === c.name);
+      if (i < 0) return c;
+      used.add(i);
+      return { ...old[i], name: c.name, type: c.type };
     });
   }
 
@@ -1336,8 +1360,9 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     const label = $('node-label').value, kind = $('node-kind').value;
     if (label !== n.label) patch.label = label;
     if (kind !== n.kind) patch.kind = kind;
-    const cols = parseColumns($('node-columns').value);
-    if (JSON.stringify(cols) !== JSON.stringify(columnsOf(n))) patch.data = { columns: cols.length ? cols : null };
+    const raw = n.data && n.data.columns;
+    const cols = mergeColumns(raw, parseColumns($('node-columns').value));
+    if (JSON.stringify(cols) !== JSON.stringify(raw || [])) patch.data = { columns: cols.length ? cols : null };
     if (!Object.keys(patch).length) return;
     await postOps([{ op: 'update_node', id, patch }], 'Could not save the node');
     $('canvas').focus();
