@@ -636,3 +636,58 @@ func TestBrowserColumnsKeepTheirFields(t *testing.T) {
 		t.Fatalf("columns after saving: %v, want %v", got, want)
 	}
 }
+
+// TestBrowserSelectionsFollowMinimap: bob's selection is outlined on
+// alice's page; alice follows bob (her view keeps his pointer in the
+// middle) until Esc; the minimap shows the graph and a click on it moves
+// the view there.
+func TestBrowserSelectionsFollowMinimap(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	artifacts := browserArtifacts(t)
+	srv := startServer(t, store.Config{DataDir: t.TempDir()}, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+	rm := srv.createRoom("follow")
+	browserPostOps(t, srv, rm.ID, tableOp("users", 40, 40, "id uuid"), tableOp("orders", 1800, 1200, "id uuid"))
+	a := newBrowserPage(t, chromium, "alice", artifacts)
+	b := newBrowserPage(t, chromium, "bob", artifacts)
+	defer func() {
+		a.assertLocal(srv.URL)
+		b.assertLocal(srv.URL)
+	}()
+	a.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=alice"))
+	b.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=bob"))
+	browserConverge(t, srv, rm.ID, a, b)
+	for _, p := range []*browserPage{a, b} {
+		p.waitJS("both present and fitted", `(() => { const t = document.getElementById('presence').innerText;
+			return t.includes('alice') && t.includes('bob') && window.liveshare.state().fitted; })()`)
+	}
+
+	// Bob selects users: outlined in his colour on alice's page.
+	b.click(b.nodeSel("users"))
+	a.waitJS("bob's selection outlined", `(() => { const g = document.querySelector('g.node[data-id="users"]');
+		return g.classList.contains('others-sel') && g.style.getPropertyValue('--sel').startsWith('hsl'); })()`)
+
+	// Alice zooms to 1 at the origin; the minimap takes her to orders.
+	a.eval(`window.liveshare.zoomTo(1)`, nil)
+	a.waitJS("the minimap", `!document.getElementById('minimap').hasAttribute('hidden') && document.querySelector('#minimap .mm-nodes').getAttribute('d').split('M').length === 3`)
+	var mm struct{ X, Y float64 }
+	a.eval(`(() => { const r = document.getElementById('minimap').getBoundingClientRect(); return {X: r.right - 12, Y: r.bottom - 10}; })()`, &mm)
+	a.do(chromedp.MouseClickXY(mm.X, mm.Y))
+	a.waitJS("orders in view after the minimap click", `(() => { const c = document.getElementById('canvas').getBoundingClientRect();
+		const r = document.querySelector('g.node[data-id="orders"] rect.box').getBoundingClientRect();
+		return r.left >= c.left && r.right <= c.right && r.top >= c.top && r.bottom <= c.bottom; })()`)
+
+	// Alice follows bob; bob points at users.
+	a.click(`#presence li[data-user]:not(.me)`)
+	a.waitJS("following", `document.getElementById('hint').textContent.startsWith('following bob')`)
+	ux, uy := b.center(b.nodeSel("users"))
+	b.do(chromedp.MouseEvent(chromedp.MouseMoved, ux-5, uy-5), chromedp.MouseEvent(chromedp.MouseMoved, ux, uy))
+	var cur struct{ X, Y float64 }
+	b.eval(fmt.Sprintf(`(() => { const w = window.liveshare.toWorld(%v, %v); return {X: Math.round(w.x), Y: Math.round(w.y)}; })()`, ux, uy), &cur)
+	a.waitJS("alice's view on bob's pointer", fmt.Sprintf(`(() => { const c = document.getElementById('canvas').getBoundingClientRect();
+		const w = window.liveshare.toWorld(c.left + c.width / 2, c.top + c.height / 2);
+		return Math.abs(w.x - %v) < 2 && Math.abs(w.y - %v) < 2; })()`, cur.X, cur.Y))
+	a.key(kb.Escape)
+	a.waitJS("not following", `document.getElementById('hint').textContent === ''`)
+	a.screenshot("followed")
+}

@@ -1242,7 +1242,8 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       name.textContent = u.name || 'anonymous';
       li.append(name);
       li.title = `connected ${fmtTime(u.connected_at)}`;
-      if (!meShown && u.name === myName()) {
+      li.dataset.user = u.id;
+      if (!meShown && (u.presence_id ? u.presence_id === presenceId : u.name === myName())) {
         li.className = 'me';
         li.append(' (you)');
         meShown = true;
@@ -1709,6 +1710,13 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       select: (ids) => { st.multi = new Set(ids); st.selected = null; render(); },
       // For roomadmin.js and search.js.
       setRoomName: (name) => { st.roomName = name; loadRooms(false); render(); },
+      view: () => ({ ...st.view }),
+      centerOn: (x, y) => {
+        const r = $('canvas').getBoundingClientRect();
+        st.view.x = r.width / 2 - x * st.view.k;
+        st.view.y = r.height / 2 - y * st.view.k;
+        render();
+      },
       focusNode: (id) => {
         const n = st.nodes.get(id);
         if (!n) return false;
