@@ -1402,7 +1402,9 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     // No lower bound: Fit fits any graph, however wide.
     const k = Math.min(1, (r.width - 2 * pad) / Math.max(1, x1 - x0), (r.height - 2 * pad) / Math.max(1, y1 - y0));
     st.view = { k, x: (r.width - (x1 - x0) * k) / 2 - x0 * k, y: (r.height - (y1 - y0) * k) / 2 - y0 * k };
-    render();
+    // Drawn at once, not at the next frame: what is under the pointer
+    // right after a Fit is what the page shows.
+    draw();
   }
 
   function setHint(text) {
