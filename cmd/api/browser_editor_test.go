@@ -187,6 +187,36 @@ func TestBrowserPhone(t *testing.T) {
 		}
 	}
 	p.screenshot("phone")
+
+	// A pinch, two fingers moving apart on the canvas, zooms in.
+	var k0 float64
+	p.eval(`window.liveshare.view().k`, &k0)
+	cx, cy := p.center(`#canvas`)
+	pinch := []chromedp.Action[chromedp.Void]{touches(input.DispatchTouchEventTypeTouchStart, cx-30, cy, cx+30, cy)}
+	for i := 1; i <= 6; i++ {
+		d := 30 + float64(i)*10
+		pinch = append(pinch, touches(input.DispatchTouchEventTypeTouchMove, cx-d, cy, cx+d, cy))
+	}
+	pinch = append(pinch, touches(input.DispatchTouchEventTypeTouchEnd))
+	p.do(pinch...)
+	p.waitJS("zoomed in by the pinch", fmt.Sprintf(`Math.abs(window.liveshare.view().k - Math.min(3, %v * 3)) < 0.01`, k0))
+	if n := len(p.state().Nodes); n != 2 {
+		t.Fatalf("the pinch changed the graph: %d nodes", n)
+	}
+	browserConverge(t, srv, rm.ID, p)
+}
+
+// touches sends one touch event with a finger at each (x, y) pair.
+func touches(typ input.DispatchTouchEventType, xy ...float64) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		pts := []*input.TouchPoint{}
+		for i := 0; i+1 < len(xy); i += 2 {
+			id := float64(i / 2)
+			pts = append(pts, &input.TouchPoint{X: xy[i], Y: xy[i+1], ID: &id})
+		}
+		_, err := cdp.Call(ctx, t, input.DispatchTouchEvent, input.DispatchTouchEventParams{Type: typ, TouchPoints: pts})
+		return err
+	})
 }
 
 // TestBrowserHostileText: markup, a right-to-left override and 256-character
@@ -306,6 +336,8 @@ func TestBrowserOfflineEditsAndCursors(t *testing.T) {
 	// The outage.
 	srv.kill()
 	a.waitJS("reconnecting", `document.getElementById('conn').dataset.state === 'reconnecting'`)
+	b.waitJS("presence shown stale, cursors hidden", `document.getElementById('conn').dataset.state === 'reconnecting' &&
+		document.body.classList.contains('stale-presence') && getComputedStyle(document.getElementById('cursors')).display === 'none'`)
 	a.click(`#add-table`)
 	a.click(`#add-table`)
 	a.waitJS("two edits pending", `document.getElementById('pending').textContent === '2 edits pending' && window.liveshare.state().pending === 2`)

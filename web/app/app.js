@@ -325,6 +325,9 @@ import { invert, stillApplies, UndoStack } from './undo.js';
   function setConn(state, text) {
     st.conn = state;
     if (state === 'live') flushOutbox();
+    // Who is here, and where their pointers are, is only known while the
+    // stream is open: shown as stale otherwise.
+    document.body.classList.toggle('stale-presence', state === 'reconnecting' || state === 'closed');
     const el = $('conn');
     el.dataset.state = state;
     el.textContent = text || {
@@ -1444,7 +1447,38 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     return g ? g.dataset.id : null;
   }
 
+  // Fingers on the canvas, by pointer id: two make a pinch, which zooms
+  // about their midpoint (and cancels a drag the first one began).
+  const touches = new Map();
+
+  function pinchStart() {
+    const [a, b] = [...touches.values()];
+    if (st.gesture && st.gesture.kind === 'box') $('selbox').setAttribute('display', 'none');
+    st.gesture = { kind: 'pinch', d0: Math.hypot(a.x - b.x, a.y - b.y) || 1, k0: st.view.k,
+      m0: toWorld((a.x + b.x) / 2, (a.y + b.y) / 2) };
+    $('canvas').classList.remove('panning');
+  }
+
+  function pinchMove() {
+    const g = st.gesture;
+    const [a, b] = [...touches.values()];
+    const k = Math.max(0.01, Math.min(3, g.k0 * Math.hypot(a.x - b.x, a.y - b.y) / g.d0));
+    const r = $('canvas').getBoundingClientRect();
+    const mx = (a.x + b.x) / 2 - r.left, my = (a.y + b.y) / 2 - r.top;
+    // The world point first under the fingers' midpoint stays under it.
+    st.view = { k, x: mx - g.m0.x * k, y: my - g.m0.y * k };
+    render();
+  }
+
   function onPointerDown(ev) {
+    if (ev.pointerType === 'touch' && st.roomId) {
+      touches.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
+      if (touches.size === 2) {
+        $('canvas').setPointerCapture(ev.pointerId);
+        pinchStart();
+        return;
+      }
+    }
     if (!st.roomId || ev.button !== 0) return;
     if (st.past) return; // a past version is read-only
     const svg = $('canvas');
@@ -1499,8 +1533,13 @@ import { invert, stillApplies, UndoStack } from './undo.js';
   }
 
   function onPointerMove(ev) {
+    if (touches.has(ev.pointerId)) touches.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
     const g = st.gesture;
     if (!g) return;
+    if (g.kind === 'pinch') {
+      if (touches.size >= 2) pinchMove();
+      return;
+    }
     if (g.kind === 'drag') {
       if (!g.moved && Math.hypot(ev.clientX - g.sx, ev.clientY - g.sy) < 3) return;
       const w = toWorld(ev.clientX, ev.clientY);
@@ -1524,8 +1563,13 @@ import { invert, stillApplies, UndoStack } from './undo.js';
   }
 
   function onPointerUp(ev) {
+    touches.delete(ev.pointerId);
     const g = st.gesture;
     if (!g) return;
+    if (g.kind === 'pinch') {
+      if (touches.size < 2) st.gesture = null;
+      return;
+    }
     st.gesture = null;
     $('canvas').classList.remove('panning');
     if (g.kind === 'drag' && g.moved && st.nodes.has(g.id)) {
