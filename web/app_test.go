@@ -44,7 +44,7 @@ func TestAppServesItsFiles(t *testing.T) {
 // TestAppRefersOnlyToItself guards the no-internet rule: the page's files
 // name no other origin.
 func TestAppRefersOnlyToItself(t *testing.T) {
-	for _, name := range []string{"index.html", "app.js", "app.css", "liveshare.js", "cursors.js", "undo.js", "exchange.js", "roomadmin.js", "search.js", "help.js", "clipboard.js", "minimap.js"} {
+	for _, name := range []string{"index.html", "app.js", "app.css", "liveshare.js", "cursors.js", "undo.js", "exchange.js", "roomadmin.js", "search.js", "help.js", "clipboard.js", "minimap.js", "contextmenu.js"} {
 		b, err := appFiles.ReadFile("app/" + name)
 		if err != nil {
 			t.Fatal(err)

@@ -188,6 +188,21 @@ func TestBrowserPhone(t *testing.T) {
 	}
 	p.screenshot("phone")
 
+	// A long press on a table opens its menu; Delete there deletes it,
+	// and Undo brings it back.
+	ox, oy := p.center(p.nodeSel("orders"))
+	p.do(touch(input.DispatchTouchEventTypeTouchStart, ox, oy))
+	p.waitJS("the node menu", `!document.getElementById('node-menu').hidden`)
+	p.do(touch(input.DispatchTouchEventTypeTouchEnd, ox, oy))
+	p.screenshot("long-press-menu")
+	p.click(`#node-menu button[data-action="delete"]`)
+	p.waitJS("orders deleted", `window.liveshare.state().nodes.length === 1 && window.liveshare.state().pending === 0`)
+	p.click(`#undo`)
+	p.waitJS("orders back", `window.liveshare.state().nodes.length === 2 && window.liveshare.state().pending === 0`)
+	if g := browserConverge(t, srv, rm.ID, p); len(g.Nodes) != 2 {
+		t.Fatalf("after the undo: %v", g.Nodes)
+	}
+
 	// A pinch, two fingers moving apart on the canvas, zooms in.
 	var k0 float64
 	p.eval(`window.liveshare.view().k`, &k0)

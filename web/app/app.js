@@ -1751,12 +1751,23 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       toWorld,
       post: (ops, what) => postOps(ops, what),
       info: showInfo,
+      // For contextmenu.js: the actions on one node.
+      nodeAction: (action, id) => {
+        if (!st.nodes.has(id)) return;
+        st.multi.clear();
+        st.selected = { type: 'node', id };
+        if (action === 'rename') st.focusLabel = id;
+        else if (action === 'connect') startConnect();
+        else if (action === 'delete') deleteSelected();
+        render();
+      },
       // For clipboard.js: the selected nodes, and selecting some.
       selectedNodes,
       select: (ids) => { st.multi = new Set(ids); st.selected = null; render(); },
       // For roomadmin.js and search.js.
       setRoomName: (name) => { st.roomName = name; loadRooms(false); render(); },
       view: () => ({ ...st.view }),
+      cancelGesture: () => { st.gesture = null; $('canvas').classList.remove('panning'); render(); },
       centerOn: (x, y) => {
         const r = $('canvas').getBoundingClientRect();
         st.view.x = r.width / 2 - x * st.view.k;
