@@ -752,7 +752,8 @@ import { invert, stillApplies, UndoStack } from './undo.js';
   async function addNode(kind, at) {
     if (!st.roomId) return;
     const p = at || viewCenter();
-    const count = [...st.nodes.values()].filter((n) => n.kind === kind).length + 1;
+    const queued = outbox.queue.batches.flatMap((b) => b.ops).filter((o) => o.op === 'add_node').map((o) => o.node);
+    const count = [...st.nodes.values(), ...queued].filter((n) => n.kind === kind).length + 1;
     const data = kind === 'table' ? { columns: [{ name: 'id', type: 'uuid' }] } : {};
     const spot = at ? { x: Math.round(p.x - NODE_W / 2), y: Math.round(p.y - 20) } : freeSpot(p, box({ id: '', data }).h);
     const node = {
