@@ -20,6 +20,8 @@ func TestClientModule(t *testing.T) {
 		}
 		t.Skip("node not found; set LIVESHARE_BROWSER_TESTS=required to make this a failure")
 	}
+	// The result depends on web/'s files, which go test does not see read.
+	trackSources(t)
 	cmd := exec.Command(node, "--test", "--test-reporter=tap", "../../web/clienttest/")
 	cmd.Env = append(os.Environ(), "LIVESHARE_BINARY="+binary)
 	out, err := cmd.CombinedOutput()
