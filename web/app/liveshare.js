@@ -277,7 +277,11 @@ export class Room extends EventTarget {
   }
 
   /** @param {string} type @param {any} [detail] */
-  emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+  emit(type, detail) {
+    // Node 18 (Debian's) has Event but not yet CustomEvent.
+    const ev = typeof CustomEvent === 'function' ? new CustomEvent(type, { detail }) : Object.assign(new Event(type), { detail });
+    this.dispatchEvent(ev);
+  }
 
   /** @param {Status} s */
   setStatus(s) {
