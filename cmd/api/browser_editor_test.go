@@ -738,3 +738,35 @@ func TestBrowserSelectionsFollowMinimap(t *testing.T) {
 	a.waitJS("not following", `document.getElementById('hint').textContent === ''`)
 	a.screenshot("followed")
 }
+
+// TestBrowserOwnRestoreListedOnce: a restore made from the page is one
+// line of the activity list, marked as yours, however its answer and its
+// reset event are ordered.
+func TestBrowserOwnRestoreListedOnce(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	artifacts := browserArtifacts(t)
+	srv := startServer(t, store.Config{DataDir: t.TempDir()}, "LIVESHARE_SNAPSHOT_INTERVAL=1h")
+	rm := srv.createRoom("restore")
+	browserPostOps(t, srv, rm.ID, tableOp("users", 40, 40, "id uuid"))
+	r := srv.must("POST", "/rooms/"+rm.ID+"/snapshots", nil)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("snapshot: %d %s", r.Status, r.Body)
+	}
+	browserPostOps(t, srv, rm.ID, tableOp("orders", 400, 40, "id uuid"))
+	p := newBrowserPage(t, chromium, "restore", artifacts)
+	defer p.assertLocal(srv.URL)
+	p.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=rita"))
+	browserConverge(t, srv, rm.ID, p)
+	p.waitJS("the snapshot listed", `!!document.querySelector('#snapshots li[data-version="1"] button.restore')`)
+	p.click(`#snapshots li[data-version="1"] button.restore`)
+	p.waitJS("the confirmation", `document.getElementById('confirm').open`)
+	p.click(`#confirm-ok`)
+	p.waitJS("the reset", `document.getElementById('recovery').dataset.kind === 'reset'`)
+	browserConverge(t, srv, rm.ID, p)
+	var lines []string
+	p.eval(`[...document.querySelectorAll('#activity li')].map(li => li.textContent).filter(t => t.includes('restored'))`, &lines)
+	if len(lines) != 1 || !strings.Contains(lines[0], "you: restored") {
+		t.Fatalf("the restore in the activity list: %q, want one line of yours", lines)
+	}
+}

@@ -44,6 +44,7 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     users: [],
     selected: null, // {type: 'node'|'edge', id}
     multi: new Set(), // more selected nodes: Ctrl-click, Shift-drag a box
+    restoring: 0, // this page's restore requests in flight
     pendingMoves: new Map(), // node id -> {x, y, version}: a drag the server has not sent back yet
     recovery: null, // the snapshot or reset the page's state comes from
     resumed: null, // the last resume from the op log after a drop
@@ -127,6 +128,16 @@ import { invert, stillApplies, UndoStack } from './undo.js';
   }
   const showError = (what, err) => banner(`${what}: ${describe(err)}`, '', 20000);
   const showInfo = (text) => banner(text, 'info', 6000);
+
+  // noteReset writes one activity line per restore (by the version it
+  // made), whether the reset event or this page's own answer comes first.
+  const loggedResets = new Set();
+  function noteReset(version, text, mine) {
+    const key = `${st.roomId}@${version}`;
+    if (loggedResets.has(key)) return;
+    loggedResets.add(key);
+    activity(text, mine);
+  }
 
   function activity(text, mine) {
     const li = document.createElement('li');
@@ -476,7 +487,9 @@ import { invert, stillApplies, UndoStack } from './undo.js';
         st.resumed = null;
         st.recovery = { kind: 'reset', id: data.snapshot_id, version: data.version, created_at: data.created_at, count: data.element_count, at: new Date() };
         renderRecovery();
-        activity(`restored a snapshot, now v${data.version}`, false);
+        // Once per restore: this page's own is named by the answer to its
+        // request or, when the event comes first, while it waits for it.
+        noteReset(data.version, `restored a snapshot, now v${data.version}`, st.restoring > 0);
         showInfo(`The room was restored from a snapshot (now version ${data.version}).`);
         loadSnapshots();
         break;
@@ -856,8 +869,14 @@ import { invert, stillApplies, UndoStack } from './undo.js';
     dlg.onclose = async () => {
       if (dlg.returnValue !== 'ok') return;
       try {
-        const r = await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/snapshots/${encodeURIComponent(s.id)}/restore`);
-        activity(`restored snapshot v${s.version}, now v${r.version}`, true);
+        st.restoring++;
+        let r;
+        try {
+          r = await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/snapshots/${encodeURIComponent(s.id)}/restore`);
+        } finally {
+          st.restoring--;
+        }
+        noteReset(r.version, `restored snapshot v${s.version}, now v${r.version}`, true);
       } catch (e) {
         showError('Could not restore the snapshot', e);
       }
@@ -1803,6 +1822,9 @@ import { invert, stillApplies, UndoStack } from './undo.js';
       },
       showLive: () => { st.past = null; render(); },
       activity,
+      // For history.js: a restore this page asked for, logged once.
+      restoring: (d) => { st.restoring += d; },
+      noteReset,
     };
 
     // A token may also arrive in the fragment of the open page (a link
