@@ -165,6 +165,7 @@ const (
 	ProblemCodeNotFound             ProblemCode = "not_found"
 	ProblemCodeNotReady             ProblemCode = "not_ready"
 	ProblemCodePayloadTooLarge      ProblemCode = "payload_too_large"
+	ProblemCodePresenceNotFound     ProblemCode = "presence_not_found"
 	ProblemCodeRateLimited          ProblemCode = "rate_limited"
 	ProblemCodeRequestTimeout       ProblemCode = "request_timeout"
 	ProblemCodeRoomNotFound         ProblemCode = "room_not_found"
@@ -226,6 +227,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeNotReady:
 		return true
 	case ProblemCodePayloadTooLarge:
+		return true
+	case ProblemCodePresenceNotFound:
 		return true
 	case ProblemCodeRateLimited:
 		return true
@@ -746,6 +749,16 @@ type Presence struct {
 	Users []User `json:"users"`
 }
 
+// PresenceState a subscriber's ephemeral state, as set with PATCH /rooms/{room}/presence/{presence_id} (at most 4 KiB)
+type PresenceState struct {
+	Cursor *struct {
+		X float32 `json:"x"`
+		Y float32 `json:"y"`
+	} `json:"cursor,omitempty"`
+	Selection *[]string `json:"selection,omitempty"`
+	Status    *string   `json:"status,omitempty"`
+}
+
 // Problem an RFC 9457 problem detail with a stable `code`
 type Problem struct {
 	// Code a stable machine word
@@ -1016,6 +1029,12 @@ type User struct {
 	// Id the subscriber's id
 	Id   string `json:"id"`
 	Name string `json:"name"`
+
+	// PresenceId the `presence_id` the subscriber connected with (absent when none, and for subscribers through other instances)
+	PresenceId *string `json:"presence_id,omitempty"`
+
+	// State a subscriber's ephemeral state, as set with PATCH /rooms/{room}/presence/{presence_id} (at most 4 KiB)
+	State *PresenceState `json:"state,omitempty"`
 }
 
 // Version a room version, the sequence number of its last op (0 for an empty room)
@@ -1566,6 +1585,9 @@ type StreamEventsParams struct {
 	// Name the name this subscriber shows in presence (`open` mode; in `jwt` mode the token's name is shown)
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
 
+	// PresenceId a client-made id for this subscriber (unique per tab), shown in presence and named by PATCH /rooms/{room}/presence/{presence_id}; a malformed one is a 400 `invalid_request`
+	PresenceId *string `form:"presence_id,omitempty" json:"presence_id,omitempty"`
+
 	// LastEventID the position to resume from (the `id` of the last event received); `EventSource` sends it on reconnect
 	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
@@ -1629,6 +1651,9 @@ type SetMemberJSONRequestBody = SetMemberRequest
 
 // PostOpsJSONRequestBody defines body for PostOps for application/json ContentType.
 type PostOpsJSONRequestBody = PostOpsRequest
+
+// SetPresenceStateJSONRequestBody defines body for SetPresenceState for application/json ContentType.
+type SetPresenceStateJSONRequestBody = PresenceState
 
 // RestoreVersionJSONRequestBody defines body for RestoreVersion for application/json ContentType.
 type RestoreVersionJSONRequestBody = RestoreVersionRequest
@@ -2458,6 +2483,24 @@ type ClientInterface interface {
 	// Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 	GetPresence(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// SetPresenceStateWithBody Set the caller's ephemeral state in the room (cursor, selection, status)
+	//
+	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /rooms/{room}/presence/{presence_id} (the `SetPresenceState` operationId).
+	SetPresenceStateWithBody(ctx context.Context, room RoomID, presenceId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetPresenceState Set the caller's ephemeral state in the room (cursor, selection, status)
+	//
+	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /rooms/{room}/presence/{presence_id} (the `SetPresenceState` operationId).
+	SetPresenceState(ctx context.Context, room RoomID, presenceId string, body SetPresenceStateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// RestoreVersionWithBody Restore the graph of a past version (owner)
 	//
 	// Like restoring a snapshot: appends a `reset` op holding the graph at `version`
@@ -3042,6 +3085,44 @@ func (c *Client) PostOps(ctx context.Context, room RoomID, params *PostOpsParams
 // Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 func (c *Client) GetPresence(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetPresenceRequest(c.Server, room)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetPresenceStateWithBody Set the caller's ephemeral state in the room (cursor, selection, status)
+//
+// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /rooms/{room}/presence/{presence_id} (the `SetPresenceState` operationId).
+func (c *Client) SetPresenceStateWithBody(ctx context.Context, room RoomID, presenceId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetPresenceStateRequestWithBody(c.Server, room, presenceId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetPresenceState Set the caller's ephemeral state in the room (cursor, selection, status)
+//
+// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /rooms/{room}/presence/{presence_id} (the `SetPresenceState` operationId).
+func (c *Client) SetPresenceState(ctx context.Context, room RoomID, presenceId string, body SetPresenceStateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetPresenceStateRequest(c.Server, room, presenceId, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4012,6 +4093,18 @@ func NewStreamEventsRequest(server string, room RoomID, params *StreamEventsPara
 
 		}
 
+		if params.PresenceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "presence_id", *params.PresenceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4411,6 +4504,60 @@ func NewGetPresenceRequest(server string, room RoomID) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
+
+	return req, nil
+}
+
+// NewSetPresenceStateRequest calls the generic SetPresenceState builder with application/json body
+func NewSetPresenceStateRequest(server string, room RoomID, presenceId string, body SetPresenceStateJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetPresenceStateRequestWithBody(server, room, presenceId, "application/json", bodyReader)
+}
+
+// NewSetPresenceStateRequestWithBody constructs an http.Request for the SetPresenceState method, with any body, and a specified content type
+func NewSetPresenceStateRequestWithBody(server string, room RoomID, presenceId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room", room, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "presence_id", presenceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/rooms/%s/presence/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -5190,6 +5337,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /rooms/{room}/presence (the `GetPresence` operationId).
 	GetPresenceWithResponse(ctx context.Context, room RoomID, reqEditors ...RequestEditorFn) (*GetPresenceResponse, error)
+
+	// SetPresenceStateWithBodyWithResponse Set the caller's ephemeral state in the room (cursor, selection, status)
+	//
+	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /rooms/{room}/presence/{presence_id} (the `SetPresenceState` operationId).
+	SetPresenceStateWithBodyWithResponse(ctx context.Context, room RoomID, presenceId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetPresenceStateResponse, error)
+
+	// SetPresenceStateWithResponse Set the caller's ephemeral state in the room (cursor, selection, status)
+	//
+	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /rooms/{room}/presence/{presence_id} (the `SetPresenceState` operationId).
+	SetPresenceStateWithResponse(ctx context.Context, room RoomID, presenceId string, body SetPresenceStateJSONRequestBody, reqEditors ...RequestEditorFn) (*SetPresenceStateResponse, error)
 
 	// RestoreVersionWithBodyWithResponse Restore the graph of a past version (owner)
 	//
@@ -8800,6 +8965,262 @@ func (r GetPresenceResponse) ContentType() string {
 	return ""
 }
 
+// SetPresenceStateResponse204Headers the declared response headers of an HTTP 204 response for SetPresenceState
+type SetPresenceStateResponse204Headers struct {
+	XRequestId string
+}
+
+// SetPresenceStateResponse400Headers the declared response headers of an HTTP 400 response for SetPresenceState
+type SetPresenceStateResponse400Headers struct {
+	XRequestId string
+}
+
+// SetPresenceStateResponse401Headers the declared response headers of an HTTP 401 response for SetPresenceState
+type SetPresenceStateResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// SetPresenceStateResponse404Headers the declared response headers of an HTTP 404 response for SetPresenceState
+type SetPresenceStateResponse404Headers struct {
+	XRequestId string
+}
+
+// SetPresenceStateResponse408Headers the declared response headers of an HTTP 408 response for SetPresenceState
+type SetPresenceStateResponse408Headers struct {
+	XRequestId string
+}
+
+// SetPresenceStateResponse413Headers the declared response headers of an HTTP 413 response for SetPresenceState
+type SetPresenceStateResponse413Headers struct {
+	XRequestId string
+}
+
+// SetPresenceStateResponse415Headers the declared response headers of an HTTP 415 response for SetPresenceState
+type SetPresenceStateResponse415Headers struct {
+	XRequestId string
+}
+
+// SetPresenceStateResponse421Headers the declared response headers of an HTTP 421 response for SetPresenceState
+type SetPresenceStateResponse421Headers struct {
+	XRequestId string
+}
+
+// SetPresenceStateResponse429Headers the declared response headers of an HTTP 429 response for SetPresenceState
+type SetPresenceStateResponse429Headers struct {
+	RateLimitLimit     int
+	RateLimitRemaining int
+	RateLimitReset     int
+	RetryAfter         int
+	XRequestId         string
+}
+
+// SetPresenceStateResponse500Headers the declared response headers of an HTTP 500 response for SetPresenceState
+type SetPresenceStateResponse500Headers struct {
+	XRequestId string
+}
+
+type SetPresenceStateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthenticated
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *struct {
+		Code interface{} `json:"code"`
+
+		// CurrentVersion the room's version, for `conflict`
+		CurrentVersion *Version `json:"current_version,omitempty"`
+
+		// Detail what went wrong
+		Detail *string `json:"detail,omitempty"`
+
+		// OpIndex the index of the op that failed, for `invalid_op`
+		OpIndex *int `json:"op_index,omitempty"`
+
+		// RequestId the request's id
+		RequestId *string `json:"request_id,omitempty"`
+		Status    int     `json:"status"`
+
+		// Title the HTTP status text
+		Title string `json:"title"`
+
+		// Type `https://liveshare.dev/problems/` followed by the code
+		Type string `json:"type"`
+	}
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *RequestTimeout
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *SetPresenceStateResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *SetPresenceStateResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *SetPresenceStateResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *SetPresenceStateResponse404Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *SetPresenceStateResponse408Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *SetPresenceStateResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *SetPresenceStateResponse415Headers
+	// Headers421 the parsed response headers for an HTTP 421 response
+	Headers421 *SetPresenceStateResponse421Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *SetPresenceStateResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *SetPresenceStateResponse500Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON400() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON401() *Unauthenticated {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON404() *struct {
+	Code interface{} `json:"code"`
+
+	// CurrentVersion the room's version, for `conflict`
+	CurrentVersion *Version `json:"current_version,omitempty"`
+
+	// Detail what went wrong
+	Detail *string `json:"detail,omitempty"`
+
+	// OpIndex the index of the op that failed, for `invalid_op`
+	OpIndex *int `json:"op_index,omitempty"`
+
+	// RequestId the request's id
+	RequestId *string `json:"request_id,omitempty"`
+	Status    int     `json:"status"`
+
+	// Title the HTTP status text
+	Title string `json:"title"`
+
+	// Type `https://liveshare.dev/problems/` followed by the code
+	Type string `json:"type"`
+} {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON408() *RequestTimeout {
+	return r.ApplicationproblemJSON408
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r SetPresenceStateResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r SetPresenceStateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetPresenceStateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetPresenceStateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetPresenceStateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RestoreVersionResponse200Headers the declared response headers of an HTTP 200 response for RestoreVersion
 type RestoreVersionResponse200Headers struct {
 	IdempotentReplayed *string
@@ -11092,6 +11513,36 @@ func (c *ClientWithResponses) GetPresenceWithResponse(ctx context.Context, room 
 		return nil, err
 	}
 	return ParseGetPresenceResponse(rsp)
+}
+
+// SetPresenceStateWithBodyWithResponse Set the caller's ephemeral state in the room (cursor, selection, status)
+//
+// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /rooms/{room}/presence/{presence_id} (the `SetPresenceState` operationId).
+func (c *ClientWithResponses) SetPresenceStateWithBodyWithResponse(ctx context.Context, room RoomID, presenceId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetPresenceStateResponse, error) {
+	rsp, err := c.SetPresenceStateWithBody(ctx, room, presenceId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetPresenceStateResponse(rsp)
+}
+
+// SetPresenceStateWithResponse Set the caller's ephemeral state in the room (cursor, selection, status)
+//
+// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /rooms/{room}/presence/{presence_id} (the `SetPresenceState` operationId).
+func (c *ClientWithResponses) SetPresenceStateWithResponse(ctx context.Context, room RoomID, presenceId string, body SetPresenceStateJSONRequestBody, reqEditors ...RequestEditorFn) (*SetPresenceStateResponse, error) {
+	rsp, err := c.SetPresenceState(ctx, room, presenceId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetPresenceStateResponse(rsp)
 }
 
 // RestoreVersionWithBodyWithResponse Restore the graph of a past version (owner)
@@ -14806,6 +15257,271 @@ func ParseGetPresenceResponse(rsp *http.Response) (*GetPresenceResponse, error) 
 		response.Headers421 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetPresenceResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseSetPresenceStateResponse parses an HTTP response from a SetPresenceStateWithResponse call
+func ParseSetPresenceStateResponse(rsp *http.Response) (*SetPresenceStateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetPresenceStateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthenticated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest struct {
+			Code interface{} `json:"code"`
+
+			// CurrentVersion the room's version, for `conflict`
+			CurrentVersion *Version `json:"current_version,omitempty"`
+
+			// Detail what went wrong
+			Detail *string `json:"detail,omitempty"`
+
+			// OpIndex the index of the op that failed, for `invalid_op`
+			OpIndex *int `json:"op_index,omitempty"`
+
+			// RequestId the request's id
+			RequestId *string `json:"request_id,omitempty"`
+			Status    int     `json:"status"`
+
+			// Title the HTTP status text
+			Title string `json:"title"`
+
+			// Type `https://liveshare.dev/problems/` followed by the code
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest RequestTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers SetPresenceStateResponse204Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers SetPresenceStateResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers SetPresenceStateResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers SetPresenceStateResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 408:
+		var headers SetPresenceStateResponse408Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
+	case rsp.StatusCode == 413:
+		var headers SetPresenceStateResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers SetPresenceStateResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 421:
+		var headers SetPresenceStateResponse421Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers421 = &headers
+	case rsp.StatusCode == 429:
+		var headers SetPresenceStateResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers SetPresenceStateResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -24,6 +24,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,12 +183,18 @@ func (c *Cluster) Deleted(roomID string) { c.queue(note{kind: kindDeleted, room:
 // MembersChanged tells the other instances that the room's members changed.
 func (c *Cluster) MembersChanged(roomID string) { c.queue(note{kind: kindMembers, room: roomID}) }
 
-// Joined records a subscriber of this instance. It satisfies
-// room.PresenceSink.
+// Joined records a subscriber of this instance, or its changed state. It
+// satisfies room.PresenceSink.
 func (c *Cluster) Joined(roomID string, u room.User) {
 	key := store.PresenceKey{RoomID: roomID, SubID: u.ID}
 	c.mu.Lock()
-	c.joins[key] = store.PresenceRow{RoomID: roomID, SubID: u.ID, InstanceID: c.id, Name: u.Name, ConnectedAt: u.ConnectedAt}
+	row := store.PresenceRow{RoomID: roomID, SubID: u.ID, InstanceID: c.id, Name: u.Name, ConnectedAt: u.ConnectedAt}
+	if u.State != nil {
+		if b, err := json.Marshal(u.State); err == nil { // it always marshals
+			row.State = string(b)
+		}
+	}
+	c.joins[key] = row
 	c.mu.Unlock()
 	signal(c.wakePresence)
 }
@@ -223,6 +230,12 @@ func usersOf(rows []store.PresenceRow) []room.User {
 	users := make([]room.User, len(rows))
 	for i, p := range rows {
 		users[i] = room.User{ID: p.SubID, Name: p.Name, ConnectedAt: p.ConnectedAt}
+		if p.State != "" {
+			var st room.PresenceState
+			if json.Unmarshal([]byte(p.State), &st) == nil { // written by Joined: it decodes
+				users[i].State = &st
+			}
+		}
 	}
 	return users
 }

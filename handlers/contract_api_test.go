@@ -774,6 +774,24 @@ func TestContractAPI(t *testing.T) {
 		c.do(u, "GET", "/audit?cursor=zz", "").expect(t, 400, "invalid_cursor")
 	})
 
+	t.Run("presence state", func(t *testing.T) {
+		id := c.do(u, "POST", "/rooms", `{"name":"cursors"}`).expect(t, 201, "").str(t, "id")
+		stream, _ := subscribe(t, u, id, "", "?presence_id=tab-c&name=carol")
+		stream.nextNamed(t, "presence", 5*time.Second)
+		base := "/rooms/" + id + "/presence/tab-c"
+		c.do(u, "PATCH", base, `{"cursor":{"x":1,"y":2},"selection":["users"],"status":"editing"}`).expect(t, 204, "")
+		// At once again: faster than one change per 20 ms.
+		c.do(u, "PATCH", base, `{"status":"typing"}`).expect(t, 429, "rate_limited")
+		c.do(u, "GET", "/rooms/"+id+"/presence", "").expect(t, 200, "")
+		c.do(u, "PATCH", base, `{"cursor":{"x":1}}`).expect(t, 400, "invalid_request")
+		c.do(u, "PATCH", base, `{"colour":"red"}`).expect(t, 400, "invalid_json")
+		c.do(u, "PATCH", "/rooms/nope/presence/tab-c", `{"status":"x"}`).expect(t, 400, "invalid_room_id")
+		c.do(u, "PATCH", "/rooms/"+ghost+"/presence/tab-c", `{"status":"x"}`).expect(t, 404, "room_not_found")
+		c.do(u, "PATCH", "/rooms/"+id+"/presence/nobody", `{"status":"x"}`).expect(t, 404, "presence_not_found")
+		c.doSlow(u, "PATCH", base, `{"status":`).expect(t, 408, "request_timeout")
+		c.do(u, "PATCH", base, `{"status":"`+strings.Repeat("s", 5000)+`"}`).expect(t, 413, "payload_too_large")
+	})
+
 	t.Run("auth", func(t *testing.T) { contractAuth(t, c) })
 
 	if !t.Failed() {

@@ -67,11 +67,14 @@ func contractAuth(t *testing.T, c *contract) {
 	stranger := mint(t, "sam", time.Hour, nil)
 	public := map[string]bool{"/healthz": true, "/readyz": true, "/": true, "/app/{file}": true, "/openapi.yaml": true, "/docs": true, "/docs/{file}": true}
 	fill := func(path string) string {
-		return strings.NewReplacer("{room}", id, "{snapshot}", snap, "{subject}", "bob", "{file}", "app.js").Replace(path)
+		return strings.NewReplacer("{room}", id, "{snapshot}", snap, "{subject}", "bob", "{file}", "app.js", "{presence_id}", "tab-1").Replace(path)
 	}
 	body := func(method, path string) string {
 		if method == "PUT" {
 			return `{"role":"viewer"}`
+		}
+		if method == "PATCH" && path == "/rooms/{room}/presence/{presence_id}" {
+			return `{"status":"here"}`
 		}
 		if method == "PATCH" {
 			return `{"name":"renamed"}`
@@ -102,6 +105,12 @@ func contractAuth(t *testing.T, c *contract) {
 			c.do(js.URL, method, path, body(method, tmpl), bearer(viewer)...).expect(t, 403, "forbidden")
 		case strings.HasPrefix(tmpl, "/rooms/{room}"):
 			c.do(js.URL, method, path, body(method, tmpl), bearer(stranger)...).expect(t, 404, "room_not_found")
+			if tmpl == "/rooms/{room}/presence/{presence_id}" {
+				// Viewers are present too: they may set their own state,
+				// and only their own (here they have no stream).
+				c.do(js.URL, method, path, body(method, tmpl), bearer(viewer)...).expect(t, 404, "presence_not_found")
+				continue
+			}
 			if method != "GET" || strings.HasPrefix(tmpl, "/rooms/{room}/members") || tmpl == "/rooms/{room}/audit" {
 				c.do(js.URL, method, path, body(method, tmpl), bearer(viewer)...).expect(t, 403, "forbidden")
 			}

@@ -160,7 +160,7 @@ func (a *API) Router(cfg Config) http.Handler {
 		// Again here: the top-level GetHead takes this subrouter's mount
 		// for a HEAD route and passes GET /rooms/{id}'s HEAD on as HEAD.
 		r.Use(roomIDParam, middleware.GetHead)
-		r.With(viewer, a.rateLimit(lim.Connects, false, "stream connects"), a.limitStreams).Get("/events", a.serveEvents)
+		r.With(viewer, a.rateLimit(lim.Connects, false, "stream connects"), a.limitStreams, presenceParam).Get("/events", a.serveEvents)
 		r.Group(func(r chi.Router) {
 			r.Use(rest)
 			r.With(viewer).Get("/", a.getRoom)
@@ -172,6 +172,7 @@ func (a *API) Router(cfg Config) http.Handler {
 			r.With(editor, a.rateLimit(lim.Ops, false, "op posts")).Post("/ops", a.postOps)
 			r.With(viewer).Get("/ops", a.listOps)
 			r.With(viewer).Get("/presence", a.getPresence)
+			r.With(viewer).Patch("/presence/{presenceID}", a.patchPresence)
 			r.With(audit(store.AuditSnapshotList), viewer, snapshotReads).Get("/snapshots", a.listSnapshots)
 			r.With(audit(store.AuditSnapshotCreate), editor, a.rateLimit(lim.SnapshotCreates, true, "manual snapshots of this room")).Post("/snapshots", a.createSnapshot)
 			r.With(audit(store.AuditSnapshotsClear), owner).Delete("/snapshots", a.clearSnapshots)

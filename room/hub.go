@@ -69,6 +69,13 @@ type User struct {
 	ID          string    `json:"id"`
 	Name        string    `json:"name"`
 	ConnectedAt time.Time `json:"connected_at"`
+	// PresenceID is the id the subscriber's client chose for itself
+	// (?presence_id=), so that a client can tell itself apart in the list;
+	// empty when it chose none, and for subscribers of other instances.
+	PresenceID string `json:"presence_id,omitempty"`
+	// State is what the subscriber last said about itself with PATCH
+	// …/presence/{presence_id} (nil until then).
+	State *PresenceState `json:"state,omitempty"`
 }
 
 // Subscription is one subscriber's bounded queue of messages. C is closed
@@ -88,6 +95,11 @@ type Subscription struct {
 	hub    *hub
 	reason atomic.Value // string
 	once   sync.Once
+	// owner is who may set this subscriber's state (the token's subject;
+	// empty in open mode), and stateAt when it was last set (the
+	// throttle); both under the hub's lock.
+	owner   string
+	stateAt time.Time
 }
 
 // PresenceChanged returns the number of the current presence and a channel
@@ -166,7 +178,7 @@ func newHub(roomID string, queueSize int, m *metrics.Metrics, sink PresenceSink)
 // add registers a subscriber named name and tells everyone, including the
 // newcomer, who is present. It returns the subscription and the version it
 // starts after, or nil when the hub is closed.
-func (h *hub) add(name string, now time.Time) (*Subscription, int64) {
+func (h *hub) add(name string, now time.Time, as presenceAs) (*Subscription, int64) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
@@ -174,8 +186,8 @@ func (h *hub) add(name string, now time.Time) (*Subscription, int64) {
 		name = "anonymous-" + id[:6]
 	}
 	c := make(chan *Message, h.queueSize)
-	s := &Subscription{C: c, c: c, hub: h,
-		User: User{ID: id, Name: name, ConnectedAt: now.UTC()}}
+	s := &Subscription{C: c, c: c, hub: h, owner: as.owner,
+		User: User{ID: id, Name: name, ConnectedAt: now.UTC(), PresenceID: as.id}}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -266,8 +278,11 @@ func (h *hub) setRemote(users []User) {
 	var joined, left *User
 	changed := len(users) != len(h.remote)
 	for i := range users {
-		if _, ok := old[users[i].ID]; !ok {
+		prev, ok := old[users[i].ID]
+		if !ok {
 			joined, changed = &users[i], true
+		} else if !prev.State.Equal(users[i].State) {
+			changed = true
 		}
 		delete(old, users[i].ID)
 	}

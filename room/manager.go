@@ -262,14 +262,15 @@ func (m *Manager) Apply(ctx context.Context, id string, w Write) (WriteResult, e
 
 // Subscribe subscribes to the room id (see Room.Subscribe), loading the
 // room if needed, current with the database (Fresh), and following it if
-// it is evicted meanwhile.
+// it is evicted meanwhile. The presence id and owner that WithPresence put
+// in ctx name the subscriber for SetPresenceState.
 func (m *Manager) Subscribe(ctx context.Context, id, name string) (*Room, Join, error) {
 	for {
 		r, err := m.Fresh(ctx, id)
 		if err != nil {
 			return nil, Join{}, err
 		}
-		j, err := r.Subscribe(name)
+		j, err := r.subscribe(name, presenceFrom(ctx))
 		if !errors.Is(err, errEvicted) {
 			return r, j, err
 		}

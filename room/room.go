@@ -281,6 +281,10 @@ type Join struct {
 // between what the subscriber reads up to Version and what it receives
 // live.
 func (r *Room) Subscribe(name string) (Join, error) {
+	return r.subscribe(name, presenceAs{})
+}
+
+func (r *Room) subscribe(name string, as presenceAs) (Join, error) {
 	// The sequencer's lock orders this against eviction, which must not
 	// drop a room that just gained a subscriber.
 	r.seq.mu.Lock()
@@ -288,7 +292,7 @@ func (r *Room) Subscribe(name string) (Join, error) {
 	if r.seq.gone != nil {
 		return Join{}, r.seq.gone
 	}
-	sub, version := r.hub.add(name, r.m.opts.Now())
+	sub, version := r.hub.add(name, r.m.opts.Now(), as)
 	if sub == nil {
 		return Join{}, ErrDeleted
 	}

@@ -19,7 +19,7 @@ const appCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src
 	"connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // assets are the files the page is made of.
-var assets = map[string]bool{"index.html": true, "app.js": true, "app.css": true, "history.js": true}
+var assets = map[string]bool{"index.html": true, "app.js": true, "app.css": true, "history.js": true, "liveshare.js": true, "cursors.js": true, "undo.js": true, "exchange.js": true, "roomadmin.js": true, "search.js": true, "help.js": true, "clipboard.js": true, "minimap.js": true, "contextmenu.js": true}
 
 // App serves the live graph editor: GET / answers the page, and
 // GET /app/<file> its script and style sheet. Files are embedded in the

@@ -13,9 +13,10 @@ func TestAppServesItsFiles(t *testing.T) {
 		path, contentType, contains string
 		status                      int
 	}{
-		{"/", "text/html", `<script src="/app/app.js"`, http.StatusOK},
+		{"/", "text/html", `<script type="module" src="/app/app.js"`, http.StatusOK},
 		{"/app/app.js", "text/javascript", "new EventSource(", http.StatusOK},
 		{"/app/app.css", "text/css", ".node", http.StatusOK},
+		{"/app/liveshare.js", "text/javascript", "export class Room", http.StatusOK},
 		{"/app/missing.js", "", "", http.StatusNotFound},
 		{"/app/", "", "", http.StatusNotFound},
 	} {
@@ -43,7 +44,7 @@ func TestAppServesItsFiles(t *testing.T) {
 // TestAppRefersOnlyToItself guards the no-internet rule: the page's files
 // name no other origin.
 func TestAppRefersOnlyToItself(t *testing.T) {
-	for _, name := range []string{"index.html", "app.js", "app.css"} {
+	for _, name := range []string{"index.html", "app.js", "app.css", "liveshare.js", "cursors.js", "undo.js", "exchange.js", "roomadmin.js", "search.js", "help.js", "clipboard.js", "minimap.js", "contextmenu.js"} {
 		b, err := appFiles.ReadFile("app/" + name)
 		if err != nil {
 			t.Fatal(err)

@@ -123,7 +123,7 @@ func (f *follower) run(ctx context.Context, alive func(string) bool) {
 
 // stream reads one connection; it reports whether the follower is done.
 func (f *follower) stream(ctx context.Context, base string) bool {
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/rooms/"+f.room+"/events?name="+f.name, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/rooms/"+f.room+"/events?name="+f.name+"&presence_id="+f.name, nil)
 	if err != nil {
 		return true
 	}
@@ -444,6 +444,32 @@ func TestClusterPresence(t *testing.T) {
 	}
 	waitFor("bob in the presence events on instance a", 3*time.Second, func() bool {
 		return eventNames() == "bob,watch"
+	})
+
+	// Bob's cursor, set on his instance, reaches the watcher on the other
+	// one, in its presence events and in GET …/presence there.
+	if r := b.must("PATCH", "/rooms/"+rm.ID+"/presence/bob", map[string]any{"cursor": map[string]float64{"x": 3, "y": 4}, "status": "editing"}); r.Status != http.StatusNoContent {
+		t.Fatalf("set bob's state: %d %s", r.Status, r.Body)
+	}
+	wantState := `{"cursor":{"x":3,"y":4},"status":"editing"}`
+	bobState := func(data []byte) string {
+		var p struct {
+			Users []struct {
+				Name  string          `json:"name"`
+				State json.RawMessage `json:"state"`
+			} `json:"users"`
+		}
+		_ = json.Unmarshal(data, &p)
+		for _, u := range p.Users {
+			if u.Name == "bob" {
+				return string(u.State)
+			}
+		}
+		return ""
+	}
+	waitFor("bob's state on instance a", 3*time.Second, func() bool {
+		return bobState([]byte(watch.presence())) == wantState &&
+			bobState(a.must("GET", "/rooms/"+rm.ID+"/presence", nil).Body) == wantState
 	})
 
 	bDead.Store(true)

@@ -9,7 +9,8 @@
 // client_id. Edits are sent as ops and drawn when the server's event brings
 // them back, except a drag, whose end position is shown at once until the
 // server has it (or refused it).
-'use strict';
+import { OpQueue } from './liveshare.js';
+import { invert, stillApplies, UndoStack } from './undo.js';
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -22,7 +23,11 @@
     return Array.from(a, (b) => 'abcdefghijklmnopqrstuvwxyz0123456789'[b % 36]).join('');
   }
 
-  const clientId = 'web-' + randomId(10);
+  // presenceId names this tab's stream, for PATCH …/presence (cursors.js);
+  // the client_id of its ops carries it, so that others' pages can name
+  // who made a change from the presence list.
+  const presenceId = 'p' + randomId(15);
+  const clientId = 'web-' + presenceId;
   const pageLoadId = randomId(8);
 
   const st = {
@@ -38,6 +43,8 @@
     queue: [], // events that arrived during a reload
     users: [],
     selected: null, // {type: 'node'|'edge', id}
+    multi: new Set(), // more selected nodes: Ctrl-click, Shift-drag a box
+    restoring: 0, // this page's restore requests in flight
     pendingMoves: new Map(), // node id -> {x, y, version}: a drag the server has not sent back yet
     recovery: null, // the snapshot or reset the page's state comes from
     resumed: null, // the last resume from the op log after a drop
@@ -122,9 +129,22 @@
   const showError = (what, err) => banner(`${what}: ${describe(err)}`, '', 20000);
   const showInfo = (text) => banner(text, 'info', 6000);
 
+  // noteReset writes one activity line per restore (by the version it
+  // made), whether the reset event or this page's own answer comes first.
+  const loggedResets = new Set();
+  function noteReset(version, text, mine) {
+    const key = `${st.roomId}@${version}`;
+    if (loggedResets.has(key)) return;
+    loggedResets.add(key);
+    activity(text, mine);
+  }
+
   function activity(text, mine) {
     const li = document.createElement('li');
-    li.textContent = `${new Date().toLocaleTimeString()} ${mine ? 'you' : 'others'}: ${text}`;
+    // Who, isolated: a right-to-left name cannot reorder the line.
+    const who = document.createElement('bdi');
+    who.textContent = mine ? 'you' : (st.author || 'someone');
+    li.append(`${new Date().toLocaleTimeString()} `, who, `: ${text}`);
     if (mine) li.className = 'mine';
     const list = $('activity');
     list.prepend(li);
@@ -277,9 +297,12 @@
     closeStream();
     Object.assign(st, {
       roomId: id, roomName: '', version: 0, nodes: new Map(), edges: new Map(), target: 0,
-      reloading: false, queue: [], users: [], selected: null, pendingMoves: new Map(),
+      reloading: false, queue: [], users: [], selected: null, multi: new Set(), pendingMoves: new Map(),
       recovery: null, resumed: null, opens: 0, fitted: false, connectFrom: null, gesture: null, past: null,
+      deleted: false,
     });
+    openOutbox(id);
+    undo.clear();
     for (const a of document.querySelectorAll('#rooms a')) a.classList.toggle('current', a.dataset.id === id);
     $('activity').textContent = '';
     $('snapshots').textContent = '';
@@ -312,6 +335,10 @@
 
   function setConn(state, text) {
     st.conn = state;
+    if (state === 'live') flushOutbox();
+    // Who is here, and where their pointers are, is only known while the
+    // stream is open: shown as stale otherwise.
+    document.body.classList.toggle('stale-presence', state === 'reconnecting' || state === 'closed');
     const el = $('conn');
     el.dataset.state = state;
     el.textContent = text || {
@@ -340,7 +367,7 @@
   function connect(from) {
     if (st.es) st.es.close();
     clearTimeout(st.retryTimer);
-    let url = `/rooms/${encodeURIComponent(st.roomId)}/events?name=${encodeURIComponent(myName())}`;
+    let url = `/rooms/${encodeURIComponent(st.roomId)}/events?name=${encodeURIComponent(myName())}&presence_id=${presenceId}`;
     if (from !== null) url += '&last_event_id=' + from;
     const es = new EventSource(url);
     st.es = es;
@@ -433,6 +460,18 @@
     st.retryTimer = setTimeout(() => { if (st.roomId === id) connect(st.version); }, 2000);
   }
 
+  // authorOf names the author of an op from its client_id: a page's is
+  // 'web-' + its presence id, found in the presence list; an API client's
+  // is what it chose.
+  function authorOf(cid) {
+    if (!cid) return 'an API client';
+    if (cid.startsWith('web-')) {
+      const u = st.users.find((x) => x.presence_id === cid.slice(4));
+      return u ? u.name : 'someone who left';
+    }
+    return cid;
+  }
+
   function handleEvent(type, data) {
     switch (type) {
       case 'snapshot':
@@ -448,7 +487,9 @@
         st.resumed = null;
         st.recovery = { kind: 'reset', id: data.snapshot_id, version: data.version, created_at: data.created_at, count: data.element_count, at: new Date() };
         renderRecovery();
-        activity(`restored a snapshot, now v${data.version}`, false);
+        // Once per restore: this page's own is named by the answer to its
+        // request or, when the event comes first, while it waits for it.
+        noteReset(data.version, `restored a snapshot, now v${data.version}`, st.restoring > 0);
         showInfo(`The room was restored from a snapshot (now version ${data.version}).`);
         loadSnapshots();
         break;
@@ -459,7 +500,9 @@
             reload(`missed ops ${st.version + 1}–${e.seq - 1}`);
             return;
           }
+          st.author = authorOf(e.client_id);
           applyOp(e.op, e.client_id === clientId);
+          st.author = null;
           st.version = e.seq;
         }
         for (const [id, pm] of st.pendingMoves) {
@@ -469,10 +512,12 @@
       case 'presence':
         st.users = data.users || [];
         st.present = data.count ?? st.users.length; // users lists at most 100
+        document.dispatchEvent(new CustomEvent('liveshare:presence', { detail: { users: st.users, presenceId } }));
         renderPresence();
         renderHeader();
         return;
       case 'room_deleted':
+        st.deleted = true;
         showError('Room closed', new Error('this room was deleted'));
         st.es && st.es.close();
         st.es = null;
@@ -589,19 +634,106 @@
 
   // ---------- sending ops ----------
 
-  async function postOps(ops, what) {
+  // The outbox: ops are queued (in localStorage, per room, so that a
+  // reload keeps them) and posted in order, each batch with its own
+  // Idempotency-Key on every try, while the stream is live. An edit made
+  // during an outage waits, shown as pending, and lands once when the
+  // service is back; a refusal is shown and the batch dropped.
+  const outbox = { queue: new OpQueue(null, ''), waiting: new Map(), flushing: false, retry: null };
+
+  function openOutbox(id) {
+    for (const w of outbox.waiting.values()) w(null);
+    outbox.waiting.clear();
+    let storage = null;
+    try { storage = window.localStorage; } catch (e) { storage = null; }
+    outbox.queue = new OpQueue(storage, `liveshare:outbox:${id}`);
+    for (const b of outbox.queue.batches) outbox.waiting.set(b.key, () => {});
+    renderPending();
+  }
+
+  function renderPending() {
+    const n = outbox.queue.length;
+    const el = $('pending');
+    el.hidden = n === 0;
+    el.textContent = n === 1 ? '1 edit pending' : `${n} edits pending`;
+  }
+
+  // undo holds the inverses of this page's changes (undo.js).
+  const undo = new UndoStack();
+
+  function postOps(ops, what, undoable = true) {
     if (!can('editor')) {
       banner(`Your role in this room is ${st.role}: you can look, not change.`, 'info', 4000);
-      return null;
+      return Promise.resolve(null);
     }
-    if (!st.roomId) return null;
+    if (!st.roomId) return Promise.resolve(null);
+    if (undoable) undo.record(invert(ops, st));
+    const b = outbox.queue.push(ops);
+    b.what = what;
+    const p = new Promise((resolve) => outbox.waiting.set(b.key, resolve));
+    renderPending();
+    flushOutbox();
+    return p;
+  }
+
+  async function flushOutbox() {
+    if (outbox.flushing) return;
+    outbox.flushing = true;
+    const q = outbox.queue;
     try {
-      return await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/ops`,
-        { client_id: clientId, ops }, { 'Idempotency-Key': clientId + '-' + randomId(12) });
-    } catch (e) {
-      showError(what, e);
+      while (st.conn === 'live' && q === outbox.queue && q.length > 0) {
+        const b = q.batches[0];
+        let res = null;
+        try {
+          res = await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/ops`,
+            { client_id: clientId, ops: b.ops }, { 'Idempotency-Key': b.key });
+        } catch (e) {
+          if (e.status === 0 || e.status >= 500 || e.status === 429 || e.status === 408) {
+            // Not refused, not taken: try again shortly (the stream
+            // says when the service is back).
+            clearTimeout(outbox.retry);
+            outbox.retry = setTimeout(flushOutbox, 1000);
+            break;
+          }
+          showError(b.what || 'Could not apply the change', e);
+        }
+        q.remove(b.key);
+        const w = outbox.waiting.get(b.key);
+        outbox.waiting.delete(b.key);
+        if (w) w(res);
+        renderPending();
+      }
+    } finally {
+      outbox.flushing = false;
+      renderPending();
+    }
+  }
+
+  // selectedNodes lists the selected nodes (one, or several).
+  function selectedNodes() {
+    const ids = new Set([...st.multi].filter((id) => st.nodes.has(id)));
+    if (st.selected && st.selected.type === 'node' && st.nodes.has(st.selected.id)) ids.add(st.selected.id);
+    return [...ids];
+  }
+
+  // undoLast posts the inverse of the last change (or, redoing, of the
+  // last undo), for what of it still applies.
+  function undoLast(redo) {
+    const from = redo ? undo.redos : undo.undos, to = redo ? undo.undos : undo.redos;
+    const inv = from.pop();
+    if (!inv) {
+      showInfo(redo ? 'Nothing to redo.' : 'Nothing to undo.');
       return null;
     }
+    const ops = stillApplies(inv, st);
+    if (!ops.length) {
+      showInfo(`Nothing to ${redo ? 'redo' : 'undo'}: others changed it since.`);
+      return null;
+    }
+    const back = invert(ops, st);
+    if (back) to.push(back);
+    activity(redo ? 'redo' : 'undo', true);
+    return postOps(ops, redo ? 'Could not redo' : 'Could not undo', false);
   }
 
   function viewCenter() {
@@ -609,17 +741,41 @@
     return toWorld(r.left + r.width / 2, r.top + r.height / 2);
   }
 
+  // freeSpot is the place nearest to p (searched outwards, on a grid) where
+  // a new node of height h overlaps no other node, with a margin.
+  function freeSpot(p, h) {
+    // The nodes there are, and those this page added that are on their way.
+    const queued = outbox.queue.batches.flatMap((b) => b.ops).filter((o) => o.op === 'add_node').map((o) => o.node);
+    const boxes = [...st.nodes.values(), ...queued].map(box);
+    const m = 16;
+    const free = (x, y) => boxes.every((b) => x + NODE_W + m <= b.x || b.x + b.w + m <= x || y + h + m <= b.y || b.y + b.h + m <= y);
+    const x0 = Math.round(p.x - NODE_W / 2), y0 = Math.round(p.y - 20);
+    if (free(x0, y0)) return { x: x0, y: y0 };
+    for (let r = 1; r < 60; r++) {
+      for (let i = -r; i <= r; i++) {
+        for (const [dx, dy] of [[i, -r], [i, r], [-r, i], [r, i]]) {
+          const x = x0 + dx * (NODE_W + m) / 2, y = y0 + dy * (h + m) / 2;
+          if (free(x, y)) return { x: Math.round(x), y: Math.round(y) };
+        }
+      }
+    }
+    return { x: x0, y: y0 };
+  }
+
   async function addNode(kind, at) {
     if (!st.roomId) return;
     const p = at || viewCenter();
-    const count = [...st.nodes.values()].filter((n) => n.kind === kind).length + 1;
+    const queued = outbox.queue.batches.flatMap((b) => b.ops).filter((o) => o.op === 'add_node').map((o) => o.node);
+    const count = [...st.nodes.values(), ...queued].filter((n) => n.kind === kind).length + 1;
+    const data = kind === 'table' ? { columns: [{ name: 'id', type: 'uuid' }] } : {};
+    const spot = at ? { x: Math.round(p.x - NODE_W / 2), y: Math.round(p.y - 20) } : freeSpot(p, box({ id: '', data }).h);
     const node = {
       id: `${kind === 'note' ? 'note' : 't'}_${randomId(8)}`,
       kind,
       label: kind === 'note' ? `note ${count}` : `table_${count}`,
-      x: Math.round(p.x - NODE_W / 2),
-      y: Math.round(p.y - 20),
-      data: kind === 'table' ? { columns: [{ name: 'id', type: 'uuid' }] } : {},
+      x: spot.x,
+      y: spot.y,
+      data,
     };
     st.focusLabel = node.id;
     st.selected = { type: 'node', id: node.id };
@@ -637,9 +793,19 @@
   }
 
   async function deleteSelected() {
-    const sel = st.selected;
+    const ids = selectedNodes();
+    if (ids.length > 1) {
+      // One batch: all or none, and one undo brings them all back.
+      st.selected = null;
+      st.multi.clear();
+      await postOps(ids.map((id) => ({ op: 'remove_node', id })), `Could not delete the ${ids.length} nodes`);
+      render();
+      return;
+    }
+    const sel = st.selected || (ids.length ? { type: 'node', id: ids[0] } : null);
     if (!sel) return;
     st.selected = null;
+    st.multi.clear();
     const op = sel.type === 'node' ? { op: 'remove_node', id: sel.id } : { op: 'remove_edge', id: sel.id };
     await postOps([op], `Could not delete the ${sel.type}`);
     render();
@@ -703,8 +869,14 @@
     dlg.onclose = async () => {
       if (dlg.returnValue !== 'ok') return;
       try {
-        const r = await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/snapshots/${encodeURIComponent(s.id)}/restore`);
-        activity(`restored snapshot v${s.version}, now v${r.version}`, true);
+        st.restoring++;
+        let r;
+        try {
+          r = await api('POST', `/rooms/${encodeURIComponent(st.roomId)}/snapshots/${encodeURIComponent(s.id)}/restore`);
+        } finally {
+          st.restoring--;
+        }
+        noteReset(r.version, `restored snapshot v${s.version}, now v${r.version}`, true);
       } catch (e) {
         showError('Could not restore the snapshot', e);
       }
@@ -818,11 +990,6 @@
     return e;
   }
 
-  function clip(s, n) {
-    s = String(s ?? '');
-    return s.length > n ? s.slice(0, n - 1) + '…' : s;
-  }
-
   // border is where the ray from b's centre towards (tx, ty) leaves b.
   function border(b, tx, ty) {
     const cx = b.x + b.w / 2, cy = b.y + b.h / 2;
@@ -832,14 +999,33 @@
     return { x: cx + dx * t, y: cy + dy * t };
   }
 
+  // render asks for one redraw at the next animation frame: however many
+  // events, pointer moves and ops arrive in a frame, the page draws once.
+  let frameAsked = false;
+  const drawTimes = []; // the last draws' durations, in ms, for the curious
   function render() {
+    if (frameAsked) return;
+    frameAsked = true;
+    requestAnimationFrame(() => {
+      frameAsked = false;
+      const t0 = performance.now();
+      draw();
+      drawTimes.push(performance.now() - t0);
+      if (drawTimes.length > 200) drawTimes.shift();
+    });
+  }
+
+  // draw updates the page to the state: the canvas is keyed by element
+  // id, and an element's DOM is touched only where what it shows changed
+  // (a drag moves one node's transform and its edges' ends).
+  function draw() {
     renderHeader();
-    const open = !!st.roomId;
+    const open = !!st.roomId && !st.deleted;
     $('empty').hidden = open;
     // What the role does not allow is disabled; the server refuses it too.
     // While a past version is shown (history.js), the canvas is read-only.
     const edit = open && can('editor') && !st.past;
-    for (const b of $('toolbar').querySelectorAll('button')) b.disabled = b.id === 'fit' ? !open : !edit;
+    for (const b of $('toolbar').querySelectorAll('button')) b.disabled = b.id === 'fit' || b.classList.contains('io') ? !open : !edit;
     $('snap-now').disabled = !edit;
     for (const b of document.querySelectorAll('#snapshots button.restore')) b.disabled = !can('owner');
     for (const f of ['node-label', 'node-kind', 'node-columns', 'edge-label', 'edge-kind']) $(f).readOnly = !edit;
@@ -853,7 +1039,13 @@
 
     const shownNodes = st.past ? st.past.nodes : st.nodes;
     const shownEdges = st.past ? st.past.edges : st.edges;
-    const mark = (g, id) => { const m = st.past && st.past.marks.get(id); if (m) g.classList.add('diff-' + m); };
+    const mark = (g, id) => {
+      const m = (st.past && st.past.marks.get(id)) || '';
+      if (g.dataset.mark === m) return;
+      if (g.dataset.mark) g.classList.remove('diff-' + g.dataset.mark);
+      if (m) g.classList.add('diff-' + m);
+      g.dataset.mark = m;
+    };
     $('canvas').classList.toggle('past', !!st.past);
     const boxes = new Map();
     for (const n of shownNodes.values()) boxes.set(n.id, box(n));
@@ -872,20 +1064,16 @@
     };
 
     const edges = $('edges');
-    edges.textContent = '';
+    const seenEdges = new Set();
     for (const e of shownEdges.values()) {
       const a = boxes.get(e.source), b = boxes.get(e.target);
       if (!a || !b) continue;
-      const g = el('g', { class: 'edge', 'data-id': e.id, 'data-source': e.source, 'data-target': e.target }, edges);
-      if (st.selected && st.selected.type === 'edge' && st.selected.id === e.id) g.classList.add('selected');
-      mark(g, e.id);
-      let p1, p2;
+      seenEdges.add(e.id);
+      let p1, p2, d = null;
       if (e.source === e.target) {
         p1 = { x: a.x + a.w - 20, y: a.y };
         p2 = { x: a.x + a.w, y: a.y + 14 };
-        const d = `M${p1.x},${p1.y} C${p1.x + 10},${p1.y - 40} ${p2.x + 40},${p2.y - 10} ${p2.x},${p2.y}`;
-        el('path', { d, class: 'hit', fill: 'none' }, g);
-        el('path', { d, class: 'vis', fill: 'none', stroke: '#7a8594', 'marker-end': 'url(#arrow)' }, g);
+        d = `M${p1.x},${p1.y} C${p1.x + 10},${p1.y - 40} ${p2.x + 40},${p2.y - 10} ${p2.x},${p2.y}`;
         p1 = { x: p2.x + 20, y: p1.y - 24 };
         p2 = p1;
       } else {
@@ -901,41 +1089,155 @@
           p1 = { x: p1.x + nx * off, y: p1.y + ny * off };
           p2 = { x: p2.x + nx * off, y: p2.y + ny * off };
         }
-        el('line', { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y, class: 'hit' }, g);
-        el('line', { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y, class: 'vis', 'marker-end': 'url(#arrow)' }, g);
       }
-      if (e.label) {
-        const t = el('text', { x: (p1.x + p2.x) / 2, y: (p1.y + p2.y) / 2 - 4, class: 'label' }, g);
-        t.textContent = clip(e.label, 30);
+      let k = drawn.edges.get(e.id);
+      const shape = d !== null ? 'loop' : 'line';
+      if (!k || k.e.source !== e.source || k.e.target !== e.target || k.shape !== shape) {
+        if (k) k.g.remove();
+        const g = el('g', { class: 'edge', 'data-id': e.id, 'data-source': e.source, 'data-target': e.target }, edges);
+        const parts = shape === 'loop'
+          ? [el('path', { class: 'hit', fill: 'none' }, g), el('path', { class: 'vis', fill: 'none', stroke: '#7a8594', 'marker-end': 'url(#arrow)' }, g)]
+          : [el('line', { class: 'hit' }, g), el('line', { class: 'vis', 'marker-end': 'url(#arrow)' }, g)];
+        k = { g, parts, shape, e: null, geo: '', label: null };
+        drawn.edges.set(e.id, k);
       }
+      const geo = d !== null ? d : `${p1.x},${p1.y},${p2.x},${p2.y}`;
+      if (k.geo !== geo) {
+        k.geo = geo;
+        for (const part of k.parts) {
+          if (d !== null) part.setAttribute('d', d);
+          else setAttrs(part, { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y });
+        }
+        if (k.label) setAttrs(k.label, { x: (p1.x + p2.x) / 2, y: (p1.y + p2.y) / 2 - 4 });
+      }
+      if (!k.e || k.e.label !== e.label) {
+        if (k.label) { k.label.remove(); k.label = null; }
+        if (e.label) {
+          k.label = el('text', { x: (p1.x + p2.x) / 2, y: (p1.y + p2.y) / 2 - 4, class: 'label' }, k.g);
+          fitText(k.label, e.label, 180);
+        }
+      }
+      k.e = e;
+      k.g.classList.toggle('selected', isSelected('edge', e.id));
+      mark(k.g, e.id);
+    }
+    for (const [id, k] of drawn.edges) {
+      if (!seenEdges.has(id)) { k.g.remove(); drawn.edges.delete(id); }
     }
 
     const nodes = $('nodes');
-    nodes.textContent = '';
     for (const n of shownNodes.values()) {
       const b = boxes.get(n.id);
-      const g = el('g', { class: `node kind-${String(n.kind || 'node').replace(/[^A-Za-z0-9_-]/g, '_')}`, transform: `translate(${b.x},${b.y})`, 'data-id': n.id }, nodes);
-      if (st.selected && st.selected.type === 'node' && st.selected.id === n.id) g.classList.add('selected');
-      if (st.pendingMoves.has(n.id)) g.classList.add('pending');
-      if (flashing.has(n.id)) g.classList.add('flash');
-      mark(g, n.id);
-      el('rect', { class: 'box', width: b.w, height: b.h }, g);
-      el('rect', { class: 'head', x: 1, y: 1, width: b.w - 2, height: HEAD_H - 2, rx: 5 }, g);
-      const label = el('text', { class: 'label', x: 10, y: 20 }, g);
-      label.textContent = clip(n.label || n.id, 18);
-      const kind = el('text', { class: 'kind', x: b.w - 8, y: 19 }, g);
-      kind.textContent = clip(n.kind, 12);
-      const cols = columnsOf(n);
-      if (cols.length) el('line', { class: 'sep', x1: 0, x2: b.w, y1: HEAD_H, y2: HEAD_H }, g);
-      cols.forEach((c, i) => {
-        const y = HEAD_H + 16 + i * ROW_H;
-        const cn = el('text', { class: 'col-name', x: 10, y }, g);
-        cn.textContent = clip(c.name, 18);
-        const ct = el('text', { class: 'col-type', x: b.w - 10, y }, g);
-        ct.textContent = clip(c.type, 12);
-      });
+      let k = drawn.nodes.get(n.id);
+      if (!k) {
+        const g = el('g', { 'data-id': n.id }, nodes);
+        k = { g, n: null, pos: '' };
+        drawn.nodes.set(n.id, k);
+      }
+      if (k.n !== n) {
+        // The node itself changed (ops make new objects): its content
+        // is drawn again; a move alone changes only the transform.
+        const cls = `node kind-${String(n.kind || 'node').replace(/[^A-Za-z0-9_-]/g, '_')}`;
+        const sig = JSON.stringify([n.label, n.kind, columnsOf(n), b.h]);
+        if (k.cls !== cls) {
+          k.cls = cls;
+          k.g.setAttribute('class', cls);
+          k.g.dataset.mark = '';
+        }
+        if (k.sig !== sig) {
+          k.sig = sig;
+          drawNode(k.g, n, b);
+        }
+        k.n = n;
+      }
+      const pos = `translate(${b.x},${b.y})`;
+      if (k.pos !== pos) {
+        k.pos = pos;
+        k.g.setAttribute('transform', pos);
+      }
+      k.g.classList.toggle('selected', isSelected('node', n.id) || st.multi.has(n.id));
+      k.g.classList.toggle('pending', st.pendingMoves.has(n.id));
+      k.g.classList.toggle('flash', flashing.has(n.id));
+      mark(k.g, n.id);
+    }
+    for (const [id, k] of drawn.nodes) {
+      if (!shownNodes.has(id)) { k.g.remove(); drawn.nodes.delete(id); }
     }
     renderInspector();
+    document.dispatchEvent(new CustomEvent('liveshare:drawn', { detail: { boxes } }));
+  }
+
+  // drawn is what the canvas shows, by element id.
+  const drawn = { nodes: new Map(), edges: new Map() };
+
+  function isSelected(type, id) {
+    return !!st.selected && st.selected.type === type && st.selected.id === id;
+  }
+
+  function setAttrs(e, attrs) {
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  }
+
+  function drawNode(g, n, b) {
+    g.textContent = '';
+    el('rect', { class: 'box', width: b.w, height: b.h }, g);
+    el('rect', { class: 'head', x: 1, y: 1, width: b.w - 2, height: HEAD_H - 2, rx: 5 }, g);
+    const kind = el('text', { class: 'kind', x: b.w - 8, y: 19 }, g);
+    const kw = fitText(kind, n.kind, 70);
+    const label = el('text', { class: 'label', x: 10, y: 20 }, g);
+    fitText(label, n.label || n.id, b.w - 26 - kw);
+    const cols = columnsOf(n);
+    if (cols.length) el('line', { class: 'sep', x1: 0, x2: b.w, y1: HEAD_H, y2: HEAD_H }, g);
+    cols.forEach((c, i) => {
+      const y = HEAD_H + 16 + i * ROW_H;
+      const ct = el('text', { class: 'col-type', x: b.w - 10, y }, g);
+      const tw = fitText(ct, c.type, 80);
+      const cn = el('text', { class: 'col-name', x: 10, y }, g);
+      fitText(cn, c.name, b.w - 30 - tw);
+    });
+  }
+
+  // fitText puts s in the text element t, cut with an ellipsis to what
+  // fits in max pixels as the page's font measures it (not a character
+  // count), with the whole text as its tooltip when cut. It returns the
+  // width used. User text is isolated (CSS unicode-bidi), so a
+  // right-to-left override cannot reorder what is drawn beside it.
+  const measureCtx = document.createElement('canvas').getContext('2d');
+  function fitText(t, s, max) {
+    s = String(s ?? '');
+    measureCtx.font = getFontFor(t.parentNode && t.parentNode.classList.contains('edge') ? 'edge' : 'node', t.getAttribute('class'));
+    const width = (x) => measureCtx.measureText(x).width;
+    let w = width(s);
+    let shown = s;
+    if (w > max) {
+      const chars = Array.from(s);
+      let lo = 0, hi = chars.length;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (width(chars.slice(0, mid).join('') + '…') <= max) lo = mid; else hi = mid - 1;
+      }
+      shown = chars.slice(0, lo).join('') + '…';
+      w = width(shown);
+      const title = document.createElementNS(SVGNS, 'title');
+      title.textContent = s;
+      t.append(title);
+    }
+    t.append(document.createTextNode(shown));
+    t.dataset.full = s;
+    return w;
+  }
+
+  // The font of each kind of canvas text, read once from the style sheet.
+  const fonts = new Map();
+  function getFontFor(kind, cls) {
+    const key = kind + ' ' + cls;
+    if (!fonts.has(key)) {
+      const g = el('g', { class: kind }, $('nodes'));
+      const cs = getComputedStyle(el('text', { class: cls || '' }, g));
+      fonts.set(key, `${cs.fontStyle} ${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`);
+      g.remove();
+    }
+    return fonts.get(key);
   }
 
   function renderHeader() {
@@ -957,11 +1259,16 @@
     let meShown = false;
     for (const u of st.users) {
       const li = document.createElement('li');
-      li.textContent = u.name || 'anonymous';
+      // The name is isolated (<bdi>): a right-to-left override in it
+      // cannot reverse the "(you)" after it.
+      const name = document.createElement('bdi');
+      name.textContent = u.name || 'anonymous';
+      li.append(name);
       li.title = `connected ${fmtTime(u.connected_at)}`;
-      if (!meShown && u.name === myName()) {
+      li.dataset.user = u.id;
+      if (!meShown && (u.presence_id ? u.presence_id === presenceId : u.name === myName())) {
         li.className = 'me';
-        li.textContent += ' (you)';
+        li.append(' (you)');
         meShown = true;
       }
       ul.append(li);
@@ -1010,7 +1317,7 @@
         const set = (input, v) => { if (fresh || document.activeElement !== input) input.value = v; };
         set($('node-label'), n.label || '');
         set($('node-kind'), n.kind || '');
-        set($('node-columns'), columnsOf(n).map((c) => `${c.name} ${c.type}`.trim()).join('\n'));
+        set($('node-columns'), columnsOf(n).map(columnLine).join('\n'));
         $('node-id').textContent = n.id;
       }
       nf.hidden = false;
@@ -1037,10 +1344,34 @@
     }
   }
 
+  // Columns are edited one per line as "name type"; a name with spaces (or
+  // quotes) is written as a JSON string: "first name" text.
+  function columnLine(c) {
+    const name = /^[^\s"]+$/.test(c.name) ? c.name : JSON.stringify(c.name);
+    return `${name} ${c.type}`.trim();
+  }
+
   function parseColumns(text) {
     return text.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+      const quoted = l.match(/^("(?:[^"\\]|\\.)*")\s*(.*)$/);
+      if (quoted) {
+        try { return { name: JSON.parse(quoted[1]), type: quoted[2] }; } catch (e) { /* as a plain line */ }
+      }
       const [name, ...type] = l.split(/\s+/);
       return { name, type: type.join(' ') };
+    });
+  }
+
+  // mergeColumns keeps what the form does not show (pk, notes, … set by
+  // API clients) on the columns it finds again by name, in their new order.
+  function mergeColumns(raw, cols) {
+    const old = (Array.isArray(raw) ? raw : []).map((c) => (typeof c === 'string' ? { name: c } : c));
+    const used = new Set();
+    return cols.map((c) => {
+      const i = old.findIndex((o, j) => !used.has(j) && o && o.name === c.name);
+      if (i < 0) return c;
+      used.add(i);
+      return { ...old[i], name: c.name, type: c.type };
     });
   }
 
@@ -1053,8 +1384,9 @@
     const label = $('node-label').value, kind = $('node-kind').value;
     if (label !== n.label) patch.label = label;
     if (kind !== n.kind) patch.kind = kind;
-    const cols = parseColumns($('node-columns').value);
-    if (JSON.stringify(cols) !== JSON.stringify(columnsOf(n))) patch.data = { columns: cols.length ? cols : null };
+    const raw = n.data && n.data.columns;
+    const cols = mergeColumns(raw, parseColumns($('node-columns').value));
+    if (JSON.stringify(cols) !== JSON.stringify(raw || [])) patch.data = { columns: cols.length ? cols : null };
     if (!Object.keys(patch).length) return;
     await postOps([{ op: 'update_node', id, patch }], 'Could not save the node');
     $('canvas').focus();
@@ -1090,9 +1422,12 @@
     }
     const r = $('canvas').getBoundingClientRect();
     const pad = 40;
-    const k = Math.max(0.2, Math.min(1, (r.width - 2 * pad) / (x1 - x0), (r.height - 2 * pad) / (y1 - y0)));
+    // No lower bound: Fit fits any graph, however wide.
+    const k = Math.min(1, (r.width - 2 * pad) / Math.max(1, x1 - x0), (r.height - 2 * pad) / Math.max(1, y1 - y0));
     st.view = { k, x: (r.width - (x1 - x0) * k) / 2 - x0 * k, y: (r.height - (y1 - y0) * k) / 2 - y0 * k };
-    render();
+    // Drawn at once, not at the next frame: what is under the pointer
+    // right after a Fit is what the page shows.
+    draw();
   }
 
   function setHint(text) {
@@ -1132,7 +1467,38 @@
     return g ? g.dataset.id : null;
   }
 
+  // Fingers on the canvas, by pointer id: two make a pinch, which zooms
+  // about their midpoint (and cancels a drag the first one began).
+  const touches = new Map();
+
+  function pinchStart() {
+    const [a, b] = [...touches.values()];
+    if (st.gesture && st.gesture.kind === 'box') $('selbox').setAttribute('display', 'none');
+    st.gesture = { kind: 'pinch', d0: Math.hypot(a.x - b.x, a.y - b.y) || 1, k0: st.view.k,
+      m0: toWorld((a.x + b.x) / 2, (a.y + b.y) / 2) };
+    $('canvas').classList.remove('panning');
+  }
+
+  function pinchMove() {
+    const g = st.gesture;
+    const [a, b] = [...touches.values()];
+    const k = Math.max(0.01, Math.min(3, g.k0 * Math.hypot(a.x - b.x, a.y - b.y) / g.d0));
+    const r = $('canvas').getBoundingClientRect();
+    const mx = (a.x + b.x) / 2 - r.left, my = (a.y + b.y) / 2 - r.top;
+    // The world point first under the fingers' midpoint stays under it.
+    st.view = { k, x: mx - g.m0.x * k, y: my - g.m0.y * k };
+    render();
+  }
+
   function onPointerDown(ev) {
+    if (ev.pointerType === 'touch' && st.roomId) {
+      touches.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
+      if (touches.size === 2) {
+        $('canvas').setPointerCapture(ev.pointerId);
+        pinchStart();
+        return;
+      }
+    }
     if (!st.roomId || ev.button !== 0) return;
     if (st.past) return; // a past version is read-only
     const svg = $('canvas');
@@ -1144,9 +1510,15 @@
       cancelModes();
       return;
     }
-    if (hit && hit.type === 'node' && !can('editor')) {
+    if (hit && hit.type === 'node' && (ev.ctrlKey || ev.metaKey)) {
+      // Ctrl-click adds a node to the selection, or takes it out.
+      if (st.selected && st.selected.type === 'node') st.multi.add(st.selected.id);
+      if (st.multi.has(hit.id)) st.multi.delete(hit.id); else st.multi.add(hit.id);
+      st.selected = null;
+    } else if (hit && hit.type === 'node' && !can('editor')) {
       st.selected = hit; // a viewer selects, it does not drag
     } else if (hit && hit.type === 'node') {
+      if (!st.multi.has(hit.id)) st.multi.clear();
       st.selected = hit;
       const n = st.nodes.get(hit.id);
       const b = box(n);
@@ -1162,8 +1534,17 @@
       }
     } else if (hit && hit.type === 'edge') {
       st.selected = hit;
+      st.multi.clear();
+    } else if (ev.shiftKey) {
+      // Shift-drag on the background: select the nodes in a box.
+      svg.setPointerCapture(ev.pointerId);
+      st.gesture = { kind: 'box', x0: w.x, y0: w.y };
+      const r = $('selbox');
+      r.removeAttribute('display');
+      setAttrs(r, { x: w.x, y: w.y, width: 0, height: 0 });
     } else {
       st.selected = null;
+      st.multi.clear();
       svg.setPointerCapture(ev.pointerId);
       st.gesture = { kind: 'pan', sx: ev.clientX, sy: ev.clientY, vx: st.view.x, vy: st.view.y };
       svg.classList.add('panning');
@@ -1172,8 +1553,13 @@
   }
 
   function onPointerMove(ev) {
+    if (touches.has(ev.pointerId)) touches.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
     const g = st.gesture;
     if (!g) return;
+    if (g.kind === 'pinch') {
+      if (touches.size >= 2) pinchMove();
+      return;
+    }
     if (g.kind === 'drag') {
       if (!g.moved && Math.hypot(ev.clientX - g.sx, ev.clientY - g.sy) < 3) return;
       const w = toWorld(ev.clientX, ev.clientY);
@@ -1189,12 +1575,21 @@
       const w = toWorld(ev.clientX, ev.clientY);
       $('rubber').setAttribute('x2', w.x);
       $('rubber').setAttribute('y2', w.y);
+    } else if (g.kind === 'box') {
+      const w = toWorld(ev.clientX, ev.clientY);
+      g.x1 = w.x; g.y1 = w.y;
+      setAttrs($('selbox'), { x: Math.min(g.x0, w.x), y: Math.min(g.y0, w.y), width: Math.abs(w.x - g.x0), height: Math.abs(w.y - g.y0) });
     }
   }
 
   function onPointerUp(ev) {
+    touches.delete(ev.pointerId);
     const g = st.gesture;
     if (!g) return;
+    if (g.kind === 'pinch') {
+      if (touches.size < 2) st.gesture = null;
+      return;
+    }
     st.gesture = null;
     $('canvas').classList.remove('panning');
     if (g.kind === 'drag' && g.moved && st.nodes.has(g.id)) {
@@ -1203,6 +1598,15 @@
       $('rubber').setAttribute('display', 'none');
       const to = nodeAt(ev.clientX, ev.clientY);
       if (to && to !== g.id) addEdge(g.id, to);
+    } else if (g.kind === 'box') {
+      $('selbox').setAttribute('display', 'none');
+      const x0 = Math.min(g.x0, g.x1 ?? g.x0), x1 = Math.max(g.x0, g.x1 ?? g.x0);
+      const y0 = Math.min(g.y0, g.y1 ?? g.y0), y1 = Math.max(g.y0, g.y1 ?? g.y0);
+      for (const n of st.nodes.values()) {
+        const b = box(n);
+        if (b.x >= x0 && b.y >= y0 && b.x + b.w <= x1 && b.y + b.h <= y1) st.multi.add(n.id);
+      }
+      st.selected = null;
     }
     render();
   }
@@ -1225,7 +1629,7 @@
     ev.preventDefault();
     const r = $('canvas').getBoundingClientRect();
     const px = ev.clientX - r.left, py = ev.clientY - r.top;
-    const k = Math.max(0.2, Math.min(3, st.view.k * Math.exp(-ev.deltaY * 0.0015)));
+    const k = Math.max(0.01, Math.min(3, st.view.k * Math.exp(-ev.deltaY * 0.0015)));
     st.view.x = px - (px - st.view.x) * (k / st.view.k);
     st.view.y = py - (py - st.view.y) * (k / st.view.k);
     st.view.k = k;
@@ -1242,8 +1646,17 @@
       if (typing) t.blur();
       cancelModes();
       st.selected = null;
+      st.multi.clear();
       render();
       return;
+    }
+    if (!typing && (ev.ctrlKey || ev.metaKey) && !ev.altKey && st.roomId && can('editor')) {
+      const k = ev.key.toLowerCase();
+      if (k === 'z' || k === 'y') {
+        undoLast(k === 'y' || ev.shiftKey);
+        ev.preventDefault();
+        return;
+      }
     }
     if (typing || ev.ctrlKey || ev.metaKey || ev.altKey || !st.roomId || $('confirm').open) return;
     const sel = st.selected;
@@ -1304,6 +1717,8 @@
     });
     $('delete').addEventListener('click', deleteSelected);
     $('fit').addEventListener('click', fit);
+    $('undo').addEventListener('click', () => undoLast(false));
+    $('redo').addEventListener('click', () => undoLast(true));
     $('snap-now').addEventListener('click', takeSnapshot);
     $('node-form').addEventListener('submit', saveNode);
     $('add-member').addEventListener('submit', addMember);
@@ -1347,11 +1762,53 @@
         room: st.roomId, version: st.version, conn: st.conn,
         nodes: [...st.nodes.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
         edges: [...st.edges.values()].sort((a, b) => (a.id < b.id ? -1 : 1)),
-        users: st.users.map((u) => u.name), recovery: st.recovery, pending: st.pendingMoves.size, fitted: st.fitted,
+        users: st.users.map((u) => u.name), recovery: st.recovery, pending: st.pendingMoves.size + outbox.queue.length, fitted: st.fitted,
         mode: st.mode, role: st.role, me: st.me && st.me.subject,
         past: st.past && st.past.version,
       }),
       fit,
+      presenceId,
+      toWorld,
+      post: (ops, what) => postOps(ops, what),
+      info: showInfo,
+      // For contextmenu.js: the actions on one node.
+      nodeAction: (action, id) => {
+        if (!st.nodes.has(id)) return;
+        st.multi.clear();
+        st.selected = { type: 'node', id };
+        if (action === 'rename') st.focusLabel = id;
+        else if (action === 'connect') startConnect();
+        else if (action === 'delete') deleteSelected();
+        render();
+      },
+      // For clipboard.js: the selected nodes, and selecting some.
+      selectedNodes,
+      select: (ids) => { st.multi = new Set(ids); st.selected = null; render(); },
+      // For roomadmin.js and search.js.
+      setRoomName: (name) => { st.roomName = name; loadRooms(false); render(); },
+      view: () => ({ ...st.view }),
+      cancelGesture: () => { st.gesture = null; $('canvas').classList.remove('panning'); render(); },
+      centerOn: (x, y) => {
+        const r = $('canvas').getBoundingClientRect();
+        st.view.x = r.width / 2 - x * st.view.k;
+        st.view.y = r.height / 2 - y * st.view.k;
+        render();
+      },
+      focusNode: (id) => {
+        const n = st.nodes.get(id);
+        if (!n) return false;
+        st.selected = { type: 'node', id };
+        const b = box(n), r = $('canvas').getBoundingClientRect();
+        st.view.x = r.width / 2 - (b.x + b.w / 2) * st.view.k;
+        st.view.y = r.height / 2 - (b.y + b.h / 2) * st.view.k;
+        render();
+        return true;
+      },
+      banner: (text) => banner(text, '', 20000),
+      // zoomTo shows the graph at scale k from its origin (tests use it to
+      // bring a known table under the pointer).
+      drawTimes: () => drawTimes.slice(),
+      zoomTo: (k) => { st.view = { k, x: 40, y: 40 }; render(); return true; },
       // For the history panel (history.js): the API helper, the room, and
       // showing a past version read-only with its diff against now
       // (marks: id → 'added' | 'removed' | 'changed'), or the live graph.
@@ -1365,6 +1822,9 @@
       },
       showLive: () => { st.past = null; render(); },
       activity,
+      // For history.js: a restore this page asked for, logged once.
+      restoring: (d) => { st.restoring += d; },
+      noteReset,
     };
 
     // A token may also arrive in the fragment of the open page (a link

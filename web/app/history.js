@@ -133,8 +133,14 @@
     dlg.onclose = async () => {
       if (dlg.returnValue !== 'ok') return;
       try {
-        const r = await ls().api('POST', `/rooms/${enc(h.room)}/restore`, { version });
-        ls().activity(`restored version ${version}, now v${r.version}`, true);
+        ls().restoring(1);
+        let r;
+        try {
+          r = await ls().api('POST', `/rooms/${enc(h.room)}/restore`, { version });
+        } finally {
+          ls().restoring(-1);
+        }
+        ls().noteReset(r.version, `restored version ${version}, now v${r.version}`, true);
         live();
         loadPoints();
       } catch (e) {
