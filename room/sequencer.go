@@ -41,12 +41,9 @@ type sequencer struct {
 	// errEvicted): no new work is taken.
 	gone error
 
-	// answered is how many writes the last round committed or refused,
-	// and lastCommit how long it took; gather waits on arrived, which
-	// enqueue signals without blocking when a write is queued.
-	answered   int
-	lastCommit time.Duration
-	arrived    chan struct{}
+	// arrived is signalled by Apply, without blocking, when a write is
+	// queued: gather waits on it.
+	arrived chan struct{}
 }
 
 // maxGather bounds how long a runner waits for the writers it answered to
@@ -210,6 +207,13 @@ func (r *Room) leave(err error, idleOnly bool) bool {
 func (r *Room) runSequencer() {
 	defer r.m.wg.Done()
 	s := &r.seq
+	// answered is how many writes this runner's last round answered, and
+	// lastCommit how long that round took: none before its first round,
+	// so that a runner started by a lone writer never waits.
+	var (
+		answered   int
+		lastCommit time.Duration
+	)
 	for {
 		s.mu.Lock()
 		if s.gone != nil {
@@ -217,10 +221,10 @@ func (r *Room) runSequencer() {
 			s.mu.Unlock()
 			return
 		}
-		if want := s.answered + len(s.writes); len(s.writes) > 0 && s.answered > 0 && s.lastCommit > 0 {
+		if want := answered + len(s.writes); len(s.writes) > 0 && answered > 0 && lastCommit > 0 {
 			// Writers are waiting while those just answered may be on
 			// their way back: see gather.
-			wait := min(s.lastCommit, maxGather)
+			wait := min(lastCommit, maxGather)
 			s.mu.Unlock()
 			r.gather(want, wait)
 			s.mu.Lock()
@@ -257,8 +261,8 @@ func (r *Room) runSequencer() {
 		cancel()
 		s.mu.Lock()
 		s.working = false
-		s.answered, s.lastCommit = len(writes), took
 		s.mu.Unlock()
+		answered, lastCommit = len(writes), took
 		for _, q := range writes {
 			q.release()
 		}
@@ -295,8 +299,9 @@ func (r *Room) runSequencer() {
 // commit carries half of them. The writers a round answered usually post
 // again within a fraction of a commit: waiting for them as long as the
 // last commit took (at most maxGather) lets one commit carry both halves,
-// for about the price of one. It only runs while writes are queued, so a
-// lone writer never waits.
+// for about the price of one. It only runs between two rounds of one
+// runner, while writes are queued: a lone writer, whose write starts a
+// runner of its own on an idle room, never waits.
 func (r *Room) gather(want int, wait time.Duration) {
 	s := &r.seq
 	t := time.NewTimer(wait)
