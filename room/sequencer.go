@@ -40,15 +40,7 @@ type sequencer struct {
 	// gone is set when the room leaves the manager (ErrDeleted, or
 	// errEvicted): no new work is taken.
 	gone error
-
-	// arrived is signalled by Apply, without blocking, when a write is
-	// queued: gather waits on it.
-	arrived chan struct{}
 }
-
-// maxGather bounds how long a runner waits for the writers it answered to
-// come back before it commits the writes already queued (gather).
-const maxGather = 5 * time.Millisecond
 
 // request is one Write waiting for its commit.
 type request struct {
@@ -103,14 +95,7 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 		raw[i] = b
 	}
 	q := &request{w: w, raw: raw, done: make(chan struct{})}
-	err := r.enqueue(func(s *sequencer) {
-		s.writes = append(s.writes, q)
-		select {
-		case s.arrived <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
+	if err := r.enqueue(func(s *sequencer) { s.writes = append(s.writes, q) }); err != nil {
 		return WriteResult{}, err
 	}
 	select {
@@ -162,9 +147,6 @@ func (r *Room) enqueue(add func(*sequencer)) error {
 	if s.gone != nil {
 		return s.gone
 	}
-	if s.arrived == nil {
-		s.arrived = make(chan struct{}, 1)
-	}
 	if !s.running {
 		if !r.m.startWork() {
 			return ErrClosed
@@ -207,32 +189,12 @@ func (r *Room) leave(err error, idleOnly bool) bool {
 func (r *Room) runSequencer() {
 	defer r.m.wg.Done()
 	s := &r.seq
-	// answered is how many writes this runner's last round answered, and
-	// lastCommit how long that round took: none before its first round,
-	// so that a runner started by a lone writer never waits.
-	var (
-		answered   int
-		lastCommit time.Duration
-	)
 	for {
 		s.mu.Lock()
 		if s.gone != nil {
 			s.running = false
 			s.mu.Unlock()
 			return
-		}
-		if want := answered + len(s.writes); len(s.writes) > 0 && answered > 0 && lastCommit > 0 {
-			// Writers are waiting while those just answered may be on
-			// their way back: see gather.
-			wait := min(lastCommit, maxGather)
-			s.mu.Unlock()
-			r.gather(want, wait)
-			s.mu.Lock()
-			if s.gone != nil {
-				s.running = false
-				s.mu.Unlock()
-				return
-			}
 		}
 		writes := takeGroup(&s.writes)
 		waiters, target := s.waiters, s.target
@@ -253,16 +215,13 @@ func (r *Room) runSequencer() {
 		if target > r.Version() {
 			err = r.catchUp(ctx, target)
 		}
-		start := time.Now()
 		if len(writes) > 0 {
 			r.commitGroup(ctx, writes)
 		}
-		took := time.Since(start)
 		cancel()
 		s.mu.Lock()
 		s.working = false
 		s.mu.Unlock()
-		answered, lastCommit = len(writes), took
 		for _, q := range writes {
 			q.release()
 		}
@@ -288,35 +247,6 @@ func (r *Room) runSequencer() {
 		}
 		if len(again) > 0 {
 			_ = r.enqueue(func(s *sequencer) { s.waiters = append(s.waiters, again...) })
-		}
-	}
-}
-
-// gather waits, at most wait, until want writes are queued. A round
-// commits what queued while the one before it was in flight, so under a
-// steady load the writers split into two halves that take turns: one
-// waits in the queue while the other's commit is in flight, and every
-// commit carries half of them. The writers a round answered usually post
-// again within a fraction of a commit: waiting for them as long as the
-// last commit took (at most maxGather) lets one commit carry both halves,
-// for about the price of one. It only runs between two rounds of one
-// runner, while writes are queued: a lone writer, whose write starts a
-// runner of its own on an idle room, never waits.
-func (r *Room) gather(want int, wait time.Duration) {
-	s := &r.seq
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		s.mu.Lock()
-		n, gone := len(s.writes), s.gone
-		s.mu.Unlock()
-		if n >= want || gone != nil {
-			return
-		}
-		select {
-		case <-s.arrived:
-		case <-t.C:
-			return
 		}
 	}
 }
