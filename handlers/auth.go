@@ -65,18 +65,22 @@ type caller struct {
 	viaCookie bool  // authenticated by the session cookie, not a header
 }
 
-type callerKey struct{}
-
 func callerFrom(ctx context.Context) caller {
-	c, _ := ctx.Value(callerKey{}).(caller)
-	return c
+	if info := infoFrom(ctx); info != nil {
+		return info.caller
+	}
+	return caller{}
 }
+
+// nosniff is the value of X-Content-Type-Options, one slice for every
+// answer: header values are replaced, never changed in place.
+var nosniff = []string{"nosniff"}
 
 // securityHeaders are sent on every answer (DESIGN.md 9.7); the page and
 // docs handlers add their own CSP.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header()["X-Content-Type-Options"] = nosniff
 		next.ServeHTTP(w, r)
 	})
 }
@@ -125,6 +129,9 @@ func requireJSON(next http.Handler) http.Handler {
 		switch r.Method {
 		case http.MethodPost, http.MethodPut, http.MethodPatch:
 			ct := r.Header.Get("Content-Type")
+			if ct == "application/json" {
+				break // what nearly every client sends: nothing to parse
+			}
 			mt, _, err := mime.ParseMediaType(ct)
 			if err != nil || mt != "application/json" {
 				writeProblem(w, r, problemf(http.StatusUnsupportedMediaType, "unsupported_media_type",
@@ -160,7 +167,10 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 			// What a token lets one read is for that caller alone.
 			w.Header().Set("Cache-Control", "no-store")
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		if info := infoFrom(r.Context()); info != nil {
+			info.caller = c
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -21,26 +21,69 @@ import (
 // The body must arrive within timeout: a client trickling it in would
 // otherwise hold a connection and a decoder until the request's deadline.
 func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, timeout time.Duration, dst any, allowEmpty bool) error {
+	body, err := readBody(w, r, maxBytes, timeout)
+	if err != nil {
+		return err
+	}
+	return decodeBody(body, dst, allowEmpty)
+}
+
+// readBody reads r's body, at most maxBytes, within timeout (see decodeJSON).
+func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64, timeout time.Duration) ([]byte, error) {
 	rc := http.NewResponseController(w)
 	// Where the writer cannot set deadlines (tests' recorders), the
 	// server's own timeouts still apply.
 	deadlineSet := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	var (
+		body []byte
+		err  error
+	)
+	if n := r.ContentLength; n >= 0 && n <= maxBytes {
+		// The server reads no more than Content-Length: the limit holds,
+		// and the body's size is known.
+		body, err = readAtMost(r.Body, n)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	}
 	if deadlineSet {
 		_ = rc.SetReadDeadline(time.Time{})
 	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return problemf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", maxBytes)
+			return nil, problemf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", maxBytes)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The rest of the body may still come: do not read it.
 			w.Header().Set("Connection", "close")
-			return problemf(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive within %s", timeout)
+			return nil, problemf(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive within %s", timeout)
 		}
-		return problemf(http.StatusBadRequest, "invalid_json", "reading request body: %v", err)
+		return nil, problemf(http.StatusBadRequest, "invalid_json", "reading request body: %v", err)
 	}
+	return body, nil
+}
+
+// readAtMost reads body to its end into a buffer sized for n bytes, what
+// its Content-Length says it holds.
+func readAtMost(body io.Reader, n int64) ([]byte, error) {
+	buf := make([]byte, 0, n+1) // +1: the read that finds the end
+	for {
+		m, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // more than announced: grow
+		}
+	}
+}
+
+// decodeBody decodes body into dst as decodeJSON does.
+func decodeBody(body []byte, dst any, allowEmpty bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		if allowEmpty {
 			return nil

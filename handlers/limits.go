@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -64,36 +65,69 @@ func (l Limits) String() string {
 		l.SnapshotReads, l.SnapshotCreates, l.Ops, l.Connects, l.Rooms, l.MaxStreamsPerSubject, l.MaxStreams, l.TrustedProxies)
 }
 
-type addressKey struct{}
-
-// clientAddress puts the client's address in the context: the peer's, or
-// when the peer is a trusted proxy the rightmost address of
-// X-Forwarded-For that is not one (chi's resolver, which walks the header
-// from the right so a client cannot choose what is read).
+// clientAddress records the client's address in the request's
+// requestInfo: the peer's, or when the peer is a trusted proxy the
+// rightmost address of X-Forwarded-For that is not one (chi's resolver,
+// which walks the header from the right so a client cannot choose what is
+// read).
 func clientAddress(trusted []string) func(http.Handler) http.Handler {
-	resolve := middleware.ClientIPFromRemoteAddr
-	if len(trusted) > 0 {
-		resolve = middleware.ClientIPFromXFF(trusted...)
+	if len(trusted) == 0 {
+		// No proxy is trusted: the peer's address, read the way chi's
+		// ClientIPFromRemoteAddr reads it, without a context of its own.
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if info := infoFrom(r.Context()); info != nil {
+					info.addr = peerAddress(r.RemoteAddr)
+				}
+				next.ServeHTTP(w, r)
+			})
+		}
 	}
+	resolve := middleware.ClientIPFromXFF(trusted...)
 	return func(next http.Handler) http.Handler {
 		return resolve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			addr := middleware.GetClientIP(r.Context())
 			if addr == "" {
 				// A trusted proxy that sent no usable header: the
 				// proxy is all we know.
-				addr = r.RemoteAddr
-				if h, _, err := net.SplitHostPort(addr); err == nil {
-					addr = h
-				}
+				addr = hostOf(r.RemoteAddr)
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), addressKey{}, addr)))
+			if info := infoFrom(r.Context()); info != nil {
+				info.addr = addr
+			}
+			next.ServeHTTP(w, r)
 		}))
 	}
 }
 
+// peerAddress is the address of a request's peer as chi's
+// ClientIPFromRemoteAddr and GetClientIP give it (an IPv4-mapped address as
+// IPv4), or the host of remoteAddr when it holds no IP.
+func peerAddress(remoteAddr string) string {
+	host := hostOf(remoteAddr)
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if ip.Is4() {
+		return host // netip parses only the canonical dotted form
+	}
+	return ip.Unmap().String()
+}
+
+// hostOf is remoteAddr without its port (remoteAddr itself when it has none).
+func hostOf(remoteAddr string) string {
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return h
+	}
+	return remoteAddr
+}
+
 func addressFrom(ctx context.Context) string {
-	a, _ := ctx.Value(addressKey{}).(string)
-	return a
+	if info := infoFrom(ctx); info != nil {
+		return info.addr
+	}
+	return ""
 }
 
 // subjectKey is who a per-subject limit counts: the token's subject in jwt

@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"runtime/debug"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -17,45 +18,76 @@ import (
 	"github.com/liveshare/liveshare/metrics"
 )
 
-type ctxKey int
+// requestInfo is what the middleware learns about a request: its id, the
+// client's address, the caller and the room it names. It is one context
+// value, filled in place as the request passes the middleware (each field
+// is set once, before any handler runs, by the goroutine serving the
+// request), so that a request costs one context and one copy of the
+// *http.Request for all of them rather than one per fact.
+type requestInfo struct {
+	id     string
+	base   *slog.Logger
+	addr   string
+	caller caller
+	roomID string
+}
 
-const (
-	requestIDKey ctxKey = iota
-	loggerKey
-)
+type requestInfoKey struct{}
 
-// validRequestID accepts ids from a proxy that are safe to echo and log.
-var validRequestID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+func infoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	return info
+}
 
 func requestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+	if info := infoFrom(ctx); info != nil {
+		return info.id
+	}
+	return ""
 }
 
 // loggerFrom returns the request's logger, which carries its request id.
+// It is made when asked for: most requests log nothing at the configured
+// level, and slog's With formats its attributes up front.
 func loggerFrom(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
-		return l
+	if info := infoFrom(ctx); info != nil && info.base != nil {
+		return info.base.With("request_id", info.id)
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
+// validRequestID accepts ids from a proxy that are safe to echo and log:
+// 1 to 128 of A-Z, a-z, 0-9, '_', '.', ':' and '-'.
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := range len(id) {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // requestContext gives every request an id (the caller's X-Request-Id when
-// it is sane, a new one otherwise), echoes it, and puts a logger carrying it
-// into the context so every log line of the request names it.
+// it is sane, a new one otherwise), echoes it, and puts the request's
+// requestInfo into the context, with base, the logger whose lines name the
+// id (loggerFrom).
 func requestContext(base *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id := r.Header.Get("X-Request-Id")
-			if !validRequestID.MatchString(id) {
+			if !validRequestID(id) {
 				var b [8]byte
 				_, _ = rand.Read(b[:])
 				id = hex.EncodeToString(b[:])
 			}
-			w.Header().Set("X-Request-Id", id)
-			ctx := context.WithValue(r.Context(), requestIDKey, id)
-			ctx = context.WithValue(ctx, loggerKey, base.With("request_id", id))
-			next.ServeHTTP(w, r.WithContext(ctx))
+			w.Header()["X-Request-Id"] = []string{id}
+			info := &requestInfo{id: id, base: base}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 		})
 	}
 }
@@ -88,8 +120,10 @@ func (h requestIDHandler) WithGroup(name string) slog.Handler {
 // accessLog writes one line per request, naming the route pattern, and
 // records the request in m (nil: no metrics) by that pattern — never the
 // raw path, whose ids would make a series per room; requests no route
-// matched are recorded as "unmatched". One wrapper serves both.
+// matched are recorded as "unmatched". One wrapper serves both. The line is
+// only built when its level is enabled.
 func accessLog(m *metrics.Metrics) func(http.Handler) http.Handler {
+	var patterns routePatterns
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -100,13 +134,13 @@ func accessLog(m *metrics.Metrics) func(http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			route := ""
-			if rc := chi.RouteContext(r.Context()); rc != nil {
-				route = rc.RoutePattern()
+			ctx := r.Context()
+			route := patterns.of(chi.RouteContext(ctx))
+			if info := infoFrom(ctx); info != nil && info.base != nil && info.base.Enabled(ctx, slog.LevelInfo) {
+				loggerFrom(ctx).Info("request",
+					"method", r.Method, "path", r.URL.Path, "route", route,
+					"status", status, "bytes", ww.BytesWritten(), "duration", took)
 			}
-			loggerFrom(r.Context()).Info("request",
-				"method", r.Method, "path", r.URL.Path, "route", route,
-				"status", status, "bytes", ww.BytesWritten(), "duration", took)
 			if m != nil {
 				if route == "" {
 					route = "unmatched"
@@ -115,6 +149,37 @@ func accessLog(m *metrics.Metrics) func(http.Handler) http.Handler {
 			}
 		})
 	}
+}
+
+// routePatterns remembers the pattern of each chain of routes matched:
+// chi joins a request's route patterns anew on every call, and the access
+// log wants one for every request.
+type routePatterns struct{ m sync.Map }
+
+// maxPatternParts is the longest chain of patterns remembered; the router
+// nests one subrouter, so its chains have two.
+const maxPatternParts = 3
+
+type patternKey [maxPatternParts]string
+
+// of returns rc's route pattern, as rc.RoutePattern does ("" for nil).
+func (p *routePatterns) of(rc *chi.Context) string {
+	if rc == nil {
+		return ""
+	}
+	if len(rc.RoutePatterns) > maxPatternParts {
+		return rc.RoutePattern()
+	}
+	var k patternKey
+	copy(k[:], rc.RoutePatterns)
+	if v, ok := p.m.Load(k); ok {
+		return v.(string)
+	}
+	// Chains are the router's own patterns, never a request's path: the
+	// map holds at most one entry per route.
+	pattern := strings.Clone(rc.RoutePattern())
+	p.m.Store(k, pattern)
+	return pattern
 }
 
 // recoverer turns a panic in a handler into a logged 500 problem.

@@ -1,15 +1,20 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/room"
@@ -90,10 +95,20 @@ func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	var req postOpsRequest
-	if err := decodeJSON(w, r, a.maxBody, a.bodyTimeout, &req, false); err != nil {
+	body, err := readBody(w, r, a.maxBody, a.bodyTimeout)
+	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	req, ok := decodeOpsFast(body)
+	if !ok {
+		// Anything the fast path does not take plainly, the general one
+		// decodes or words the error of.
+		req = postOpsRequest{}
+		if err := decodeBody(body, &req, false); err != nil {
+			writeError(w, r, err)
+			return
+		}
 	}
 	ops, err := parseOps(req)
 	if err != nil {
@@ -110,7 +125,147 @@ func (a *API) postOps(w http.ResponseWriter, r *http.Request) {
 	if res.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	writeJSON(w, r, http.StatusOK, postOpsResponse{Version: res.Version, Applied: res.Applied})
+	writeOpsResponse(w, r, postOpsResponse{Version: res.Version, Applied: res.Applied})
+}
+
+// writeOpsResponse answers 200 with resp, the bytes writeJSON would write,
+// without reflection.
+func writeOpsResponse(w http.ResponseWriter, r *http.Request, resp postOpsResponse) {
+	var buf [64]byte
+	b := append(buf[:0], `{"version":`...)
+	b = strconv.AppendInt(b, resp.Version, 10)
+	b = append(b, `,"applied":`...)
+	b = strconv.AppendInt(b, int64(resp.Applied), 10)
+	b = append(b, "}\n"...) // json.Encoder ends each value with a newline
+	w.Header()["Content-Type"] = contentTypeJSON
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(b); err != nil {
+		loggerFrom(r.Context()).Debug("write response", "err", err)
+	}
+}
+
+// opsDecoder is a reusable decoder of request bodies (decodeOpsFast).
+type opsDecoder struct {
+	src  []byte
+	body bytes.Buffer // src, not copied: the decoder reads it in place
+	dec  jsontext.Decoder
+}
+
+var opsDecoders = sync.Pool{New: func() any { return new(opsDecoder) }}
+
+// decodeOpsFast decodes the body of a plain op post: one object with any of
+// "ops" (an array of objects, or null), "client_id" (a string or null) and
+// "base_version" (an integer or null), spelled exactly so, valid I-JSON
+// without NUL escapes, nothing after it. It reports false for anything else,
+// which decodeBody then decodes, or refuses with the words it always has:
+// whatever it takes, decodeBody would decode to the same request. The ops
+// are slices of body, which must not change while they are used.
+func decodeOpsFast(body []byte) (req postOpsRequest, ok bool) {
+	if bytes.Contains(body, []byte(`\u0000`)) {
+		return postOpsRequest{}, false // checkIJSON's NUL rule
+	}
+	d := opsDecoders.Get().(*opsDecoder)
+	d.src, d.body = body, *bytes.NewBuffer(body)
+	d.dec.Reset(&d.body)
+	defer func() {
+		d.src, d.body = nil, bytes.Buffer{}
+		d.dec.Reset(&d.body)
+		opsDecoders.Put(d)
+	}()
+	req, ok = d.decode()
+	if !ok {
+		return postOpsRequest{}, false
+	}
+	return req, true
+}
+
+func (d *opsDecoder) decode() (req postOpsRequest, ok bool) {
+	dec := &d.dec
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return req, false
+	}
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return req, false
+		}
+		kind := dec.PeekKind()
+		switch name.String() {
+		case "ops":
+			switch kind {
+			case 'n':
+				if _, err := dec.ReadToken(); err != nil {
+					return req, false
+				}
+				req.Ops = nil
+			case '[':
+				if _, err := dec.ReadToken(); err != nil {
+					return req, false
+				}
+				req.Ops = req.Ops[:0]
+				for dec.PeekKind() == '{' {
+					v, err := dec.ReadValue() // validated whole
+					if err != nil {
+						return req, false
+					}
+					// The op's bytes, located in the body by offset
+					// rather than kept from the decoder's buffer.
+					end := int(dec.InputOffset())
+					req.Ops = append(req.Ops, json.RawMessage(d.src[end-len(v):end:end]))
+				}
+				if tok, err := dec.ReadToken(); err != nil || tok.Kind() != ']' {
+					return req, false
+				}
+			default:
+				return req, false
+			}
+		case "client_id":
+			switch kind {
+			case 'n':
+				if _, err := dec.ReadToken(); err != nil {
+					return req, false
+				}
+			case '"':
+				tok, err := dec.ReadToken()
+				if err != nil {
+					return req, false
+				}
+				req.ClientID = tok.String()
+			default:
+				return req, false
+			}
+		case "base_version":
+			switch kind {
+			case 'n':
+				if _, err := dec.ReadToken(); err != nil {
+					return req, false
+				}
+				req.BaseVersion = nil
+			case '0':
+				v, err := dec.ReadValue()
+				if err != nil {
+					return req, false
+				}
+				// encoding/json's own reading of an int64.
+				n, err := strconv.ParseInt(string(v), 10, 64)
+				if err != nil {
+					return req, false
+				}
+				req.BaseVersion = &n
+			default:
+				return req, false
+			}
+		default:
+			return req, false // unknown, or a spelling only encoding/json matches
+		}
+	}
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
+		return req, false
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return req, false // more after the object
+	}
+	return req, true
 }
 
 // idempotencyKey reads the request's Idempotency-Key ("" when none).

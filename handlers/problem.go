@@ -121,9 +121,13 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeProblem(w, r, p)
 }
 
+// contentTypeJSON is the Content-Type of JSON answers, one slice for every
+// answer: header values are replaced, never changed in place.
+var contentTypeJSON = []string{"application/json"}
+
 // writeJSON answers status with v encoded as JSON.
 func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(status)
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		loggerFrom(r.Context()).Debug("write response", "err", err)

@@ -1,9 +1,9 @@
 package handlers
 
 import (
-	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -21,10 +21,9 @@ const (
 	maxRoomLimit     = 100
 )
 
-type roomIDKeyType struct{}
-
-// roomIDParam checks that {roomID} is a UUID and stores its canonical form;
-// anything else can never name a room and is answered 400 invalid_room_id.
+// roomIDParam checks that {roomID} is a UUID and records its canonical
+// form in the request's requestInfo; anything else can never name a room
+// and is answered 400 invalid_room_id.
 func roomIDParam(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := chi.URLParam(r, "roomID")
@@ -33,14 +32,22 @@ func roomIDParam(next http.Handler) http.Handler {
 			writeProblem(w, r, problemf(http.StatusBadRequest, "invalid_room_id", "room id %q is not a UUID", truncate(raw, 64)))
 			return
 		}
-		ctx := context.WithValue(r.Context(), roomIDKeyType{}, id.String())
-		next.ServeHTTP(w, r.WithContext(ctx))
+		canonical := raw // 36 characters that parse: canonical unless upper case
+		if strings.ToLower(raw) != raw {
+			canonical = id.String()
+		}
+		if info := infoFrom(r.Context()); info != nil {
+			info.roomID = canonical
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
 func roomIDFrom(r *http.Request) string {
-	id, _ := r.Context().Value(roomIDKeyType{}).(string)
-	return id
+	if info := infoFrom(r.Context()); info != nil {
+		return info.roomID
+	}
+	return ""
 }
 
 func truncate(s string, n int) string {

@@ -10,6 +10,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,10 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+	// requestSeries caches the series of each (route, method, status)
+	// answered, so that recording a request neither formats the status nor
+	// hashes the labels: a requestKey maps to a *requestSeries.
+	requestSeries sync.Map
 
 	opsCommitted   prometheus.Counter
 	batchSize      prometheus.Histogram
@@ -174,14 +179,34 @@ func (m *Metrics) WatchRooms(rooms Rooms) {
 	)
 }
 
+type requestKey struct {
+	route, method string
+	status        int
+}
+
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
 // Request records one answered HTTP request. route is the chi route
 // pattern, never the raw path.
 func (m *Metrics) Request(route, method string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+	k := requestKey{route, method, status}
+	v, ok := m.requestSeries.Load(k)
+	if !ok {
+		// The cache holds what the vectors hold: one entry per series.
+		v, _ = m.requestSeries.LoadOrStore(k, &requestSeries{
+			count:    m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)),
+			duration: m.httpDuration.WithLabelValues(route, method),
+		})
+	}
+	s := v.(*requestSeries)
+	s.count.Inc()
+	s.duration.Observe(d.Seconds())
 }
 
 // Committed records one committed write of n ops that took d to commit.

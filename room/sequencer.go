@@ -380,8 +380,17 @@ func failAll(group []*request, err error) {
 }
 
 // commitGroup validates and commits one group, answering each request.
+//
+// Idempotency keys are not looked up first: nearly every key is new, and
+// the commit refuses a key the room has recorded (ErrIdempotencyKeyUsed),
+// changing nothing. So a group is validated as if its keys were new and
+// committed in one round trip; only when the commit refuses a key, or a
+// request with a key is refused (it may be a retry whose stored answer
+// differs from a refusal now), are the keys looked up and the group
+// validated again with their stored results.
 func (r *Room) commitGroup(ctx context.Context, group []*request) {
 	st := r.m.store
+	lookUp, sharedChecked := false, false
 	for attempt := 0; ; attempt++ {
 		if attempt == maxAttempts {
 			failAll(group, fmt.Errorf("room %s: another instance kept moving the room: %w", r.id, unavailable(errors.New("too many attempts"))))
@@ -406,7 +415,7 @@ func (r *Room) commitGroup(ctx context.Context, group []*request) {
 			}
 		}
 		var found map[string]store.AppendResult
-		if len(keys) > 0 {
+		if len(keys) > 0 && lookUp {
 			var err error
 			if found, err = st.IdempotentResults(ctx, r.id, keys); err != nil {
 				failAll(group, r.storeFailure(ctx, "look up idempotency keys", err))
@@ -414,10 +423,17 @@ func (r *Room) commitGroup(ctx context.Context, group []*request) {
 			}
 		}
 		p := r.validate(group, found)
+		if len(keys) > 0 && !lookUp && refusesKeyed(p) {
+			// A refused write may be the retry of one answered before:
+			// the answer it gets is that one's, so look its key up.
+			lookUp = true
+			continue
+		}
 		if len(p.writes) == 0 {
 			// Refusals are definite only against the database's state:
 			// on an instance that shares the database, check it.
-			if r.m.opts.Shared && attempt == 0 && refusesAny(p) {
+			if r.m.opts.Shared && !sharedChecked && refusesAny(p) {
+				sharedChecked = true
 				version, _, err := st.RoomVersion(ctx, r.id)
 				if err != nil {
 					failAll(group, r.storeFailure(ctx, "read the room's version", err))
@@ -449,9 +465,10 @@ func (r *Room) commitGroup(ctx context.Context, group []*request) {
 				return
 			}
 		case errors.Is(err, store.ErrIdempotencyKeyUsed):
-			// A racing writer used a key of the group: it moved the room
-			// too, so catching up finds it and the keys are looked up
-			// again.
+			// A key of the group was used before (the write is a retry),
+			// or by a racing writer, which moved the room too: catching
+			// up finds it, and the keys are looked up.
+			lookUp = true
 			if err := r.catchUp(ctx, 0); err != nil {
 				failAll(group, err)
 				return
@@ -461,6 +478,17 @@ func (r *Room) commitGroup(ctx context.Context, group []*request) {
 			return
 		}
 	}
+}
+
+// refusesKeyed reports whether p refuses a request that carries an
+// idempotency key.
+func refusesKeyed(p *plan) bool {
+	for _, o := range p.outcomes {
+		if o.err != nil && o.q.w.IdempotencyKey != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func refusesAny(p *plan) bool {

@@ -57,6 +57,16 @@ func channelFor(schema string) string {
 	return "liveshare_" + hex.EncodeToString(sum[:16])
 }
 
+// notifyQuery sends notifications in one statement, prepared once. A
+// NOTIFY makes its transaction commit a record of its own, and a commit
+// waits for the disk by default: the notifications would cost the disk a
+// flush for each that the op commits they follow already made. They need
+// none (a notification is never kept across a restart: the others' polls
+// find what a lost one would have told), so the transaction does not wait
+// (set_config(…, true) holds for the statement's own transaction).
+const notifyQuery = `SELECT pg_notify($1, p)
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS c, unnest($2::text[]) AS p`
+
 // Notify sends payloads on the notification channel, in one statement.
 func (s *Store) Notify(ctx context.Context, payloads []string) error {
 	if s.dialect != dialectPostgres {
@@ -65,7 +75,7 @@ func (s *Store) Notify(ctx context.Context, payloads []string) error {
 	if len(payloads) == 0 {
 		return nil
 	}
-	_, err := s.db.ExecContext(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, s.channel, pq.Array(payloads))
+	_, err := s.notifyStmt.ExecContext(ctx, s.channel, pq.Array(payloads))
 	if err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}

@@ -253,13 +253,18 @@ func (s *Store) appendPostgres(ctx context.Context, id string, a Append, g group
 }
 
 // appendSQLite commits a group inside tx, which holds SQLite's write lock.
+// Its statements are prepared once (sqliteStmts), so that the lock is held
+// for their execution only.
 func (s *Store) appendSQLite(ctx context.Context, tx *sqlx.Tx, id string, a Append, g groupRows, res AppendResult) error {
-	upd, err := tx.ExecContext(ctx, `UPDATE rooms SET version = ?, element_count = ?, updated_at = ? WHERE id = ? AND version = ?`,
-		res.Version, a.ElementCount, s.timeArg(res.CreatedAt), id, a.ExpectedVersion)
+	upd, err := s.sqliteStmt(ctx, tx, stmtUpdateRoom)
 	if err != nil {
 		return fmt.Errorf("update room: %w", err)
 	}
-	if n, err := upd.RowsAffected(); err != nil {
+	result, err := upd.ExecContext(ctx, res.Version, a.ElementCount, s.timeArg(res.CreatedAt), id, a.ExpectedVersion)
+	if err != nil {
+		return fmt.Errorf("update room: %w", err)
+	}
+	if n, err := result.RowsAffected(); err != nil {
 		return fmt.Errorf("update room: %w", err)
 	} else if n == 0 {
 		var current int64
@@ -275,15 +280,71 @@ func (s *Store) appendSQLite(ctx context.Context, tx *sqlx.Tx, id string, a Appe
 	if err := s.insertOps(ctx, tx, id, a.ExpectedVersion+1, g, res.CreatedAt); err != nil {
 		return err
 	}
+	if len(g.keys) == 0 {
+		return nil
+	}
+	ins, err := s.sqliteStmt(ctx, tx, stmtInsertKey)
+	if err != nil {
+		return fmt.Errorf("insert idempotency key: %w", err)
+	}
 	for i, key := range g.keys {
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO idempotency_keys (room_id, key, version, applied, created_at) VALUES (?, ?, ?, ?, ?)`,
-			id, key, g.keyVersions[i], g.keyApplied[i], s.timeArg(res.CreatedAt))
-		if err != nil {
+		if _, err := ins.ExecContext(ctx, id, key, g.keyVersions[i], g.keyApplied[i], s.timeArg(res.CreatedAt)); err != nil {
 			return fmt.Errorf("insert idempotency key: %w", err)
 		}
 	}
 	return nil
+}
+
+// The statements of a SQLite group commit, by key in sqliteStmts: an
+// insert of n ops has key n (1 … opsPerInsert).
+const (
+	stmtUpdateRoom = -1 - iota
+	stmtInsertKey
+)
+
+func sqliteQuery(key int) string {
+	switch key {
+	case stmtUpdateRoom:
+		return `UPDATE rooms SET version = ?, element_count = ?, updated_at = ? WHERE id = ? AND version = ?`
+	case stmtInsertKey:
+		return `INSERT INTO idempotency_keys (room_id, key, version, applied, created_at) VALUES (?, ?, ?, ?, ?)`
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO ops (room_id, seq, op, client_id, created_at, key_id, sealed) VALUES `)
+	for i := range key {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+	}
+	return b.String()
+}
+
+// sqliteStmt returns the statement of key, prepared once for the store
+// (database/sql prepares it once on each connection) and bound to tx.
+// Preparing costs SQLite about as much as running such a statement: done
+// at every commit it was a good part of the time the write lock was held.
+func (s *Store) sqliteStmt(ctx context.Context, tx *sqlx.Tx, key int) (*sqlx.Stmt, error) {
+	s.sqliteMu.Lock()
+	stmt, ok := s.sqliteStmts[key]
+	s.sqliteMu.Unlock()
+	if !ok {
+		prepared, err := s.db.PreparexContext(ctx, sqliteQuery(key))
+		if err != nil {
+			return nil, fmt.Errorf("prepare: %w", err)
+		}
+		s.sqliteMu.Lock()
+		if stmt, ok = s.sqliteStmts[key]; ok {
+			_ = prepared.Close() // another commit prepared it meanwhile
+		} else {
+			if s.sqliteStmts == nil {
+				s.sqliteStmts = make(map[int]*sqlx.Stmt)
+			}
+			s.sqliteStmts[key], stmt = prepared, prepared
+		}
+		s.sqliteMu.Unlock()
+	}
+	return tx.StmtxContext(ctx, stmt), nil
 }
 
 // clearExpiredKeys deletes the room's records of keys that expired, so that
@@ -304,26 +365,26 @@ func (s *Store) clearExpiredKeys(ctx context.Context, e sqlx.ExtContext, id stri
 // bound parameters (7 per row).
 const opsPerInsert = 200
 
-// insertOps inserts ops with consecutive seqs from firstSeq.
-func (s *Store) insertOps(ctx context.Context, e sqlx.ExtContext, id string, firstSeq int64, g groupRows, now time.Time) error {
+// insertOps inserts ops with consecutive seqs from firstSeq, opsPerInsert
+// rows per statement.
+func (s *Store) insertOps(ctx context.Context, tx *sqlx.Tx, id string, firstSeq int64, g groupRows, now time.Time) error {
 	createdAt := s.timeArg(now)
+	args := make([]any, 0, 7*min(len(g.ops), opsPerInsert))
 	for start := 0; start < len(g.ops); start += opsPerInsert {
 		end := min(start+opsPerInsert, len(g.ops))
-		var b strings.Builder
-		b.WriteString(`INSERT INTO ops (room_id, seq, op, client_id, created_at, key_id, sealed) VALUES `)
-		args := make([]any, 0, 7*(end-start))
+		args = args[:0]
 		for i := start; i < end; i++ {
-			if i > start {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
 			var sealed []byte // nil binds NULL: a plain op
 			if g.sealed != nil {
 				sealed = g.sealed[i]
 			}
 			args = append(args, id, firstSeq+int64(i), g.ops[i], g.clientIDs[i], createdAt, g.keyID, sealed)
 		}
-		if _, err := e.ExecContext(ctx, e.Rebind(b.String()), args...); err != nil {
+		stmt, err := s.sqliteStmt(ctx, tx, end-start)
+		if err != nil {
+			return fmt.Errorf("insert ops: %w", err)
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert ops: %w", err)
 		}
 	}

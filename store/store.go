@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -148,7 +149,12 @@ type Store struct {
 	// Statements of the hot paths, prepared once (per connection, by
 	// database/sql), so that each costs one round trip.
 	appendStmt  *sqlx.Stmt // PostgreSQL only: a whole group commit
+	notifyStmt  *sqlx.Stmt // PostgreSQL only: notifications to other instances
 	versionStmt *sqlx.Stmt
+	// sqliteStmts are the statements of SQLite's group commit, prepared
+	// when first used (sqliteStmt).
+	sqliteMu    sync.Mutex
+	sqliteStmts map[int]*sqlx.Stmt
 
 	// keys seal and open payloads (nil: nothing is sealed).
 	keys *Keyring
@@ -194,6 +200,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		if s.appendStmt, err = s.db.PreparexContext(ctx, appendPostgresQuery); err != nil {
 			return fmt.Errorf("prepare the group commit: %w", err)
+		}
+		if s.notifyStmt, err = s.db.PreparexContext(ctx, notifyQuery); err != nil {
+			return fmt.Errorf("prepare the notification: %w", err)
 		}
 	}
 	if s.versionStmt, err = s.db.PreparexContext(ctx, s.db.Rebind(`SELECT version, pruned_through FROM rooms WHERE id = ?`)); err != nil {
@@ -350,7 +359,14 @@ func (s *Store) Dialect() string { return s.dialect }
 // Close closes the prepared statements and the database connections.
 func (s *Store) Close() error {
 	var errs []error
-	for _, stmt := range []*sqlx.Stmt{s.appendStmt, s.versionStmt} {
+	stmts := []*sqlx.Stmt{s.appendStmt, s.notifyStmt, s.versionStmt}
+	s.sqliteMu.Lock()
+	for _, stmt := range s.sqliteStmts {
+		stmts = append(stmts, stmt)
+	}
+	s.sqliteStmts = nil
+	s.sqliteMu.Unlock()
+	for _, stmt := range stmts {
 		if stmt != nil {
 			errs = append(errs, stmt.Close())
 		}
