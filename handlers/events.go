@@ -173,7 +173,11 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request, name string, sa 
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	rm, join, err := s.rooms.Subscribe(r.Context(), roomIDFrom(r), name)
+	var (
+		rm   *room.Room
+		join room.Join
+	)
+	onOwnStack(func() { rm, join, err = s.rooms.Subscribe(r.Context(), roomIDFrom(r), name) })
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -206,6 +210,27 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request, name string, sa 
 	log.Info("stream ended", "duration", time.Since(start), "events", st.w.written, "reason", reason)
 }
 
+// onOwnStack runs f on a goroutine of its own and returns when f has.
+// Database calls (SQLite's above all) grow a goroutine's stack to tens of
+// KiB, and a goroutine keeps its stack for its life: run on a stream's
+// goroutine, the subscription and the start would leave every idle stream
+// that much larger (docs/BENCHMARKS.md).
+// A panic in f is raised again on the caller's goroutine, where the
+// recoverer middleware sees it.
+func onOwnStack(f func()) {
+	done := make(chan struct{})
+	var panicked any
+	go func() {
+		defer close(done)
+		defer func() { panicked = recover() }()
+		f()
+	}()
+	<-done
+	if panicked != nil {
+		panic(panicked)
+	}
+}
+
 // stream feeds one connection: the start (snapshot or replay), then the
 // live queue, presence, heartbeats, and the end of the stream.
 type stream struct {
@@ -228,7 +253,9 @@ type stream struct {
 // run serves the stream until it ends; it returns when ctx ends, the
 // stream fails or it is ended (reason says why).
 func (p *stream) run(ctx context.Context) {
-	if err := p.start(ctx); err != nil {
+	var err error
+	onOwnStack(func() { err = p.start(ctx) })
+	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, errStreamWrite) {
 			p.log.Warn("stream start failed", "err", err)
 		}

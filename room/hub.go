@@ -191,8 +191,13 @@ type hub struct {
 	metrics    *metrics.Metrics
 	sink       PresenceSink // nil: presence stays in this process
 
-	mu     sync.Mutex
-	subs   map[*Subscription]struct{}
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+	// order holds subs oldest first, as presence lists them, kept in
+	// order as they come and go (a newcomer is nearly always the
+	// youngest), so that a presence event, which lists the oldest
+	// MaxPresenceUsers, costs the same in a room of any size.
+	order  []*Subscription
 	closed bool
 	// version is the last seq published: a subscriber registered now
 	// receives every op after it.
@@ -205,7 +210,8 @@ type hub struct {
 	presenceCh     chan struct{}
 	joined, left   *User
 	presenceCached []byte
-	// remote are the room's subscribers through other instances.
+	// remote are the room's subscribers through other instances, oldest
+	// first.
 	remote []User
 }
 
@@ -240,6 +246,8 @@ func (h *hub) add(name string, now time.Time) (*Subscription, int64) {
 		return nil, 0
 	}
 	h.subs[s] = struct{}{}
+	i, _ := slices.BinarySearchFunc(h.order, s, func(a, b *Subscription) int { return compareUsers(a.User, b.User) })
+	h.order = slices.Insert(h.order, i, s)
 	h.presenceLocked(&s.User, nil)
 	if h.sink != nil {
 		h.sink.Joined(h.roomID, s.User)
@@ -259,6 +267,9 @@ func (h *hub) removeLocked(s *Subscription, reason string) {
 		return
 	}
 	delete(h.subs, s)
+	if i, ok := slices.BinarySearchFunc(h.order, s, func(a, b *Subscription) int { return compareUsers(a.User, b.User) }); ok {
+		h.order = slices.Delete(h.order, i, i+1)
+	}
 	s.end(reason)
 	h.presenceLocked(nil, &s.User)
 	if h.sink != nil {
@@ -285,24 +296,38 @@ func (h *hub) local() []User {
 }
 
 func (h *hub) usersLocked() []User {
-	users := make([]User, 0, len(h.subs)+len(h.remote))
-	for s := range h.subs {
-		users = append(users, s.User)
+	return h.oldestLocked(len(h.order) + len(h.remote))
+}
+
+// oldestLocked lists the n oldest users, local and remote: a merge of two
+// lists already in order.
+func (h *hub) oldestLocked(n int) []User {
+	n = min(n, len(h.order)+len(h.remote))
+	users := make([]User, 0, n)
+	i, j := 0, 0
+	for len(users) < n {
+		if j == len(h.remote) || (i < len(h.order) && compareUsers(h.order[i].User, h.remote[j]) <= 0) {
+			users = append(users, h.order[i].User)
+			i++
+		} else {
+			users = append(users, h.remote[j])
+			j++
+		}
 	}
-	users = append(users, h.remote...)
-	SortUsers(users)
 	return users
 }
 
 // SortUsers sorts users oldest first (by id among equals), the order
 // presence lists them in.
 func SortUsers(users []User) {
-	slices.SortFunc(users, func(a, b User) int {
-		if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+	slices.SortFunc(users, compareUsers)
+}
+
+func compareUsers(a, b User) int {
+	if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
 }
 
 // count returns how many subscribers the room has through this instance.
@@ -336,7 +361,8 @@ func (h *hub) setRemote(users []User) {
 	if !changed {
 		return
 	}
-	h.remote = users
+	h.remote = slices.Clone(users)
+	SortUsers(h.remote)
 	h.presenceLocked(joined, left)
 }
 
@@ -366,8 +392,8 @@ func (h *hub) presenceEvent() (int64, int, []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.presenceCached == nil {
-		users := h.usersLocked()
-		data, err := json.Marshal(presenceData{Users: users[:min(len(users), MaxPresenceUsers)], Count: len(users),
+		users := h.oldestLocked(MaxPresenceUsers)
+		data, err := json.Marshal(presenceData{Users: users, Count: len(h.order) + len(h.remote),
 			Joined: h.joined, Left: h.left})
 		if err != nil {
 			return h.presenceSeq, len(h.subs), nil // cannot happen: the types marshal
@@ -518,6 +544,7 @@ func (h *hub) close(roomID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
+	h.order = nil
 	for s := range h.subs {
 		select {
 		case s.c <- m:
