@@ -81,6 +81,7 @@ func (g *gen) stalled(ctx context.Context) (result, error) {
 	}
 	defer cut()
 	rssPeak, heapPeak := rss0, heap0
+	var peakMiB atomic.Int64 // for the progress line, read on its goroutine
 	sample := func() (float64, error) {
 		rss, err := g.metric(ctx, "process_resident_memory_bytes")
 		if err != nil {
@@ -91,11 +92,12 @@ func (g *gen) stalled(ctx context.Context) (result, error) {
 			return 0, err
 		}
 		rssPeak, heapPeak = max(rssPeak, rss), max(heapPeak, heap)
+		peakMiB.Store(int64(rssPeak / (1 << 20)))
 		return rss, nil
 	}
 	start := time.Now()
 	stop := g.every(ctx, start, func() string {
-		return fmt.Sprintf("stalled=%d RSS peak %.0f MiB", len(conns), rssPeak/(1<<20))
+		return fmt.Sprintf("stalled=%d RSS peak %d MiB", len(conns), peakMiB.Load())
 	})
 	for time.Since(start) < o.hold {
 		if _, err := sample(); err != nil {
