@@ -121,9 +121,10 @@ type User struct {
 // "slow"), the room was deleted ("room_deleted"), or Close was called.
 //
 // The queue is bounded in events (its capacity) and in bytes: every
-// message taken from C counts against DefaultQueueBytes until the
-// subscriber calls Sent for it. The messages are shared by every
-// subscriber, so the bound is what one slow subscriber can keep alive.
+// message counts against DefaultQueueBytes from when it is queued until
+// the subscriber, having written it, calls Sent for it. The messages are
+// shared by every subscriber, so the bound is what one slow subscriber
+// can keep alive.
 //
 // Presence does not go through C: it is state, not history, so a
 // subscriber waits on PresenceChanged and reads the latest with Presence. A
