@@ -84,7 +84,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.subscribers, "subscribers", 100, "subscribers in the room (fanout)")
 	fs.IntVar(&o.conns, "conns", 1000, "idle event streams to hold open (connections), or streams that never read (stalled)")
 	fs.DurationVar(&o.hold, "hold", 2*time.Second, "how long the connections are held before measuring (stalled: while memory is sampled)")
-	fs.IntVar(&o.elements, "elements", 0, "elements in the room (default: snapshot 20000, recovery 20000, stalled 10000 of about 1 KB)")
+	fs.IntVar(&o.elements, "elements", 0, "elements in the room (default: snapshot 20000, recovery 20000, stalled 10000 of about 0.9 KB)")
 	fs.IntVar(&o.ops, "ops", 2000, "ops after the last snapshot (recovery)")
 	fs.IntVar(&o.instances, "instances", 2, "LiveShare processes sharing -database-url (cluster)")
 	fs.StringVar(&o.serverBin, "server-bin", "", "LiveShare binary the recovery and cluster scenarios run (default: go build ./cmd/api)")

@@ -12,12 +12,12 @@ import (
 )
 
 // stalledPad is the padding in each node of the stalled scenario's room:
-// with the default 10,000 elements its snapshot event is about 9.6 MB,
+// with the default 10,000 elements its snapshot event is about 9.2 MB,
 // within the default room budget.
 const stalledPad = 850
 
 // stalled: a room whose snapshot event is large (-elements nodes of about
-// 1 KB each), then -conns streams that ask for it and never read. The
+// 0.9 KB each), then -conns streams that ask for it and never read. The
 // server's memory is sampled while they hang (-hold, long enough for the
 // write timeout to cut them off), then after the client drops them, until
 // it is back within 20 MiB of where it started (at most a minute).
