@@ -7,14 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
-
-	"github.com/r3labs/sse/v2"
 
 	"github.com/liveshare/liveshare/auth"
 	"github.com/liveshare/liveshare/graph"
@@ -61,18 +56,16 @@ const (
 	sseStreamBuffer = 16
 )
 
-// streams serves GET /rooms/{room}/events. r3labs/sse is used as the SSE
-// writer only: one r3labs stream per connection (so its blocking fan-out
-// never spans two clients), AutoReplay and AutoStream off, the position read
-// and removed by us and replayed from our op log.
+// streams serves GET /rooms/{room}/events. Each stream is served by its
+// request's goroutine alone: it writes the start (snapshot or replay), then
+// takes the live queue, heartbeats and the end of the stream, writing every
+// batch with one flush (sseWriter). The position is read by us and replayed
+// from our op log.
 type streams struct {
 	cfg       StreamConfig
 	rooms     *room.Manager
 	store     *store.Store
 	snapshots *snapshot.Registry
-	srv       *sse.Server
-	ready     sync.Map // stream id → chan struct{}, closed once r3labs registered the subscriber
-
 }
 
 func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store, snaps *snapshot.Registry) *streams {
@@ -85,20 +78,7 @@ func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store, snaps *s
 	if cfg.Retry <= 0 {
 		cfg.Retry = 2 * time.Second
 	}
-	s := &streams{cfg: cfg, rooms: rooms, store: st, snapshots: snaps}
-	srv := sse.New()
-	srv.AutoReplay = false
-	srv.AutoStream = false
-	srv.SplitData = true
-	srv.BufferSize = sseStreamBuffer
-	srv.Headers = map[string]string{"X-Accel-Buffering": "no"}
-	srv.OnSubscribe = func(id string, _ *sse.Subscriber) {
-		if c, ok := s.ready.Load(id); ok {
-			close(c.(chan struct{}))
-		}
-	}
-	s.srv = srv
-	return s
+	return &streams{cfg: cfg, rooms: rooms, store: st, snapshots: snaps}
 }
 
 // parsePosition reads the resume position from Last-Event-ID or
@@ -193,7 +173,11 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request, name string, sa 
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	rm, join, err := s.rooms.Subscribe(r.Context(), roomIDFrom(r), name)
+	var (
+		rm   *room.Room
+		join room.Join
+	)
+	onOwnStack(func() { rm, join, err = s.rooms.Subscribe(r.Context(), roomIDFrom(r), name) })
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -205,72 +189,74 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request, name string, sa 
 	s.cfg.Metrics.StreamOpened()
 	defer s.cfg.Metrics.StreamClosed()
 
-	// Teardown order, which leaks no goroutine: cancel ctx (r3labs'
-	// per-connection goroutine then deregisters the subscriber, which ends
-	// ServeHTTP), remove the stream (which unblocks a pending Publish and
-	// ends r3labs' stream goroutine), then wait for our pump.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	streamID := join.Sub.User.ID
-	ready := make(chan struct{})
-	s.ready.Store(streamID, ready)
-	defer s.ready.Delete(streamID)
-	s.srv.CreateStream(streamID)
-
-	dw := newDeadlineWriter(w, s.cfg.WriteTimeout, cancel)
-	dw.metrics = s.cfg.Metrics
-	p := &pump{s: s, rm: rm, join: join, streamID: streamID, dw: dw, ready: ready, pos: pos, cancel: cancel, log: log, auth: sa}
-	var wg sync.WaitGroup
-	wg.Go(func() { p.run(ctx) })
-
-	r2 := r.Clone(ctx)
-	r2.Header.Del("Last-Event-ID")
-	q := r2.URL.Query()
-	q.Set("stream", streamID)
-	r2.URL.RawQuery = q.Encode()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	st := &stream{s: s, rm: rm, join: join, pos: pos, log: log, auth: sa,
+		w: newSSEWriter(w, s.cfg.WriteTimeout, s.cfg.Retry, s.cfg.Metrics)}
 	log.Info("stream started", "position", pos, "version", join.Version, "name", join.Sub.User.Name)
-	s.srv.ServeHTTP(dw, r2)
-
-	cancel()
-	s.srv.RemoveStream(streamID)
-	wg.Wait()
-	reason := p.reason
+	if err := st.w.flush(); err == nil { // the first bytes go at once
+		st.run(r.Context())
+	} else {
+		st.reason = "write failed"
+	}
+	reason := st.reason
 	if reason == "" {
 		reason = "client gone"
 	}
-	log.Info("stream ended", "duration", time.Since(start), "events", p.sent, "reason", reason)
+	log.Info("stream ended", "duration", time.Since(start), "events", st.w.written, "reason", reason)
 }
 
-// pump feeds one connection: the start (snapshot or replay), then the live
-// queue, heartbeats, and the end of the stream.
-type pump struct {
-	s        *streams
-	rm       *room.Room
-	join     room.Join
-	streamID string
-	dw       *deadlineWriter
-	ready    chan struct{}
-	pos      int64
-	cancel   context.CancelFunc
-	log      *slog.Logger
-	auth     *streamAuth // nil: the stream never ends for want of a role
-
-	sent         int64  // events handed to the writer
-	presenceSeen int64  // the presence change last sent
-	lastID       int64  // the stream's position: the id of the last event with one
-	retried      bool   // the retry advice went out
-	deletedSent  bool   // room_deleted went out
-	reason       string // why the stream ended, set before cancel
-}
-
-func (p *pump) run(ctx context.Context) {
-	select {
-	case <-p.ready:
-	case <-ctx.Done():
-		return
+// onOwnStack runs f on a goroutine of its own and returns when f has.
+// Database calls (SQLite's above all) grow a goroutine's stack to tens of
+// KiB, and a goroutine keeps its stack for its life: run on a stream's
+// goroutine, the subscription and the start would leave every idle stream
+// that much larger (docs/BENCHMARKS.md).
+// A panic in f is raised again on the caller's goroutine, where the
+// recoverer middleware sees it.
+func onOwnStack(f func()) {
+	done := make(chan struct{})
+	var panicked any
+	go func() {
+		defer close(done)
+		defer func() { panicked = recover() }()
+		f()
+	}()
+	<-done
+	if panicked != nil {
+		panic(panicked)
 	}
-	if err := p.start(ctx); err != nil {
-		if ctx.Err() == nil {
+}
+
+// stream feeds one connection: the start (snapshot or replay), then the
+// live queue, presence, heartbeats, and the end of the stream.
+type stream struct {
+	s    *streams
+	rm   *room.Room
+	join room.Join
+	w    *sseWriter
+	pos  int64
+	log  *slog.Logger
+	auth *streamAuth // nil: the stream never ends for want of a role
+
+	presenceSeen int64           // the presence change last sent
+	lastID       int64           // the stream's position: the id of the last event with one
+	deletedSent  bool            // room_deleted went out
+	reason       string          // why the stream ended
+	taken        []*room.Message // the batch being written, given back with Sent after its flush
+	merge        []*room.Message // consecutive ops events to be written as one
+}
+
+// run serves the stream until it ends; it returns when ctx ends, the
+// stream fails or it is ended (reason says why).
+func (p *stream) run(ctx context.Context) {
+	var err error
+	onOwnStack(func() { err = p.start(ctx) })
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, errStreamWrite) {
 			p.log.Warn("stream start failed", "err", err)
 		}
 		p.stop("start failed")
@@ -284,7 +270,6 @@ func (p *pump) run(ctx context.Context) {
 	throttle := time.NewTimer(presenceInterval)
 	throttle.Stop()
 	var throttleC <-chan time.Time
-	var held *room.Message
 	var expiredC, recheckC <-chan time.Time
 	var changedC <-chan struct{}
 	if p.auth != nil {
@@ -294,108 +279,168 @@ func (p *pump) run(ctx context.Context) {
 		defer recheck.Stop()
 		expiredC, recheckC, changedC = expiry.C, recheck.C, p.auth.changed
 	}
-	for {
-		var m *room.Message
-		var ok bool
-		if held != nil {
-			m, ok, held = held, true, nil
-		} else {
-			var presenceC <-chan struct{}
-			if throttleC == nil {
-				seq, changed := p.join.Sub.PresenceChanged()
-				if seq != p.presenceSeen {
-					throttle.Reset(p.sendPresence())
-					throttleC = throttle.C
-				} else {
-					presenceC = changed
-				}
+	// presenceC, while not nil, is closed at the next presence change:
+	// the stream asks the hub again only then, not once per event.
+	var presenceC <-chan struct{}
+	for p.reason == "" {
+		if throttleC == nil && presenceC == nil {
+			seq, changed := p.join.Sub.PresenceChanged()
+			if seq != p.presenceSeen {
+				throttle.Reset(p.sendPresence())
+				throttleC = throttle.C
+				continue
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.s.cfg.Done:
-				p.stop("shutdown")
-				return
-			case <-heartbeat.C:
-				p.publish(&sse.Event{Comment: []byte("ping")})
-				continue
-			case <-expiredC:
-				p.endAuth(ctx, "token expired")
-				return
-			case <-changedC:
-				if !p.stillAllowed(ctx) {
-					p.endAuth(ctx, "role taken away")
-					return
-				}
-				continue
-			case <-recheckC:
-				if !p.stillAllowed(ctx) {
-					p.endAuth(ctx, "role taken away")
-					return
-				}
-				continue
-			case <-presenceC:
-				continue // sent at the top of the loop
-			case <-throttleC:
-				throttleC = nil // changes meanwhile are sent at the top of the loop
-				continue
-			case m, ok = <-p.join.Sub.C:
-			}
+			presenceC = changed
 		}
-		if !ok {
-			p.finish(ctx, p.join.Sub.Reason())
+		select {
+		case <-ctx.Done():
 			return
-		}
-		if m.Seq >= 0 && m.Seq <= p.lastID {
-			continue // the snapshot the stream started from already holds it
-		}
-		if m.Event == room.EventOps && m.First <= p.lastID {
-			// Partly in the start snapshot (taken by another instance
-			// mid-batch): send the rest from the log.
-			if err := p.replay(ctx, p.lastID, m.Seq); err != nil {
-				p.stop("replay failed")
-				return
+		case <-p.s.cfg.Done:
+			p.stop("shutdown")
+		case <-heartbeat.C:
+			p.w.comment("ping")
+			p.flush()
+		case <-expiredC:
+			p.endAuth("token expired")
+		case <-changedC:
+			if !p.stillAllowed(ctx) {
+				p.endAuth("role taken away")
 			}
-			continue
-		}
-		if m.Event != room.EventOps {
-			p.deletedSent = p.deletedSent || m.Event == room.EventRoomDeleted
-			p.send(m.Event, m.Seq, m.Data)
-			p.dw.expect(p.sent, m.Committed)
-			continue
-		}
-		// Merge the ops events already queued behind this one.
-		batch := []*room.Message{m}
-	merge:
-		for len(batch) < maxMergedMessages {
-			select {
-			case next, ok := <-p.join.Sub.C:
-				if !ok {
-					break merge // seen again, closed, on the next turn
-				}
-				if next.Event != room.EventOps {
-					held = next
-					break merge
-				}
-				batch = append(batch, next)
-			default:
-				break merge
+		case <-recheckC:
+			if !p.stillAllowed(ctx) {
+				p.endAuth("role taken away")
 			}
+		case <-presenceC:
+			presenceC = nil // sent at the top of the loop
+		case <-throttleC:
+			throttleC = nil // changes meanwhile are sent at the top of the loop
+		case m, ok := <-p.join.Sub.C:
+			p.deliver(ctx, m, ok)
 		}
-		p.send(room.EventOps, batch[len(batch)-1].Seq, room.OpsData(batch))
-		p.dw.expect(p.sent, batch[0].Committed)
 	}
 }
+
+// deliver writes m and every message queued behind it as one batch, one
+// flush: consecutive ops events merged into one event (up to
+// maxMergedMessages). ok false means the hub ended the subscription.
+func (p *stream) deliver(ctx context.Context, m *room.Message, ok bool) {
+	const maxBatchBytes = 1 << 20 // a batch larger than this is flushed before more is taken
+	size := int64(0)
+	for ok {
+		p.taken = append(p.taken, m)
+		size += m.Size()
+		if err := p.take(ctx, m); err != nil {
+			p.stop("replay failed")
+			break
+		}
+		if size >= maxBatchBytes {
+			break
+		}
+		select {
+		case m, ok = <-p.join.Sub.C:
+			continue
+		default:
+		}
+		break
+	}
+	p.writeMerged()
+	p.flush()
+	for i, m := range p.taken {
+		p.join.Sub.Sent(m)
+		p.taken[i] = nil
+	}
+	p.taken = p.taken[:0]
+	if !ok && p.reason == "" {
+		p.finish(p.join.Sub.Reason())
+	}
+}
+
+// take writes one message of a batch (ops events wait in p.merge for the
+// ops events behind them).
+func (p *stream) take(ctx context.Context, m *room.Message) error {
+	if m.Seq >= 0 && m.Seq <= p.lastID {
+		return nil // the snapshot the stream started from already holds it
+	}
+	if m.Event == room.EventOps && m.First <= p.lastID {
+		// Partly in the start snapshot (taken by another instance
+		// mid-batch): send the rest from the log.
+		p.writeMerged()
+		return p.replay(ctx, p.lastID, m.Seq)
+	}
+	if m.Event == room.EventOps {
+		p.merge = append(p.merge, m)
+		p.lastID = m.Seq
+		p.w.committedAt(m.Committed)
+		if len(p.merge) == maxMergedMessages {
+			p.writeMerged()
+		}
+		return nil
+	}
+	p.writeMerged()
+	p.deletedSent = p.deletedSent || m.Event == room.EventRoomDeleted
+	if m.Seq >= 0 {
+		p.lastID = m.Seq
+	}
+	if m.Frame != nil {
+		p.w.frame(m.Event, m.Frame)
+	} else {
+		p.send(m.Event, m.Seq, m.Data)
+	}
+	p.w.committedAt(m.Committed)
+	return nil
+}
+
+// writeMerged writes the ops events waiting in p.merge as one ops event:
+// the shared frame of a lone event, or the shared entries of several laid
+// end to end, never copied.
+func (p *stream) writeMerged() {
+	switch len(p.merge) {
+	case 0:
+		return
+	case 1:
+		if m := p.merge[0]; m.Frame != nil {
+			p.w.frame(room.EventOps, m.Frame)
+			p.merge[0], p.merge = nil, p.merge[:0]
+			return
+		}
+	}
+	last := p.merge[len(p.merge)-1].Seq
+	parts := make([][]byte, 0, 2*len(p.merge)+1)
+	for i, m := range p.merge {
+		if i > 0 {
+			parts = append(parts, comma)
+		}
+		parts = append(parts, m.Entries)
+	}
+	parts = append(parts, room.OpsTail)
+	p.w.event(room.EventOps, last, room.AppendOpsHead(nil, last), parts...)
+	clear(p.merge)
+	p.merge = p.merge[:0]
+}
+
+var comma = []byte(",")
+
+// flush sends what was written since the last flush; a failed write ends
+// the stream.
+func (p *stream) flush() {
+	if err := p.w.flush(); err != nil && p.reason == "" {
+		p.stop("write failed: " + err.Error())
+	}
+}
+
+// errStreamWrite: the client stopped taking the stream's writes.
+var errStreamWrite = errors.New("event stream: write failed")
 
 // start sends where the subscriber begins: the ops after its position from
 // the op log when the log still holds them, otherwise the room's newest
 // stored snapshot and the ops after it, up to the version it joined at.
-func (p *pump) start(ctx context.Context) error {
+func (p *stream) start(ctx context.Context) error {
 	j := p.join
 	_, prunedThrough, err := p.s.store.RoomVersion(ctx, p.rm.ID())
 	if err != nil {
 		return fmt.Errorf("read room: %w", err)
 	}
+	p.lastID = -1
 	if p.pos >= 0 && p.pos <= j.Version && p.pos >= prunedThrough {
 		p.lastID = p.pos
 		return p.replay(ctx, p.pos, j.Version)
@@ -411,21 +456,26 @@ func (p *pump) start(ctx context.Context) error {
 }
 
 // sendSnapshot sends the room's newest stored snapshot that verifies, and
-// returns its version.
-func (p *pump) sendSnapshot(ctx context.Context) (int64, error) {
+// returns its version. The event's data is shared by every stream that
+// starts from the snapshot and written as it is.
+func (p *stream) sendSnapshot(ctx context.Context) (int64, error) {
 	data, version, err := p.s.snapshots.StartEvent(ctx, p.rm.ID())
 	if err != nil {
 		return 0, err
 	}
 	p.send(room.EventSnapshot, version, data)
+	if err := p.w.flush(); err != nil {
+		return 0, fmt.Errorf("%w: %w", errStreamWrite, err)
+	}
 	return version, nil
 }
 
 // replay sends the logged ops with since < seq <= upto: consecutive ops as
-// ops events of at most replayEventBytes, a reset op as a reset event. When
-// the log no longer holds the ops after since (a snapshot pruned it
-// meanwhile), it sends the newest snapshot and goes on after it.
-func (p *pump) replay(ctx context.Context, since, upto int64) error {
+// ops events of at most replayEventBytes, a reset op as a reset event, one
+// flush per page read. When the log no longer holds the ops after since (a
+// snapshot pruned it meanwhile), it sends the newest snapshot and goes on
+// after it.
+func (p *stream) replay(ctx context.Context, since, upto int64) error {
 	for since < upto {
 		recs, err := p.s.store.OpsSince(ctx, p.rm.ID(), since, replayPageSize)
 		if err != nil {
@@ -442,21 +492,14 @@ func (p *pump) replay(ctx context.Context, since, upto int64) error {
 			since = version
 			continue
 		}
-		msgs := make([]*room.Message, 0, len(recs))
 		size := 0
-		flush := func() {
-			if len(msgs) > 0 {
-				p.send(room.EventOps, msgs[len(msgs)-1].Seq, room.OpsData(msgs))
-				msgs, size = msgs[:0], 0
-			}
-		}
 		for _, rec := range recs {
 			if rec.Seq > upto {
 				break // later ops come from the live queue
 			}
 			since = rec.Seq
 			if bytes.HasPrefix(rec.Op, resetPrefix) {
-				flush()
+				p.writeMerged()
 				// Every subscriber reconnecting after a restore replays it:
 				// its event is built once and shared.
 				data, err := p.s.snapshots.SharedEvent(p.rm.ID(), snapshot.ResetEventKey(rec.Seq), func() ([]byte, error) {
@@ -477,12 +520,17 @@ func (p *pump) replay(ctx context.Context, since, upto int64) error {
 				return fmt.Errorf("encode logged op %d: %w", rec.Seq, err)
 			}
 			if size+len(entry) > replayEventBytes {
-				flush()
+				p.writeMerged()
+				size = 0
 			}
-			msgs = append(msgs, &room.Message{Event: room.EventOps, Seq: rec.Seq, Entries: entry})
+			p.merge = append(p.merge, &room.Message{Event: room.EventOps, Seq: rec.Seq, Entries: entry})
+			p.lastID = rec.Seq
 			size += len(entry)
 		}
-		flush()
+		p.writeMerged()
+		if err := p.w.flush(); err != nil {
+			return fmt.Errorf("%w: %w", errStreamWrite, err)
+		}
 	}
 	return nil
 }
@@ -493,60 +541,41 @@ var resetPrefix = []byte(`{"op":"reset"`)
 
 // sendPresence sends the room's presence if it changed since the last one,
 // and returns how long to wait before the next.
-func (p *pump) sendPresence() time.Duration {
+func (p *stream) sendPresence() time.Duration {
 	seq, users, data := p.join.Sub.Presence()
 	if seq != p.presenceSeen && data != nil {
 		p.presenceSeen = seq
 		p.send(room.EventPresence, -1, data)
+		p.flush()
 	}
 	return presenceInterval + time.Duration(users)*presencePerUser
 }
 
-// send hands one event to the writer. Events without a position of their
-// own repeat the stream's position: r3labs always writes an id: line, and an
-// empty one would erase the client's Last-Event-ID.
-func (p *pump) send(event string, seq int64, data []byte) {
+// send writes one event. Events without a position of their own repeat the
+// stream's position: every event has an id: line, and an empty one would
+// erase the client's Last-Event-ID.
+func (p *stream) send(event string, seq int64, data []byte) {
 	if seq >= 0 {
 		p.lastID = seq
 	}
-	ev := &sse.Event{Event: []byte(event), Data: data}
-	if p.lastID >= 0 {
-		ev.ID = []byte(strconv.FormatInt(p.lastID, 10))
-	}
-	p.publish(ev)
+	p.w.event(event, p.lastID, data)
 }
 
-func (p *pump) publish(ev *sse.Event) {
-	if !p.retried {
-		ev.Retry = []byte(strconv.FormatInt(p.s.cfg.Retry.Milliseconds(), 10))
-		if len(ev.Data) == 0 {
-			ev.Retry = nil // a comment-only event carries no fields
-		} else {
-			p.retried = true
-		}
-	}
-	p.sent++
-	if len(ev.Event) > 0 {
-		p.s.cfg.Metrics.EventSent(string(ev.Event))
-	}
-	p.s.srv.Publish(p.streamID, ev)
-}
-
-// finish ends the stream after the hub closed the subscription: it lets
-// what is queued reach the client, then cancels. A room_deleted event that
-// did not fit a full queue is sent here.
-func (p *pump) finish(ctx context.Context, reason string) {
+// finish ends the stream after the hub closed the subscription, what was
+// queued having been written. A room_deleted event that did not fit a full
+// queue is sent here.
+func (p *stream) finish(reason string) {
 	if reason == "room_deleted" && !p.deletedSent {
 		p.send(room.EventRoomDeleted, -1, room.DeletedData(p.rm.ID()))
+		p.flush()
 	}
-	p.dw.waitFlushed(ctx, p.sent, p.s.cfg.WriteTimeout)
 	p.stop(reason)
 }
 
 // stillAllowed reports whether the stream's caller may still read the
 // room. A check that fails (the database is away) keeps the stream: the
 // next one decides.
-func (p *pump) stillAllowed(ctx context.Context) bool {
+func (p *stream) stillAllowed(ctx context.Context) bool {
 	ok, err := p.auth.allowed(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -559,145 +588,17 @@ func (p *pump) stillAllowed(ctx context.Context) bool {
 
 // endAuth sends auth_expired and ends the stream: the client gets a fresh
 // token (POST /session) and resumes with Last-Event-ID.
-func (p *pump) endAuth(ctx context.Context, why string) {
+func (p *stream) endAuth(why string) {
 	p.send(EventAuthExpired, -1, []byte("{}"))
-	p.dw.waitFlushed(ctx, p.sent, p.s.cfg.WriteTimeout)
+	p.flush()
 	p.stop(why)
 }
 
 // EventAuthExpired ends a stream whose caller may no longer read the room.
 const EventAuthExpired = "auth_expired"
 
-func (p *pump) stop(reason string) {
-	p.reason = reason
-	p.cancel()
-}
-
-// deadlineWriter gives every write to the subscriber a deadline; the first
-// failed write ends the stream (r3labs ignores write errors).
-type deadlineWriter struct {
-	http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	onFail  func()
-
-	failed  atomic.Bool
-	flushes atomic.Int64
-	flushed chan struct{} // signalled after each flush
-
-	// metrics gets the delay from commit to flush of each live event:
-	// pending holds, in order, the events awaiting their flush.
-	metrics   *metrics.Metrics
-	pendingMu sync.Mutex
-	pending   []pendingWrite
-}
-
-// pendingWrite is a live event handed to the writer: the n-th event of the
-// stream, carrying ops committed at committed.
-type pendingWrite struct {
-	n         int64
-	committed time.Time
-}
-
-// expect records that the stream's n-th event carries ops committed at
-// committed; its flush observes the delay. r3labs flushes once for the
-// headers and once per event, so event n is written by flush n+1.
-func (d *deadlineWriter) expect(n int64, committed time.Time) {
-	if d.metrics == nil || committed.IsZero() {
-		return
-	}
-	d.pendingMu.Lock()
-	defer d.pendingMu.Unlock()
-	if d.flushes.Load() >= n+1 { // flushed already
-		d.metrics.CommitToWrite(time.Since(committed))
-		return
-	}
-	d.pending = append(d.pending, pendingWrite{n: n, committed: committed})
-}
-
-// observeFlushed observes the pending events that the flushes so far wrote.
-func (d *deadlineWriter) observeFlushed() {
-	if d.metrics == nil {
-		return
-	}
-	d.pendingMu.Lock()
-	defer d.pendingMu.Unlock()
-	flushed, now, i := d.flushes.Load(), time.Now(), 0
-	for ; i < len(d.pending) && d.pending[i].n+1 <= flushed; i++ {
-		d.metrics.CommitToWrite(now.Sub(d.pending[i].committed))
-	}
-	d.pending = d.pending[i:]
-}
-
-func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration, onFail func()) *deadlineWriter {
-	// The controller works on the innermost writer: middleware wrappers
-	// offer Flush without an error, which would hide a failed flush.
-	inner := w
-	for {
-		u, ok := inner.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			break
-		}
-		inner = u.Unwrap()
-	}
-	return &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(inner), timeout: timeout, onFail: onFail, flushed: make(chan struct{}, 1)}
-}
-
-func (d *deadlineWriter) fail(err error) {
-	if d.failed.CompareAndSwap(false, true) {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			d.metrics.SlowSubscriber(metrics.SlowWriteTimeout)
-		}
-		d.onFail()
+func (p *stream) stop(reason string) {
+	if p.reason == "" {
+		p.reason = reason
 	}
 }
-
-func (d *deadlineWriter) Write(b []byte) (int, error) {
-	if d.failed.Load() {
-		return 0, errStreamFailed
-	}
-	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
-	n, err := d.ResponseWriter.Write(b)
-	if err != nil {
-		d.fail(err)
-	}
-	return n, err
-}
-
-// Flush is called by r3labs after the headers and after each event.
-func (d *deadlineWriter) Flush() {
-	if d.failed.Load() {
-		return
-	}
-	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
-	if err := d.rc.Flush(); err != nil {
-		d.fail(err)
-		return
-	}
-	d.flushes.Add(1)
-	d.observeFlushed()
-	select {
-	case d.flushed <- struct{}{}:
-	default:
-	}
-}
-
-func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
-
-// waitFlushed waits until events have been flushed (plus the headers'
-// flush), the stream failed, ctx ended, or timeout passed.
-func (d *deadlineWriter) waitFlushed(ctx context.Context, events int64, timeout time.Duration) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for d.flushes.Load() < events+1 && !d.failed.Load() {
-		select {
-		case <-d.flushed:
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			return
-		}
-	}
-}
-
-var errStreamFailed = errors.New("event stream: an earlier write failed")

@@ -11,7 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/r3labs/sse/v2"
+
 	"github.com/liveshare/liveshare/graph"
+	"github.com/liveshare/liveshare/internal/sseframe"
 	"github.com/liveshare/liveshare/metrics"
 )
 
@@ -33,6 +36,10 @@ type Message struct {
 	Seq int64
 	// Data is the event's JSON, one line.
 	Data []byte
+	// Frame, when not nil, is the whole event as it goes on the wire
+	// (sseframe), framed once for every stream; Data and Entries are
+	// slices of it. Events without one are framed piece by piece.
+	Frame []byte
 	// First is, for ops events, the seq of the first op.
 	First int64
 	// Entries is, for ops events, the comma-separated JSON of the ops
@@ -42,6 +49,12 @@ type Message struct {
 	// Committed is when the ops it carries were committed (zero for
 	// events that carry none).
 	Committed time.Time
+}
+
+// Size is how many bytes the message holds: what it counts against a
+// subscriber's queue.
+func (m *Message) Size() int64 {
+	return int64(max(len(m.Frame), len(m.Data)+len(m.Entries)))
 }
 
 // OpsData builds the data of one ops event from consecutive ops messages
@@ -64,6 +77,38 @@ func OpsData(msgs []*Message) []byte {
 	return buildOps(msgs[len(msgs)-1].Seq, entries)
 }
 
+// AppendOpsHead appends what comes before the entries in the data of an
+// ops event whose last seq is version; OpsTail comes after them. A stream
+// that merges queued ops events writes head, entries and tail as they are,
+// without copying the shared entries into one slice.
+func AppendOpsHead(dst []byte, version int64) []byte {
+	dst = append(dst, `{"version":`...)
+	dst = strconv.AppendInt(dst, version, 10)
+	return append(dst, `,"ops":[`...)
+}
+
+// OpsTail ends the data of an ops event.
+var OpsTail = []byte("]}")
+
+// opsMessage builds the ops event of consecutive ops first..last, framed
+// once: its Data and Entries are slices of its Frame.
+func opsMessage(first, last int64, entries []byte, committed time.Time) *Message {
+	id := strconv.AppendInt(nil, last, 10)
+	head := AppendOpsHead(nil, last)
+	dataLen := len(head) + len(entries) + len(OpsTail)
+	ev := &sse.Event{ID: id, Event: []byte(EventOps)}
+	frame := sseframe.Append(make([]byte, 0, dataLen+len(id)+32), ev, head, entries, OpsTail)
+	start := len("id: ") + len(id) + len("\ndata: ")
+	if len(frame) != start+dataLen+len("\nevent: ops\n\n") {
+		// A newline in the data split it over data: lines (never for
+		// encoding/json's output): keep the data whole, frame per stream.
+		return &Message{Event: EventOps, Seq: last, First: first, Entries: entries, Data: buildOps(last, entries), Committed: committed}
+	}
+	data := frame[start : start+dataLen]
+	return &Message{Event: EventOps, Seq: last, First: first, Frame: frame, Data: data,
+		Entries: data[len(head) : len(head)+len(entries)], Committed: committed}
+}
+
 // User is one subscriber as presence shows it.
 type User struct {
 	ID          string    `json:"id"`
@@ -82,6 +127,12 @@ type User struct {
 // when the subscription ends: the subscriber fell behind (Reason
 // "slow"), the room was deleted ("room_deleted"), or Close was called.
 //
+// The queue is bounded in events (its capacity) and in bytes: every
+// message counts against DefaultQueueBytes from when it is queued until
+// the subscriber, having written it, calls Sent for it. The messages are
+// shared by every subscriber, so the bound is what one slow subscriber
+// can keep alive.
+//
 // Presence does not go through C: it is state, not history, so a
 // subscriber waits on PresenceChanged and reads the latest with Presence. A
 // storm of joins in a room of thousands then costs each subscriber one
@@ -93,6 +144,7 @@ type Subscription struct {
 
 	c      chan *Message
 	hub    *hub
+	queued atomic.Int64 // bytes queued or being written
 	reason atomic.Value // string
 	once   sync.Once
 	// owner is who may set this subscriber's state (the token's subject;
@@ -114,6 +166,12 @@ func (s *Subscription) PresenceChanged() (seq int64, changed <-chan struct{}) {
 // and shared, with its number and how many users are present.
 func (s *Subscription) Presence() (seq int64, users int, data []byte) {
 	return s.hub.presenceEvent()
+}
+
+// Sent tells the hub that the subscriber is done with m (written or
+// skipped): its bytes no longer count against the queue's bound.
+func (s *Subscription) Sent(m *Message) {
+	s.queued.Add(-m.Size())
 }
 
 // Reason says why C was closed ("" while it is open).
@@ -140,13 +198,19 @@ func (s *Subscription) end(reason string) {
 // one: a subscriber whose queue is full is cut off (it resumes with
 // Last-Event-ID) and counted.
 type hub struct {
-	roomID    string
-	queueSize int
-	metrics   *metrics.Metrics
-	sink      PresenceSink // nil: presence stays in this process
+	roomID     string
+	queueSize  int
+	queueBytes int64
+	metrics    *metrics.Metrics
+	sink       PresenceSink // nil: presence stays in this process
 
-	mu     sync.Mutex
-	subs   map[*Subscription]struct{}
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+	// order holds subs oldest first, as presence lists them, kept in
+	// order as they come and go (a newcomer is nearly always the
+	// youngest), so that a presence event, which lists the oldest
+	// MaxPresenceUsers, costs the same in a room of any size.
+	order  []*Subscription
 	closed bool
 	// version is the last seq published: a subscriber registered now
 	// receives every op after it.
@@ -159,7 +223,8 @@ type hub struct {
 	presenceCh     chan struct{}
 	joined, left   *User
 	presenceCached []byte
-	// remote are the room's subscribers through other instances.
+	// remote are the room's subscribers through other instances, oldest
+	// first.
 	remote []User
 }
 
@@ -171,7 +236,7 @@ type PresenceSink interface {
 }
 
 func newHub(roomID string, queueSize int, m *metrics.Metrics, sink PresenceSink) *hub {
-	return &hub{roomID: roomID, queueSize: queueSize, metrics: m, sink: sink, subs: make(map[*Subscription]struct{}),
+	return &hub{roomID: roomID, queueSize: queueSize, queueBytes: DefaultQueueBytes, metrics: m, sink: sink, subs: make(map[*Subscription]struct{}),
 		presenceCh: make(chan struct{})}
 }
 
@@ -194,6 +259,8 @@ func (h *hub) add(name string, now time.Time, as presenceAs) (*Subscription, int
 		return nil, 0
 	}
 	h.subs[s] = struct{}{}
+	i, _ := slices.BinarySearchFunc(h.order, s, func(a, b *Subscription) int { return compareUsers(a.User, b.User) })
+	h.order = slices.Insert(h.order, i, s)
 	h.presenceLocked(&s.User, nil)
 	if h.sink != nil {
 		h.sink.Joined(h.roomID, s.User)
@@ -213,6 +280,9 @@ func (h *hub) removeLocked(s *Subscription, reason string) {
 		return
 	}
 	delete(h.subs, s)
+	if i, ok := slices.BinarySearchFunc(h.order, s, func(a, b *Subscription) int { return compareUsers(a.User, b.User) }); ok {
+		h.order = slices.Delete(h.order, i, i+1)
+	}
 	s.end(reason)
 	h.presenceLocked(nil, &s.User)
 	if h.sink != nil {
@@ -239,24 +309,38 @@ func (h *hub) local() []User {
 }
 
 func (h *hub) usersLocked() []User {
-	users := make([]User, 0, len(h.subs)+len(h.remote))
-	for s := range h.subs {
-		users = append(users, s.User)
+	return h.oldestLocked(len(h.order) + len(h.remote))
+}
+
+// oldestLocked lists the n oldest users, local and remote: a merge of two
+// lists already in order.
+func (h *hub) oldestLocked(n int) []User {
+	n = min(n, len(h.order)+len(h.remote))
+	users := make([]User, 0, n)
+	i, j := 0, 0
+	for len(users) < n {
+		if j == len(h.remote) || (i < len(h.order) && compareUsers(h.order[i].User, h.remote[j]) <= 0) {
+			users = append(users, h.order[i].User)
+			i++
+		} else {
+			users = append(users, h.remote[j])
+			j++
+		}
 	}
-	users = append(users, h.remote...)
-	SortUsers(users)
 	return users
 }
 
 // SortUsers sorts users oldest first (by id among equals), the order
 // presence lists them in.
 func SortUsers(users []User) {
-	slices.SortFunc(users, func(a, b User) int {
-		if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+	slices.SortFunc(users, compareUsers)
+}
+
+func compareUsers(a, b User) int {
+	if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
 }
 
 // count returns how many subscribers the room has through this instance.
@@ -293,7 +377,8 @@ func (h *hub) setRemote(users []User) {
 	if !changed {
 		return
 	}
-	h.remote = users
+	h.remote = slices.Clone(users)
+	SortUsers(h.remote)
 	h.presenceLocked(joined, left)
 }
 
@@ -323,8 +408,8 @@ func (h *hub) presenceEvent() (int64, int, []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.presenceCached == nil {
-		users := h.usersLocked()
-		data, err := json.Marshal(presenceData{Users: users[:min(len(users), MaxPresenceUsers)], Count: len(users),
+		users := h.oldestLocked(MaxPresenceUsers)
+		data, err := json.Marshal(presenceData{Users: users, Count: len(h.order) + len(h.remote),
 			Joined: h.joined, Left: h.left})
 		if err != nil {
 			return h.presenceSeq, len(h.subs), nil // cannot happen: the types marshal
@@ -334,15 +419,30 @@ func (h *hub) presenceEvent() (int64, int, []byte) {
 	return h.presenceSeq, len(h.subs), h.presenceCached
 }
 
+// DefaultQueueBytes bounds the bytes queued for one subscriber (and being
+// written to it): room for several of the largest ops events a request
+// makes (a 1 MiB body). An event alone in a queue is taken whatever its
+// size, so that a large snapshot or reset event reaches a reader that keeps
+// up.
+const DefaultQueueBytes = 8 << 20
+
 // broadcastLocked queues m to every subscriber without blocking; a full
-// queue cuts its subscriber off. Presence changes that cut-offs cause are
-// sent after the loop so that the set is not changed while it is walked.
+// queue, in events or bytes, cuts its subscriber off. Presence changes that
+// cut-offs cause are sent after the loop so that the set is not changed
+// while it is walked.
 func (h *hub) broadcastLocked(m *Message) {
 	var slow []*Subscription
+	size := m.Size()
 	for s := range h.subs {
+		if q := s.queued.Add(size); q > h.queueBytes && q > size {
+			s.queued.Add(-size)
+			slow = append(slow, s)
+			continue
+		}
 		select {
 		case s.c <- m:
 		default:
+			s.queued.Add(-size)
 			slow = append(slow, s)
 		}
 	}
@@ -379,7 +479,7 @@ func (h *hub) publish(b Batch) {
 	var first, last int64
 	flush := func() {
 		if len(entries) > 0 {
-			msgs = append(msgs, &Message{Event: EventOps, Seq: last, First: first, Entries: entries, Data: buildOps(last, entries), Committed: b.Committed})
+			msgs = append(msgs, opsMessage(first, last, entries, b.Committed))
 			entries = nil
 		}
 	}
@@ -390,7 +490,7 @@ func (h *hub) publish(b Batch) {
 			if err != nil {
 				return // cannot happen: the state marshals
 			}
-			msgs = append(msgs, &Message{Event: EventReset, Seq: op.Seq, Data: data, Committed: b.Committed})
+			msgs = append(msgs, &Message{Event: EventReset, Seq: op.Seq, Data: data, Committed: b.Committed}) // large: framed piece by piece
 			continue
 		}
 		enc, err := OpEntry(op.Seq, op.Raw, op.ClientID)
@@ -440,12 +540,9 @@ func ResetData(op LoggedOp) ([]byte, error) {
 }
 
 func buildOps(version int64, entries []byte) []byte {
-	b := make([]byte, 0, len(entries)+40)
-	b = append(b, `{"version":`...)
-	b = strconv.AppendInt(b, version, 10)
-	b = append(b, `,"ops":[`...)
+	b := AppendOpsHead(make([]byte, 0, len(entries)+40), version)
 	b = append(b, entries...)
-	return append(b, "]}"...)
+	return append(b, OpsTail...)
 }
 
 // SnapshotData is the data of snapshot and reset events.
@@ -459,13 +556,15 @@ type SnapshotData struct {
 
 // close ends every subscription, first telling each that the room is gone.
 func (h *hub) close(roomID string) {
-	data := DeletedData(roomID)
+	m := &Message{Event: EventRoomDeleted, Seq: -1, Data: DeletedData(roomID)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
+	h.order = nil
 	for s := range h.subs {
 		select {
-		case s.c <- &Message{Event: EventRoomDeleted, Seq: -1, Data: data}:
+		case s.c <- m:
+			s.queued.Add(m.Size())
 		default:
 		}
 		delete(h.subs, s)

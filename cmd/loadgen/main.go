@@ -6,6 +6,7 @@
 //	go run ./cmd/loadgen -scenario ingest -writers 16 -batch 100 -rooms 100
 //	go run ./cmd/loadgen -scenario fanout -subscribers 1000
 //	go run ./cmd/loadgen -scenario connections -conns 10000
+//	go run ./cmd/loadgen -scenario stalled -conns 300 -hold 15s
 //	go run ./cmd/loadgen -scenario snapshot -elements 100000
 //	go run ./cmd/loadgen -scenario recovery -elements 100000 -ops 10000
 //	go run ./cmd/loadgen -scenario cluster -instances 3 -rate 33 -database-url postgres://…
@@ -69,7 +70,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.scenario, "scenario", "ingest", "ingest, fanout, connections, snapshot, recovery or cluster")
+	fs.StringVar(&o.scenario, "scenario", "ingest", "ingest, fanout, connections, stalled, snapshot, recovery or cluster")
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "the running server (local addresses only; recovery starts its own)")
 	fs.StringVar(&o.label, "label", "", "the first column of the table, e.g. the database")
 	fs.BoolVar(&o.header, "header", true, "print the table's header (off to append rows to an earlier table)")
@@ -81,9 +82,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rooms, "rooms", 1, "rooms written to (ingest)")
 	fs.Float64Var(&o.rate, "rate", 20, "requests per second per writer (fanout; 0 is as fast as possible)")
 	fs.IntVar(&o.subscribers, "subscribers", 100, "subscribers in the room (fanout)")
-	fs.IntVar(&o.conns, "conns", 1000, "idle event streams to hold open (connections)")
-	fs.DurationVar(&o.hold, "hold", 2*time.Second, "how long the connections are held before measuring")
-	fs.IntVar(&o.elements, "elements", 0, "elements in the room (default: snapshot 20000, recovery 20000)")
+	fs.IntVar(&o.conns, "conns", 1000, "idle event streams to hold open (connections), or streams that never read (stalled)")
+	fs.DurationVar(&o.hold, "hold", 2*time.Second, "how long the connections are held before measuring (stalled: while memory is sampled)")
+	fs.IntVar(&o.elements, "elements", 0, "elements in the room (default: snapshot 20000, recovery 20000, stalled 10000 of about 0.9 KB)")
 	fs.IntVar(&o.ops, "ops", 2000, "ops after the last snapshot (recovery)")
 	fs.IntVar(&o.instances, "instances", 2, "LiveShare processes sharing -database-url (cluster)")
 	fs.StringVar(&o.serverBin, "server-bin", "", "LiveShare binary the recovery and cluster scenarios run (default: go build ./cmd/api)")
@@ -117,6 +118,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.elements <= 0 {
 		o.elements = 20000
+		if o.scenario == "stalled" {
+			o.elements = 10000
+		}
 	}
 	return o, nil
 }
@@ -155,6 +159,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res, err = g.fanout(ctx)
 	case "connections":
 		res, err = g.connections(ctx)
+	case "stalled":
+		res, err = g.stalled(ctx)
 	case "snapshot":
 		res, err = g.snapshot(ctx)
 	case "recovery":

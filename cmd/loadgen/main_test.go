@@ -59,6 +59,7 @@ func TestScenarios(t *testing.T) {
 		{"ingest", []string{"-writers", "2", "-batch", "3", "-rooms", "2"}, []string{"ops/s", "ack p99"}},
 		{"fanout", []string{"-subscribers", "5", "-rate", "50"}, []string{"delay p99", "| 5 |"}},
 		{"connections", []string{"-conns", "20", "-hold", "10ms"}, []string{"RSS per conn", "| 20 |"}},
+		{"stalled", []string{"-conns", "3", "-elements", "50", "-hold", "300ms"}, []string{"RSS peak (growth)", "| 3 |"}},
 		{"snapshot", []string{"-elements", "200", "-writers", "2"}, []string{"while snapshotting"}},
 		{"recovery", []string{"-elements", "300", "-ops", "50", "-server-bin", bin}, []string{"| 350 ✓ |"}},
 	} {
