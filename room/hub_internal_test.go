@@ -30,8 +30,8 @@ func batchOf(seq int64, size int) Batch {
 func TestQueueBoundInBytes(t *testing.T) {
 	h := newHub("r", 100, nil, nil)
 	h.queueBytes = 1000
-	reader, _ := h.add("reader", time.Now())
-	slow, _ := h.add("slow", time.Now())
+	reader, _ := h.add("reader", time.Now(), presenceAs{})
+	slow, _ := h.add("slow", time.Now(), presenceAs{})
 
 	h.publish(batchOf(1, 2000)) // over the bound, but alone in both queues
 	m := <-reader.C
@@ -65,7 +65,7 @@ func TestQueueBoundInBytes(t *testing.T) {
 // data, and its Data and Entries are slices of that frame, not copies.
 func TestOpsEventFramedOnce(t *testing.T) {
 	h := newHub("r", 10, nil, nil)
-	s, _ := h.add("a", time.Now())
+	s, _ := h.add("a", time.Now(), presenceAs{})
 	b := batchOf(7, 10)
 	b.Ops = append(b.Ops, batchOf(8, 10).Ops...)
 	b.Version = 8
@@ -102,7 +102,7 @@ func TestPresenceListsTheOldest(t *testing.T) {
 	// Local users at even seconds, added out of order; remote ones at odd.
 	for _, i := range []int{4, 0, 2, 8, 6} {
 		for k := range 30 {
-			s, _ := h.add(fmt.Sprintf("l%d-%d", i, k), t0.Add(time.Duration(i*30+k)*time.Second*2))
+			s, _ := h.add(fmt.Sprintf("l%d-%d", i, k), t0.Add(time.Duration(i*30+k)*time.Second*2), presenceAs{})
 			subs = append(subs, s)
 		}
 	}
