@@ -370,8 +370,8 @@ func (m *Manager) tryLoadState(ctx context.Context, id string, forSubscribers bo
 	}
 }
 
-// decodeLoggedOps decodes the logged ops a load replays, which must follow
-// version from. They were parsed strictly and validated before they were
+// decodeLoggedOps decodes the logged ops a load or a catch-up replays,
+// which must follow version from. They were parsed strictly and validated before they were
 // committed, and Apply validates each again as it replays it, so they are
 // decoded with graph.DecodeLogged rather than ParseOp: replaying the 5k
 // ops after a snapshot was dominated by parsing them twice.

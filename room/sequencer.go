@@ -578,7 +578,7 @@ func (r *Room) catchUp(ctx context.Context, target int64) error {
 			}
 			return nil
 		}
-		ops, err := parseLogged(r.id, from, recs)
+		ops, err := decodeLoggedOps(r.id, from, recs)
 		if err != nil {
 			return err
 		}
@@ -598,23 +598,6 @@ func (r *Room) catchUp(ctx context.Context, target int64) error {
 			return nil
 		}
 	}
-}
-
-// parseLogged decodes logged ops that must follow version from.
-func parseLogged(roomID string, from int64, recs []store.OpRecord) ([]LoggedOp, error) {
-	ops := make([]LoggedOp, 0, len(recs))
-	for _, rec := range recs {
-		if rec.Seq != from+1 {
-			return nil, fmt.Errorf("room %s: op log has seq %d after version %d", roomID, rec.Seq, from)
-		}
-		op, err := graph.ParseOp(rec.Op)
-		if err != nil {
-			return nil, fmt.Errorf("room %s: decode logged op %d: %w", roomID, rec.Seq, err)
-		}
-		ops = append(ops, LoggedOp{Seq: rec.Seq, Op: op, Raw: rec.Op, ClientID: rec.ClientID, CreatedAt: rec.CreatedAt})
-		from = rec.Seq
-	}
-	return ops, nil
 }
 
 // reload replaces the room's state with its newest snapshot and the ops
