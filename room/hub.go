@@ -206,6 +206,9 @@ type hub struct {
 
 	mu   sync.Mutex
 	subs map[*Subscription]struct{}
+	// nsubs is len(subs), readable without mu: every stream of the room
+	// reads it per batch to pace its flushes (Room.LocalSubscribers).
+	nsubs atomic.Int64
 	// order holds subs oldest first, as presence lists them, kept in
 	// order as they come and go (a newcomer is nearly always the
 	// youngest), so that a presence event, which lists the oldest
@@ -259,6 +262,7 @@ func (h *hub) add(name string, now time.Time, as presenceAs) (*Subscription, int
 		return nil, 0
 	}
 	h.subs[s] = struct{}{}
+	h.nsubs.Store(int64(len(h.subs)))
 	i, _ := slices.BinarySearchFunc(h.order, s, func(a, b *Subscription) int { return compareUsers(a.User, b.User) })
 	h.order = slices.Insert(h.order, i, s)
 	h.presenceLocked(&s.User, nil)
@@ -280,6 +284,7 @@ func (h *hub) removeLocked(s *Subscription, reason string) {
 		return
 	}
 	delete(h.subs, s)
+	h.nsubs.Store(int64(len(h.subs)))
 	if i, ok := slices.BinarySearchFunc(h.order, s, func(a, b *Subscription) int { return compareUsers(a.User, b.User) }); ok {
 		h.order = slices.Delete(h.order, i, i+1)
 	}
@@ -344,11 +349,7 @@ func compareUsers(a, b User) int {
 }
 
 // count returns how many subscribers the room has through this instance.
-func (h *hub) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.subs)
-}
+func (h *hub) count() int { return int(h.nsubs.Load()) }
 
 // setRemote replaces the room's subscribers through other instances and
 // wakes the streams when they changed, naming one who joined or left.
@@ -568,6 +569,7 @@ func (h *hub) close(roomID string) {
 		default:
 		}
 		delete(h.subs, s)
+		h.nsubs.Store(int64(len(h.subs)))
 		s.end("room_deleted")
 		if h.sink != nil {
 			h.sink.Left(h.roomID, s.User)
