@@ -1030,7 +1030,7 @@ type User struct {
 	Id   string `json:"id"`
 	Name string `json:"name"`
 
-	// PresenceId the `presence_id` the subscriber connected with (absent when none, and for subscribers through other instances)
+	// PresenceId the `presence_id` the subscriber connected with (absent when none)
 	PresenceId *string `json:"presence_id,omitempty"`
 
 	// State a subscriber's ephemeral state, as set with PATCH /rooms/{room}/presence/{presence_id} (at most 4 KiB)
@@ -2485,7 +2485,7 @@ type ClientInterface interface {
 
 	// SetPresenceStateWithBody Set the caller's ephemeral state in the room (cursor, selection, status)
 	//
-	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for among the caller's own streams (in `jwt` mode, those of the same subject), on the instance that answers and then on the other live instances; a change sent through another instance than the stream's is checked against the 20 ms there and dropped when too soon.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2494,7 +2494,7 @@ type ClientInterface interface {
 
 	// SetPresenceState Set the caller's ephemeral state in the room (cursor, selection, status)
 	//
-	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for among the caller's own streams (in `jwt` mode, those of the same subject), on the instance that answers and then on the other live instances; a change sent through another instance than the stream's is checked against the 20 ms there and dropped when too soon.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3097,7 +3097,7 @@ func (c *Client) GetPresence(ctx context.Context, room RoomID, reqEditors ...Req
 
 // SetPresenceStateWithBody Set the caller's ephemeral state in the room (cursor, selection, status)
 //
-// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for among the caller's own streams (in `jwt` mode, those of the same subject), on the instance that answers and then on the other live instances; a change sent through another instance than the stream's is checked against the 20 ms there and dropped when too soon.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3116,7 +3116,7 @@ func (c *Client) SetPresenceStateWithBody(ctx context.Context, room RoomID, pres
 
 // SetPresenceState Set the caller's ephemeral state in the room (cursor, selection, status)
 //
-// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for among the caller's own streams (in `jwt` mode, those of the same subject), on the instance that answers and then on the other live instances; a change sent through another instance than the stream's is checked against the 20 ms there and dropped when too soon.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5340,7 +5340,7 @@ type ClientWithResponsesInterface interface {
 
 	// SetPresenceStateWithBodyWithResponse Set the caller's ephemeral state in the room (cursor, selection, status)
 	//
-	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for among the caller's own streams (in `jwt` mode, those of the same subject), on the instance that answers and then on the other live instances; a change sent through another instance than the stream's is checked against the 20 ms there and dropped when too soon.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5349,7 +5349,7 @@ type ClientWithResponsesInterface interface {
 
 	// SetPresenceStateWithResponse Set the caller's ephemeral state in the room (cursor, selection, status)
 	//
-	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+	// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for among the caller's own streams (in `jwt` mode, those of the same subject), on the instance that answers and then on the other live instances; a change sent through another instance than the stream's is checked against the 20 ms there and dropped when too soon.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11517,7 +11517,7 @@ func (c *ClientWithResponses) GetPresenceWithResponse(ctx context.Context, room 
 
 // SetPresenceStateWithBodyWithResponse Set the caller's ephemeral state in the room (cursor, selection, status)
 //
-// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for among the caller's own streams (in `jwt` mode, those of the same subject), on the instance that answers and then on the other live instances; a change sent through another instance than the stream's is checked against the 20 ms there and dropped when too soon.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -11532,7 +11532,7 @@ func (c *ClientWithResponses) SetPresenceStateWithBodyWithResponse(ctx context.C
 
 // SetPresenceStateWithResponse Set the caller's ephemeral state in the room (cursor, selection, status)
 //
-// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for on the instance that answers, among the caller's own streams (in `jwt` mode, those of the same subject).
+// Each member given replaces that part of the subscriber's state and `null` removes it; the state travels to every subscriber, on every instance, in `presence` events and `GET /rooms/{room}/presence`. It is never in the op log, the audit log or the request log. At most one change per 20 ms per subscriber (faster: 429). The subscriber is looked for among the caller's own streams (in `jwt` mode, those of the same subject), on the instance that answers and then on the other live instances; a change sent through another instance than the stream's is checked against the 20 ms there and dropped when too soon.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -84,7 +84,18 @@ const (
 	kindDeleted  = "d"
 	kindMembers  = "m"
 	kindPresence = "p"
+	// kindState carries a subscriber's new presence state, set through
+	// another instance than the one holding its stream, as JSON in place
+	// of the version: s:instance:room:{"p":…,"o":…,"s":…}.
+	kindState = "s"
 )
+
+// stateNote is the data of a kindState notification.
+type stateNote struct {
+	PresenceID string              `json:"p"`
+	Owner      string              `json:"o"`
+	State      *room.PresenceState `json:"s"`
+}
 
 // Cluster is this instance's part in a cluster of instances. Make one with
 // New, give it to the room manager (Events, Presence), and run it.
@@ -114,16 +125,23 @@ type note struct {
 	kind    string
 	room    string
 	version int64
+	data    string // kindState's JSON
 }
 
 func (n note) payload(instance string) string {
+	if n.kind == kindState {
+		return n.kind + ":" + instance + ":" + n.room + ":" + n.data
+	}
 	return n.kind + ":" + instance + ":" + n.room + ":" + strconv.FormatInt(n.version, 10)
 }
 
 func parseNote(s string) (instance string, n note, err error) {
-	parts := strings.Split(s, ":")
+	parts := strings.SplitN(s, ":", 4)
 	if len(parts) != 4 {
 		return "", note{}, fmt.Errorf("notification %q: want kind:instance:room:version", s)
+	}
+	if parts[0] == kindState {
+		return parts[1], note{kind: kindState, room: parts[2], data: parts[3]}, nil
 	}
 	v, err := strconv.ParseInt(parts[3], 10, 64)
 	if err != nil {
@@ -188,7 +206,8 @@ func (c *Cluster) MembersChanged(roomID string) { c.queue(note{kind: kindMembers
 func (c *Cluster) Joined(roomID string, u room.User) {
 	key := store.PresenceKey{RoomID: roomID, SubID: u.ID}
 	c.mu.Lock()
-	row := store.PresenceRow{RoomID: roomID, SubID: u.ID, InstanceID: c.id, Name: u.Name, ConnectedAt: u.ConnectedAt}
+	row := store.PresenceRow{RoomID: roomID, SubID: u.ID, InstanceID: c.id, Name: u.Name, ConnectedAt: u.ConnectedAt,
+		PresenceID: u.PresenceID, Owner: u.Owner}
 	if u.State != nil {
 		if b, err := json.Marshal(u.State); err == nil { // it always marshals
 			row.State = string(b)
@@ -229,7 +248,7 @@ func (c *Cluster) Presence(ctx context.Context, roomID string) ([]room.User, err
 func usersOf(rows []store.PresenceRow) []room.User {
 	users := make([]room.User, len(rows))
 	for i, p := range rows {
-		users[i] = room.User{ID: p.SubID, Name: p.Name, ConnectedAt: p.ConnectedAt}
+		users[i] = room.User{ID: p.SubID, Name: p.Name, ConnectedAt: p.ConnectedAt, PresenceID: p.PresenceID, Owner: p.Owner}
 		if p.State != "" {
 			var st room.PresenceState
 			if json.Unmarshal([]byte(p.State), &st) == nil { // written by Joined: it decodes
@@ -327,6 +346,8 @@ func (c *Cluster) handle(payload string) {
 		if c.onMembers != nil {
 			c.onMembers(n.room)
 		}
+	case kindState:
+		c.applyState(n)
 	case kindPresence:
 		if _, ok := c.rooms.Loaded(n.room); ok {
 			c.mu.Lock()
@@ -334,6 +355,53 @@ func (c *Cluster) handle(payload string) {
 			c.mu.Unlock()
 			signal(c.wakePresence)
 		}
+	}
+}
+
+// SetRemoteState takes a PATCH …/presence/{presence_id} for a subscriber
+// whose stream another instance holds (DESIGN.md section 10: any instance
+// takes any request): it finds the subscriber in the presence rows, checks
+// its owner as the holding instance would, and sends the new state that
+// update makes of the one the rows hold to every instance; the holder sets
+// it (its throttle still applies). room.ErrPresenceNotFound when no live
+// instance holds a stream of that presence id and owner in the room.
+func (c *Cluster) SetRemoteState(ctx context.Context, roomID, presenceID, owner string, update func(*room.PresenceState) *room.PresenceState) error {
+	remote, err := c.store.RoomPresence(ctx, []string{roomID}, c.id, deadAfter)
+	if err != nil {
+		return err
+	}
+	for _, u := range usersOf(remote[roomID]) {
+		if u.PresenceID != presenceID || u.Owner != owner {
+			continue
+		}
+		b, err := json.Marshal(stateNote{PresenceID: presenceID, Owner: owner, State: update(u.State)})
+		if err != nil {
+			return fmt.Errorf("cluster: presence state: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+		defer cancel()
+		return c.store.Notify(ctx, []string{note{kind: kindState, room: roomID, data: string(b)}.payload(c.id)})
+	}
+	return room.ErrPresenceNotFound
+}
+
+// applyState sets the state another instance sent for a subscriber of
+// this one, if it still holds it.
+func (c *Cluster) applyState(n note) {
+	var sn stateNote
+	if err := json.Unmarshal([]byte(n.data), &sn); err != nil {
+		c.log.Warn("cluster: bad presence state notification", "err", err)
+		return
+	}
+	r, ok := c.rooms.Loaded(n.room)
+	if !ok {
+		return
+	}
+	err := r.SetPresenceState(sn.PresenceID, sn.Owner, time.Now(), func(*room.PresenceState) *room.PresenceState { return sn.State })
+	if err != nil && !errors.Is(err, room.ErrPresenceNotFound) {
+		// Throttled: the holder takes at most one change per
+		// room.PresenceMinInterval, whichever instance it came through.
+		c.log.Debug("cluster: presence state not set", "room", n.room, "err", err)
 	}
 }
 

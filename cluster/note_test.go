@@ -7,6 +7,7 @@ func TestNotesRoundTrip(t *testing.T) {
 		{kind: kindOps, room: "5f0c6f4e-1b7e-4a57-9d1e-3c3b1f0e9a11", version: 42},
 		{kind: kindDeleted, room: "5f0c6f4e-1b7e-4a57-9d1e-3c3b1f0e9a11"},
 		{kind: kindPresence, room: "r", version: 0},
+		{kind: kindState, room: "r", data: `{"p":"tab-1","o":"","s":{"cursor":{"x":1,"y":2},"status":"a:b"}}`},
 	} {
 		inst, got, err := parseNote(n.payload("inst-1"))
 		if err != nil || inst != "inst-1" || got != n {

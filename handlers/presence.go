@@ -171,9 +171,11 @@ func strictJSON(raw json.RawMessage, dst any) error {
 }
 
 // patchPresence serves PATCH /rooms/{room}/presence/{presence_id}: 204, or
-// 404 presence_not_found when no stream of the caller's through this
-// instance is named so, or 429 when it changed less than
-// room.PresenceMinInterval ago.
+// 404 presence_not_found when no stream of the caller's is named so,
+// through this instance or (with several instances) another live one, or
+// 429 when it changed less than room.PresenceMinInterval ago (checked by
+// the instance holding the stream: through another one, a change that
+// comes too soon is dropped there).
 func (a *API) patchPresence(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "presenceID")
 	if !validPresenceID(id) {
@@ -192,17 +194,7 @@ func (a *API) patchPresence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	roomID := roomIDFrom(r)
-	live, ok := a.rooms.Loaded(roomID)
-	if !ok {
-		if _, err := a.store.GetRoom(r.Context(), roomID); err != nil {
-			writeError(w, r, err)
-			return
-		}
-		writeProblem(w, r, presenceNotFound(id))
-		return
-	}
-	err := live.SetPresenceState(id, presenceOwner(r), time.Now(), func(cur *room.PresenceState) *room.PresenceState {
+	update := func(cur *room.PresenceState) *room.PresenceState {
 		st := room.PresenceState{}
 		if cur != nil {
 			st = *cur
@@ -213,7 +205,20 @@ func (a *API) patchPresence(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		return &st
-	})
+	}
+	roomID, owner := roomIDFrom(r), presenceOwner(r)
+	err := room.ErrPresenceNotFound
+	if live, ok := a.rooms.Loaded(roomID); ok {
+		err = live.SetPresenceState(id, owner, time.Now(), update)
+	} else if _, gerr := a.store.GetRoom(r.Context(), roomID); gerr != nil {
+		writeError(w, r, gerr)
+		return
+	}
+	if errors.Is(err, room.ErrPresenceNotFound) && a.cluster != nil {
+		// The stream may be held by another instance (DESIGN.md
+		// section 10: any instance takes any request).
+		err = a.cluster.SetRemoteState(r.Context(), roomID, id, owner, update)
+	}
 	switch {
 	case errors.Is(err, room.ErrPresenceNotFound):
 		writeProblem(w, r, presenceNotFound(id))
@@ -236,5 +241,5 @@ func (a *API) patchPresence(w http.ResponseWriter, r *http.Request) {
 
 func presenceNotFound(id string) *Problem {
 	return problemf(http.StatusNotFound, "presence_not_found",
-		"no event stream of yours in this room, through this instance, is named %q (connect with ?presence_id=%s first)", id, id)
+		"no event stream of yours in this room is named %q (connect with ?presence_id=%s first)", id, id)
 }

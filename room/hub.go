@@ -116,8 +116,12 @@ type User struct {
 	ConnectedAt time.Time `json:"connected_at"`
 	// PresenceID is the id the subscriber's client chose for itself
 	// (?presence_id=), so that a client can tell itself apart in the list;
-	// empty when it chose none, and for subscribers of other instances.
+	// empty when it chose none.
 	PresenceID string `json:"presence_id,omitempty"`
+	// Owner is who may set State (the token's subject, "" in open mode):
+	// never sent, but written to the presence rows so that another
+	// instance can check a PATCH as this one would.
+	Owner string `json:"-"`
 	// State is what the subscriber last said about itself with PATCH
 	// …/presence/{presence_id} (nil until then).
 	State *PresenceState `json:"state,omitempty"`
@@ -255,7 +259,7 @@ func (h *hub) add(name string, now time.Time, as presenceAs) (*Subscription, int
 	}
 	c := make(chan *Message, h.queueSize)
 	s := &Subscription{C: c, c: c, hub: h, owner: as.owner,
-		User: User{ID: id, Name: name, ConnectedAt: now.UTC(), PresenceID: as.id}}
+		User: User{ID: id, Name: name, ConnectedAt: now.UTC(), PresenceID: as.id, Owner: as.owner}}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {

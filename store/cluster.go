@@ -144,6 +144,8 @@ type PresenceRow struct {
 	Name        string
 	ConnectedAt time.Time
 	State       string // JSON, "" when none
+	PresenceID  string // the client's ?presence_id=, "" when none
+	Owner       string // who may set State: the token's subject, "" in open mode
 }
 
 // PresenceKey names one subscriber's row.
@@ -180,19 +182,21 @@ func (s *Store) SyncPresence(ctx context.Context, instanceID string, joins []Pre
 	if len(joins) > 0 {
 		n := len(joins)
 		rooms, subs, names, states := make([]string, n), make([]string, n), make([]string, n), make([]sql.NullString, n)
-		times := make([]string, n)
+		times, pids, owners := make([]string, n), make([]string, n), make([]string, n)
 		for i, j := range joins {
-			rooms[i], subs[i], names[i] = j.RoomID, j.SubID, j.Name
+			rooms[i], subs[i], names[i], pids[i], owners[i] = j.RoomID, j.SubID, j.Name, j.PresenceID, j.Owner
 			times[i] = j.ConnectedAt.UTC().Format(time.RFC3339Nano)
 			states[i] = sql.NullString{String: j.State, Valid: j.State != ""}
 		}
 		_, err := tx.ExecContext(ctx, `
-			INSERT INTO presence (room_id, sub_id, instance_id, name, connected_at, state)
-			SELECT j.room_id, j.sub_id, $1, j.name, j.at, j.state
-			  FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]) AS j(room_id, sub_id, name, at, state)
+			INSERT INTO presence (room_id, sub_id, instance_id, name, connected_at, state, presence_id, owner)
+			SELECT j.room_id, j.sub_id, $1, j.name, j.at, j.state, j.pid, j.owner
+			  FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::text[])
+			       AS j(room_id, sub_id, name, at, state, pid, owner)
 			 WHERE EXISTS (SELECT 1 FROM rooms r WHERE r.id = j.room_id)
 			ON CONFLICT (room_id, sub_id) DO UPDATE SET name = EXCLUDED.name, state = EXCLUDED.state`,
-			instanceID, pq.Array(rooms), pq.Array(subs), pq.Array(names), pq.Array(times), pq.GenericArray{A: states})
+			instanceID, pq.Array(rooms), pq.Array(subs), pq.Array(names), pq.Array(times), pq.GenericArray{A: states},
+			pq.Array(pids), pq.Array(owners))
 		if err != nil {
 			return fmt.Errorf("sync presence: insert: %w", err)
 		}
@@ -221,7 +225,7 @@ func (s *Store) RoomPresence(ctx context.Context, roomIDs []string, exclude stri
 		return out, nil
 	}
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT p.room_id, p.sub_id, p.instance_id, p.name, p.connected_at, coalesce(p.state, '')
+		SELECT p.room_id, p.sub_id, p.instance_id, p.name, p.connected_at, coalesce(p.state, ''), p.presence_id, p.owner
 		  FROM presence p JOIN instances i ON i.id = p.instance_id
 		 WHERE p.room_id = ANY($1::uuid[]) AND p.instance_id <> $2
 		   AND i.seen_at > now() - $3 * interval '1 microsecond'
@@ -232,7 +236,7 @@ func (s *Store) RoomPresence(ctx context.Context, roomIDs []string, exclude stri
 	defer rows.Close()
 	for rows.Next() {
 		var p PresenceRow
-		if err := rows.Scan(&p.RoomID, &p.SubID, &p.InstanceID, &p.Name, timeDest(&p.ConnectedAt), &p.State); err != nil {
+		if err := rows.Scan(&p.RoomID, &p.SubID, &p.InstanceID, &p.Name, timeDest(&p.ConnectedAt), &p.State, &p.PresenceID, &p.Owner); err != nil {
 			return nil, fmt.Errorf("read presence: %w", err)
 		}
 		out[p.RoomID] = append(out[p.RoomID], p)

@@ -472,6 +472,27 @@ func TestClusterPresence(t *testing.T) {
 			bobState(a.must("GET", "/rooms/"+rm.ID+"/presence", nil).Body) == wantState
 	})
 
+	// Set through the instance that does not hold bob's stream (any
+	// instance takes any request, DESIGN.md section 10): the patch is
+	// applied to the state bob has, and reaches both instances.
+	time.Sleep(30 * time.Millisecond) // past the holder's 20 ms between changes
+	if r := a.must("PATCH", "/rooms/"+rm.ID+"/presence/bob", map[string]any{"selection": []string{"n1"}}); r.Status != http.StatusNoContent {
+		t.Fatalf("set bob's state through instance a: %d %s", r.Status, r.Body)
+	}
+	wantState = `{"cursor":{"x":3,"y":4},"selection":["n1"],"status":"editing"}`
+	waitFor("bob's state set through instance a, on both instances", 3*time.Second, func() bool {
+		return bobState([]byte(watch.presence())) == wantState &&
+			bobState(a.must("GET", "/rooms/"+rm.ID+"/presence", nil).Body) == wantState &&
+			bobState(b.must("GET", "/rooms/"+rm.ID+"/presence", nil).Body) == wantState
+	})
+	// An id no instance holds is still 404 presence_not_found on either.
+	for _, s := range []*server{a, b} {
+		r := s.must("PATCH", "/rooms/"+rm.ID+"/presence/nobody", map[string]any{"status": "x"})
+		if r.Status != http.StatusNotFound || !strings.Contains(string(r.Body), "presence_not_found") {
+			t.Fatalf("PATCH of an unknown presence id: %d %s, want 404 presence_not_found", r.Status, r.Body)
+		}
+	}
+
 	bDead.Store(true)
 	b.kill()
 	start := time.Now()
