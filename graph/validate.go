@@ -113,7 +113,7 @@ func (op *Op) validateDecoded() (*decodedPatch, *OpError) {
 		}
 		op.Edge = &e
 	case OpUpdateNode, OpUpdateEdge:
-		if !validID(op.ID) {
+		if !ValidID(op.ID) {
 			return nil, fieldErr("id", idRule)
 		}
 		p, m, ferr := validatePatch(op.Patch, op.Kind == OpUpdateEdge)
@@ -123,11 +123,11 @@ func (op *Op) validateDecoded() (*decodedPatch, *OpError) {
 		op.Patch = p
 		patch = m
 	case OpRemoveNode, OpRemoveEdge:
-		if !validID(op.ID) {
+		if !ValidID(op.ID) {
 			return nil, fieldErr("id", idRule)
 		}
 	case OpReset:
-		if op.SnapshotID != "" && !validID(op.SnapshotID) {
+		if op.SnapshotID != "" && !ValidID(op.SnapshotID) {
 			return nil, fieldErr("snapshot_id", idRule)
 		}
 		s, ferr := validateState(*op.State, "state")
@@ -139,7 +139,8 @@ func (op *Op) validateDecoded() (*decodedPatch, *OpError) {
 	return patch, nil
 }
 
-func validID(id string) bool {
+// ValidID reports whether id is a valid node or edge id (idRule).
+func ValidID(id string) bool {
 	if len(id) == 0 || len(id) > MaxIDLen {
 		return false
 	}
@@ -176,7 +177,7 @@ func checkCoord(f float64, path string) *OpError {
 
 // validateNode returns n normalised, with Data in fresh canonical bytes.
 func validateNode(n Node, path string) (Node, *OpError) {
-	if !validID(n.ID) {
+	if !ValidID(n.ID) {
 		return n, fieldErr(join(path, "id"), idRule)
 	}
 	if ferr := checkText(n.Kind, join(path, "kind")); ferr != nil {
@@ -200,16 +201,16 @@ func validateNode(n Node, path string) (Node, *OpError) {
 }
 
 func validateEdge(e Edge, path string) (Edge, *OpError) {
-	if !validID(e.ID) {
+	if !ValidID(e.ID) {
 		return e, fieldErr(join(path, "id"), idRule)
 	}
 	if ferr := checkText(e.Kind, join(path, "kind")); ferr != nil {
 		return e, ferr
 	}
-	if !validID(e.Source) {
+	if !ValidID(e.Source) {
 		return e, fieldErr(join(path, "source"), idRule)
 	}
-	if !validID(e.Target) {
+	if !ValidID(e.Target) {
 		return e, fieldErr(join(path, "target"), idRule)
 	}
 	if ferr := checkText(e.Label, join(path, "label")); ferr != nil {
@@ -339,7 +340,7 @@ func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *decodedPat
 			if !ok {
 				return nil, nil, fieldErr(path, "must be a string")
 			}
-			if !validID(s) {
+			if !ValidID(s) {
 				return nil, nil, fieldErr(path, idRule)
 			}
 		case "kind", "label":

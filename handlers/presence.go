@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/liveshare/liveshare/graph"
 	"github.com/liveshare/liveshare/room"
 )
 
@@ -27,7 +28,6 @@ const (
 	maxPresenceIDLen     = 64
 	maxPresenceSelection = 200
 	maxPresenceStatus    = 64
-	maxElementIDLen      = 128
 )
 
 // validPresenceID is DESIGN.md's presence id: 1–64 of [A-Za-z0-9_-].
@@ -38,20 +38,6 @@ func validPresenceID(id string) bool {
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validElementID is a node or edge id (DESIGN.md section 3).
-func validElementID(id string) bool {
-	if len(id) == 0 || len(id) > maxElementIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
 			return false
 		}
 	}
@@ -134,7 +120,7 @@ func (p presencePatch) apply(st room.PresenceState) (room.PresenceState, error) 
 				return st, problemf(http.StatusBadRequest, "invalid_request", "selection holds %d ids, more than %d", len(sel), maxPresenceSelection)
 			}
 			for i, id := range sel {
-				if !validElementID(id) {
+				if !graph.ValidID(id) {
 					return st, problemf(http.StatusBadRequest, "invalid_request", "selection[%d] %q is not an element id", i, truncate(id, 80))
 				}
 			}
