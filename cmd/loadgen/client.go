@@ -135,6 +135,28 @@ func (g *gen) metric(ctx context.Context, name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return seriesSum(data, name)
+}
+
+// memory reads the server's resident memory and Go heap in use, from one
+// read of its /metrics.
+func (g *gen) memory(ctx context.Context) (rss, heap float64, err error) {
+	data, err := g.must(ctx, http.StatusOK, "GET", "/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	if rss, err = seriesSum(data, "process_resident_memory_bytes"); err != nil {
+		return 0, 0, err
+	}
+	if heap, err = seriesSum(data, "go_memstats_heap_inuse_bytes"); err != nil {
+		return 0, 0, err
+	}
+	return rss, heap, nil
+}
+
+// seriesSum is the sum of the series called name (over their labels) in
+// a /metrics text.
+func seriesSum(data []byte, name string) (float64, error) {
 	var sum float64
 	found := false
 	sc := bufio.NewScanner(bytes.NewReader(data))

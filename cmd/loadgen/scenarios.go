@@ -302,11 +302,7 @@ func (g *gen) connections(ctx context.Context) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	rss0, err := g.metric(ctx, "process_resident_memory_bytes")
-	if err != nil {
-		return result{}, err
-	}
-	heap0, err := g.metric(ctx, "go_memstats_heap_inuse_bytes")
+	rss0, heap0, err := g.memory(ctx)
 	if err != nil {
 		return result{}, err
 	}
@@ -319,11 +315,7 @@ func (g *gen) connections(ctx context.Context) (result, error) {
 	case <-ctx.Done():
 		return result{}, ctx.Err()
 	}
-	rss1, err := g.metric(ctx, "process_resident_memory_bytes")
-	if err != nil {
-		return result{}, err
-	}
-	heap1, err := g.metric(ctx, "go_memstats_heap_inuse_bytes")
+	rss1, heap1, err := g.memory(ctx)
 	if err != nil {
 		return result{}, err
 	}

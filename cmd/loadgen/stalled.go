@@ -64,11 +64,7 @@ func (g *gen) stalled(ctx context.Context) (result, error) {
 	}
 	closeAll([]*stream{s})
 	time.Sleep(time.Second)
-	rss0, err := g.metric(ctx, "process_resident_memory_bytes")
-	if err != nil {
-		return result{}, err
-	}
-	heap0, err := g.metric(ctx, "go_memstats_heap_inuse_bytes")
+	rss0, heap0, err := g.memory(ctx)
 	if err != nil {
 		return result{}, err
 	}
@@ -83,11 +79,7 @@ func (g *gen) stalled(ctx context.Context) (result, error) {
 	rssPeak, heapPeak := rss0, heap0
 	var peakMiB atomic.Int64 // for the progress line, read on its goroutine
 	sample := func() (float64, error) {
-		rss, err := g.metric(ctx, "process_resident_memory_bytes")
-		if err != nil {
-			return 0, err
-		}
-		heap, err := g.metric(ctx, "go_memstats_heap_inuse_bytes")
+		rss, heap, err := g.memory(ctx)
 		if err != nil {
 			return 0, err
 		}
