@@ -257,11 +257,33 @@ func (p *browserPage) screenshot(name string) string {
 }
 
 // center is the viewport position of the middle of what sel selects.
+// center is the middle of sel on the screen, once it stayed put over two
+// animation frames: the page draws once per frame, and a click aimed while
+// a redraw (a Fit after the graph arrived) is about to move the element
+// lands where it used to be.
 func (p *browserPage) center(sel string) (float64, float64) {
 	p.t.Helper()
 	var c struct{ X, Y float64 }
-	p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return null;
-		const r = e.getBoundingClientRect(); return {X: r.left + r.width / 2, Y: r.top + r.height / 2}; })()`, sel), &c)
+	js := fmt.Sprintf(`new Promise(resolve => {
+		const at = () => { const e = document.querySelector(%q); if (!e) return null;
+			const r = e.getBoundingClientRect(); return {X: r.left + r.width / 2, Y: r.top + r.height / 2}; };
+		let last = at(), frames = 0;
+		const next = () => requestAnimationFrame(() => requestAnimationFrame(() => {
+			const now = at();
+			if (++frames >= 60 || now && last && now.X === last.X && now.Y === last.Y) { resolve(now); return; }
+			last = now; next();
+		}));
+		next();
+	})`, sel)
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("%s: where is %s: %v", p.name, sel, err)
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		p.t.Fatalf("%s: where is %s: decode %s: %v", p.name, sel, raw, err)
+	}
 	if c.X == 0 && c.Y == 0 {
 		p.t.Fatalf("%s: %s is not on the page\n%s", p.name, sel, p.dump())
 	}
