@@ -663,8 +663,7 @@ func TestBrowserColumnsKeepTheirFields(t *testing.T) {
 	defer p.assertLocal(srv.URL)
 	p.do(chromedp.Navigate(srv.URL + "/?room=" + rm.ID + "&name=cora"))
 	browserConverge(t, srv, rm.ID, p)
-	p.click(p.nodeSel("people"))
-	p.waitJS("the form", `!document.getElementById('node-form').hidden`)
+	p.clickUntil(p.nodeSel("people"), "the form", `!document.getElementById('node-form').hidden`)
 	var text string
 	p.eval(`document.getElementById('node-columns').value`, &text)
 	if text != "id uuid\n\"first name\" text" {

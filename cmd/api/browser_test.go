@@ -198,6 +198,30 @@ func (p *browserPage) eval(js string, out any) {
 	}
 }
 
+// clickUntil clicks sel until the JavaScript expression is truthy, a few
+// times: under CI's full parallel load a click on a table was seen to
+// select nothing (no presence PATCH followed it, the page otherwise
+// alive; cause not found), and tests that only need the selection as a
+// step should not fail on that. Tests of clicking itself use click.
+func (p *browserPage) clickUntil(sel, what, expr string) {
+	p.t.Helper()
+	for try := 1; ; try++ {
+		p.click(sel)
+		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+			chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(5*time.Second)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if try == 3 {
+			p.waitJS(what, expr) // fails with the page's state
+			return
+		}
+		p.t.Logf("%s: %s not there %d s after a click on %s; clicking again", p.name, what, 5, sel)
+	}
+}
+
 // waitJS waits until the JavaScript expression is truthy.
 func (p *browserPage) waitJS(what, expr string) {
 	p.t.Helper()
