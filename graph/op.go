@@ -76,7 +76,11 @@ func fieldErr(field, format string, args ...any) *OpError {
 // A JSON null is treated as an absent field. The error is an *OpError with
 // Index 0; callers decoding a batch set Index.
 func ParseOp(data []byte) (Op, error) {
-	op, ferr := parseOp(data)
+	op, ok := fastParseOp(data)
+	var ferr *OpError
+	if !ok {
+		op, ferr = parseOp(data)
+	}
 	if ferr != nil {
 		ferr.Op = op.Kind
 		return Op{}, ferr

@@ -287,9 +287,12 @@ var (
 // graph and returns it canonical.
 func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *decodedPatch, *OpError) {
 	// Numbers are checked per member below, so errors name the member.
-	v, err := decodeJSON(raw)
-	if err != nil {
-		return nil, nil, fieldErr("patch", "%s", err.Error())
+	v, canonical := decodeCanonical(raw)
+	if !canonical {
+		var err error
+		if v, err = decodeJSON(raw); err != nil {
+			return nil, nil, fieldErr("patch", "%s", err.Error())
+		}
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -306,56 +309,55 @@ func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *decodedPat
 	sort.Strings(keys)
 	for _, k := range keys {
 		val := m[k]
-		path := "patch." + k
 		if !contains(allowed, k) {
-			return nil, nil, fieldErr(path, "unknown field")
+			return nil, nil, fieldErr("patch."+k, "unknown field")
 		}
 		if k == "data" {
 			if val == nil {
 				continue
 			}
 			if _, ok := val.(map[string]any); !ok {
-				return nil, nil, fieldErr(path, "must be a JSON object or null")
+				return nil, nil, fieldErr("patch."+k, "must be a JSON object or null")
 			}
 			if err := checkNumbers(val); err != nil {
-				return nil, nil, fieldErr(path, "%s", err.Error())
+				return nil, nil, fieldErr("patch."+k, "%s", err.Error())
 			}
 			continue
 		}
 		if val == nil {
-			return nil, nil, fieldErr(path, "cannot be removed (null)")
+			return nil, nil, fieldErr("patch."+k, "cannot be removed (null)")
 		}
 		switch k {
 		case "x", "y":
 			num, ok := val.(json.Number)
 			if !ok {
-				return nil, nil, fieldErr(path, "must be a number")
+				return nil, nil, fieldErr("patch."+k, "must be a number")
 			}
 			f, err := strconv.ParseFloat(string(num), 64)
 			if err != nil || math.IsInf(f, 0) {
-				return nil, nil, fieldErr(path, "must be a finite number (%s is out of range)", string(num))
+				return nil, nil, fieldErr("patch."+k, "must be a finite number (%s is out of range)", string(num))
 			}
 		case "id", "source", "target":
 			s, ok := val.(string)
 			if !ok {
-				return nil, nil, fieldErr(path, "must be a string")
+				return nil, nil, fieldErr("patch."+k, "must be a string")
 			}
 			if !ValidID(s) {
-				return nil, nil, fieldErr(path, idRule)
+				return nil, nil, fieldErr("patch."+k, idRule)
 			}
 		case "kind", "label":
 			s, ok := val.(string)
 			if !ok {
-				return nil, nil, fieldErr(path, "must be a string")
+				return nil, nil, fieldErr("patch."+k, "must be a string")
 			}
-			if ferr := checkText(s, path); ferr != nil {
+			if ferr := checkText(s, "patch."+k); ferr != nil {
 				return nil, nil, ferr
 			}
 		}
 	}
 	// A patch already in canonical form (every logged op's, and a
 	// well-behaved client's) is what Marshal would write of it.
-	if isCanonicalObject(raw) {
+	if canonical {
 		return bytes.Clone(raw), &decodedPatch{keys: keys, m: m}, nil
 	}
 	b, err := json.Marshal(m)
@@ -397,6 +399,9 @@ func slowCanonicalData(raw json.RawMessage) (json.RawMessage, error) {
 // rejects numbers that would become infinite in float64, as JavaScript
 // clients would read them.
 func decodeValue(raw []byte) (any, error) {
+	if v, ok := decodeCanonical(raw); ok {
+		return v, nil // canonical numbers are finite
+	}
 	v, err := decodeJSON(raw)
 	if err != nil {
 		return nil, err
