@@ -11,3 +11,17 @@ func SealSnapshot(k *Keyring, roomID, id string, version int64, data []byte) ([]
 	sealed, _, err := k.forRoom(roomID).seal(data, snapshotAD(roomID, id, version))
 	return sealed, err
 }
+
+// HoldWriteTurn takes the SQLite store's turn to write until release is
+// called, so that commits queue behind it (tests of shared commits).
+func HoldWriteTurn(s *Store) (release func()) {
+	s.writeGate <- struct{}{}
+	return func() { <-s.writeGate }
+}
+
+// QueuedCommits is how many SQLite group commits wait for the next batch.
+func QueuedCommits(s *Store) int {
+	s.batch.mu.Lock()
+	defer s.batch.mu.Unlock()
+	return len(s.batch.queue)
+}

@@ -179,6 +179,17 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 				return s.appendPostgres(ctx, id, a, rows, res, tx)
 			})
 		}
+	} else if len(rows.audits) == 0 {
+		// Rooms committing at the same time share a transaction and its
+		// flush (sqliteBatch).
+		err = s.commitSQLite(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+			if len(rows.keys) > 0 {
+				if err := s.clearExpiredKeys(ctx, tx, id, rows.keys, now); err != nil {
+					return err
+				}
+			}
+			return s.appendSQLite(ctx, tx, id, a, rows, res)
+		})
 	} else {
 		err = s.transact(ctx, func(tx *sqlx.Tx) error {
 			if len(rows.keys) > 0 {

@@ -155,6 +155,9 @@ type Store struct {
 	// when first used (sqliteStmt).
 	sqliteMu    sync.Mutex
 	sqliteStmts map[int]*sqlx.Stmt
+	// batch gathers SQLite group commits of different rooms into one
+	// transaction.
+	batch sqliteBatch
 
 	// keys seal and open payloads (nil: nothing is sealed).
 	keys *Keyring
@@ -358,6 +361,7 @@ func (s *Store) Dialect() string { return s.dialect }
 
 // Close closes the prepared statements and the database connections.
 func (s *Store) Close() error {
+	s.batch.wg.Wait()
 	var errs []error
 	stmts := []*sqlx.Stmt{s.appendStmt, s.notifyStmt, s.versionStmt}
 	s.sqliteMu.Lock()
