@@ -32,7 +32,9 @@ func TestSQLiteRoomsShareACommit(t *testing.T) {
 		a    store.Append
 		want func(store.AppendResult, error) bool
 	}
-	ok := func(res store.AppendResult, err error) bool { return err == nil && res.Version == 2 && res.Applied == 1 }
+	ok := func(res store.AppendResult, err error) bool {
+		return err == nil && res.Version == 2 && res.Applied == 1
+	}
 	calls := []call{
 		{"lead (taken before the others queue)", store.Append{RoomID: ids[0], ExpectedVersion: 1, Writes: []store.AppendWrite{{Ops: makeOps("a", 1)}}}, ok},
 		{"accepted", store.Append{RoomID: ids[1], ExpectedVersion: 1, Writes: []store.AppendWrite{{Ops: makeOps("b", 1), IdempotencyKey: "kb"}}}, ok},
