@@ -2,6 +2,7 @@ package graph
 
 import (
 	"encoding/json"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -337,4 +338,109 @@ func (d *canonicalDecoder) value(depth int) (any, bool) {
 		return n, true
 	}
 	return nil, false
+}
+
+// MarshalOp encodes op exactly as json.Marshal does, without reflection
+// for an op in the usual shape (plain strings, canonical patch and data,
+// coordinates json.Marshal writes without an exponent, no reset state);
+// anything else goes through json.Marshal. The sequencer encodes every op
+// it commits.
+func MarshalOp(op *Op) ([]byte, error) {
+	if b, ok := appendOp(make([]byte, 0, 128), op); ok {
+		return b, nil
+	}
+	return json.Marshal(op)
+}
+
+func appendOp(b []byte, op *Op) ([]byte, bool) {
+	if op.State != nil {
+		return nil, false
+	}
+	ok := true
+	b = append(b, `{"op":`...)
+	b, ok = appendPlainString(b, string(op.Kind))
+	if op.ID != "" && ok {
+		b = append(b, `,"id":`...)
+		b, ok = appendPlainString(b, op.ID)
+	}
+	if op.Node != nil && ok {
+		n := op.Node
+		b = append(b, `,"node":{"id":`...)
+		b, ok = appendPlainString(b, n.ID)
+		b = append(b, `,"kind":`...)
+		b, ok = appendPlainStringIf(b, n.Kind, ok)
+		b = append(b, `,"label":`...)
+		b, ok = appendPlainStringIf(b, n.Label, ok)
+		b = append(b, `,"x":`...)
+		b, ok = appendFloatIf(b, n.X, ok)
+		b = append(b, `,"y":`...)
+		b, ok = appendFloatIf(b, n.Y, ok)
+		b = append(b, `,"data":`...)
+		b, ok = appendRawIf(b, n.Data, ok)
+		b = append(b, '}')
+	}
+	if op.Edge != nil && ok {
+		e := op.Edge
+		b = append(b, `,"edge":{"id":`...)
+		b, ok = appendPlainString(b, e.ID)
+		for _, f := range [...]struct{ name, v string }{{`,"kind":`, e.Kind}, {`,"source":`, e.Source}, {`,"target":`, e.Target}, {`,"label":`, e.Label}} {
+			b = append(b, f.name...)
+			b, ok = appendPlainStringIf(b, f.v, ok)
+		}
+		b = append(b, `,"data":`...)
+		b, ok = appendRawIf(b, e.Data, ok)
+		b = append(b, '}')
+	}
+	if len(op.Patch) > 0 && ok {
+		b = append(b, `,"patch":`...)
+		b, ok = appendRawIf(b, op.Patch, ok)
+	}
+	if op.SnapshotID != "" && ok {
+		b = append(b, `,"snapshot_id":`...)
+		b, ok = appendPlainString(b, op.SnapshotID)
+	}
+	return append(b, '}'), ok
+}
+
+// appendPlainString writes s quoted when json.Marshal would write it byte
+// for byte (nothing it escapes); ok is false otherwise.
+func appendPlainString(b []byte, s string) ([]byte, bool) {
+	c := canonicalScanner{b: append(append(b, '"'), s...), i: len(b)}
+	c.b = append(c.b, '"')
+	if _, ok := c.str(); !ok || c.i != len(c.b) {
+		return b, false
+	}
+	return c.b, true
+}
+
+func appendPlainStringIf(b []byte, s string, ok bool) ([]byte, bool) {
+	if !ok {
+		return b, false
+	}
+	return appendPlainString(b, s)
+}
+
+// appendFloatIf writes f as json.Marshal does when that needs no exponent.
+func appendFloatIf(b []byte, f float64, ok bool) ([]byte, bool) {
+	if abs := math.Abs(f); !ok || math.IsNaN(f) || math.IsInf(f, 0) || (abs != 0 && (abs < 1e-6 || abs >= 1e21)) {
+		return b, false
+	}
+	return strconv.AppendFloat(b, f, 'f', -1, 64), true
+}
+
+// appendRawIf writes raw when it is canonical (json.Marshal writes a
+// json.RawMessage compacted and HTML-escaped, which leaves canonical JSON
+// as it is); nil is null.
+func appendRawIf(b []byte, raw json.RawMessage, ok bool) ([]byte, bool) {
+	if !ok {
+		return b, false
+	}
+	if raw == nil {
+		return append(b, "null"...), true
+	}
+	c := canonicalScanner{b: raw}
+	if !c.value(0) || c.i != len(raw) {
+		return b, false
+	}
+	return append(b, raw...), true
 }

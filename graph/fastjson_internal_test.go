@@ -1,6 +1,8 @@
 package graph
 
 import (
+	"bytes"
+	"encoding/json"
 	"reflect"
 	"testing"
 )
@@ -54,6 +56,12 @@ func checkFastPaths(t *testing.T, b []byte) {
 			t.Fatalf("%q: fast path decoded\n%#v\nparseOp decoded\n%#v", b, fast, slow)
 		}
 	}
+	if op, ferr := parseOp(b); ferr == nil {
+		checkMarshalOp(t, op)
+		if op.validate() == nil {
+			checkMarshalOp(t, op) // normalised: canonical data, and so on
+		}
+	}
 	if fast, ok := decodeCanonical(b); ok {
 		slow, err := decodeJSON(b)
 		if err != nil {
@@ -61,6 +69,27 @@ func checkFastPaths(t *testing.T, b []byte) {
 		}
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("%q: decodeCanonical decoded %#v, decodeJSON %#v", b, fast, slow)
+		}
+	}
+}
+
+func checkMarshalOp(t *testing.T, op Op) {
+	t.Helper()
+	want, werr := json.Marshal(op)
+	got, gerr := MarshalOp(&op)
+	if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
+		t.Fatalf("MarshalOp(%#v) = %s, %v; json.Marshal = %s, %v", op, got, gerr, want, werr)
+	}
+}
+
+func TestMarshalOpTakesTheUsualShapeItself(t *testing.T) {
+	for _, s := range fastPathSeeds[:5] {
+		op, err := ParseOp([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := appendOp(nil, &op); !ok {
+			t.Errorf("%s: MarshalOp left the usual shape to json.Marshal", s)
 		}
 	}
 }

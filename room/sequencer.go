@@ -88,7 +88,7 @@ func (r *Room) Apply(ctx context.Context, w Write) (WriteResult, error) {
 	// sequencer that every writer of the room waits on.
 	raw := make([]json.RawMessage, len(w.Ops))
 	for i := range w.Ops {
-		b, err := json.Marshal(w.Ops[i])
+		b, err := graph.MarshalOp(&w.Ops[i])
 		if err != nil {
 			return WriteResult{}, fmt.Errorf("encode op %d for room %s: %w", i, r.id, err)
 		}
