@@ -395,11 +395,14 @@ func TestBrowserUndoExportImport(t *testing.T) {
 	start := browserConverge(t, srv, rm.ID, p)
 
 	// A move (arrow key), then a delete of users, which takes its relation.
-	p.click(p.nodeSel("users"))
+	// The keys act on the selection: each click is retried until users is
+	// selected (clickUntil says why).
+	usersSelected := `!document.getElementById('node-form').hidden && document.getElementById('node-form').dataset.id === 'users'`
+	p.clickUntil(p.nodeSel("users"), "users selected", usersSelected)
 	p.do(chromedp.Focus(chromedp.ID("canvas")))
 	p.key(kb.ArrowRight) // 10 to the right
 	p.waitJS("moved", `window.liveshare.state().nodes.find(n => n.id === 'users').x === 50`)
-	p.click(p.nodeSel("users"))
+	p.clickUntil(p.nodeSel("users"), "users selected", usersSelected)
 	p.key(kb.Delete)
 	p.waitJS("deleted", `window.liveshare.state().nodes.length === 1 && window.liveshare.state().edges.length === 0`)
 
