@@ -508,7 +508,7 @@ func TestBrowserCollaboration(t *testing.T) {
 	a.do(chromedp.SetValue(chromedp.ID("node-label"), "orders"))
 	a.key(kb.Enter)
 	a.waitJS("orders renamed", fmt.Sprintf(`window.liveshare.state().nodes.find(n => n.id === %q).label === 'orders'`, orders))
-	a.click(a.nodeSel(orders))
+	a.clickUntil(a.nodeSel(orders), "orders selected", fmt.Sprintf(`document.getElementById('node-form').dataset.id === %q && !document.getElementById('node-form').hidden`, orders))
 	a.key("c")
 	a.click(a.nodeSel(users))
 	a.waitJS("the edge", `window.liveshare.state().edges.length === 1`)
@@ -539,7 +539,7 @@ func TestBrowserCollaboration(t *testing.T) {
 	b.waitJS("the edge selected", `!document.getElementById('edge-form').hidden`)
 	b.key(kb.Delete)
 	a.waitJS("the edge gone in A", fmt.Sprintf(`window.liveshare.state().edges.length === 1 && !document.querySelector('g.edge[data-id=%q]')`, edge["id"]))
-	b.click(b.nodeSel(users))
+	b.clickUntil(b.nodeSel(users), "users selected", fmt.Sprintf(`document.getElementById('node-form').dataset.id === %q && !document.getElementById('node-form').hidden`, users))
 	b.key(kb.Delete)
 	// Its other relation goes with it.
 	a.waitJS("users gone in A", fmt.Sprintf(`!document.querySelector('g.node[data-id=%q]') && !document.querySelector('g.edge') &&
