@@ -63,6 +63,29 @@ func putStreamEncoder(e *streamEncoder) {
 	}
 }
 
+// wakeNetworkPoller makes sure a thread is left polling the network before
+// the caller computes for a long time without blocking, as EncodeFrozen
+// does for about a hundred milliseconds on a 100k-element room.
+//
+// A snapshot's goroutine usually comes to the encode straight from a wait:
+// a database answer (the registry's read of the newest snapshot) or the
+// scheduler's timer. Either was delivered by the thread blocked polling the
+// network (timers wake it too), which
+// then took an idle processor (P) and ran the goroutine itself, without
+// starting another thread to poll in its place (runtime.findRunnable). With
+// that goroutine encoding on one P and the other P idle, nothing polls the
+// network until sysmon does, when nobody has for 10 ms; the room's writers,
+// whose database answers have arrived, wait for that poll. On two cores
+// this was one write of about 11 ms at the start of nearly every snapshot
+// of a large room on PostgreSQL (docs/BENCHMARKS.md, "Issue 12"; sysmon's
+// 10 ms poll as the only remaining chance is described in golang/go#51651).
+//
+// Starting a goroutine wakes an idle P (runtime.wakep): its thread runs
+// the empty goroutine, finds nothing else to do, and goes back to blocking
+// in the network poller, which then wakes the writers as their answers
+// arrive. The goroutine ends at once; it needs no owner to stop it.
+func wakeNetworkPoller() { go func() {}() }
+
 // appendWriter is an io.Writer appending to b.
 type appendWriter struct{ b []byte }
 
@@ -84,6 +107,7 @@ func EncodeFrozen(f *graph.Frozen, version int64) ([]byte, error) {
 	if version < 0 {
 		return nil, fmt.Errorf("snapshot: negative version %d", version)
 	}
+	wakeNetworkPoller()
 	size := frozenPayloadSize(f, version)
 	enc, err := getStreamEncoder()
 	if err != nil {
