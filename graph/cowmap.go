@@ -128,7 +128,7 @@ func (m *cowMap[V]) len() int { return m.n }
 // and makes every later write copy the shard it writes to first.
 func (m *cowMap[V]) freeze() frozenMap[V] {
 	m.gen++
-	return frozenMap[V]{n: m.n, shards: slices.Clone(m.shards)}
+	return frozenMap[V]{seed: m.seed, n: m.n, shards: slices.Clone(m.shards)}
 }
 
 // clone returns an independent map: writes to either are invisible to the
@@ -147,8 +147,57 @@ func (m *cowMap[V]) clone() cowMap[V] {
 // written again, so it may be read from any goroutine. (Graph.view makes
 // one of the live shards, read at once under the graph's owner's lock.)
 type frozenMap[V any] struct {
+	seed   maphash.Seed
 	n      int
 	shards []*cowShard[V]
+}
+
+// get is cowMap.get of the map as it was at the freeze.
+func (f frozenMap[V]) get(id string) (V, bool) {
+	i := 0
+	if len(f.shards) > 1 {
+		i = int(maphash.String(f.seed, id) % cowShards)
+	}
+	v, ok := f.shards[i].m[id]
+	return v, ok
+}
+
+// sortedIDs returns the map's ids in ascending order: 16 bytes an element,
+// where copying the values out to sort them would cost the whole value.
+func (f frozenMap[V]) sortedIDs() []string {
+	ids := make([]string, 0, f.n)
+	for _, sh := range f.shards {
+		for id := range sh.m {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// byID yields the map's entries in ascending id order.
+func (f frozenMap[V]) byID() iter.Seq[V] {
+	return func(yield func(V) bool) {
+		for _, id := range f.sortedIDs() {
+			v, _ := f.get(id)
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
+
+// values yields the map's values in no particular order.
+func (f frozenMap[V]) values() iter.Seq[V] {
+	return func(yield func(V) bool) {
+		for _, sh := range f.shards {
+			for _, v := range sh.m {
+				if !yield(v) {
+					return
+				}
+			}
+		}
+	}
 }
 
 func (f frozenMap[V]) all() iter.Seq2[string, V] {

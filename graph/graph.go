@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
 	"sort"
 )
@@ -185,8 +186,8 @@ func (g *Graph) Elements() State {
 // view is the graph's elements as they are now, for reading them at once
 // without freezing the graph.
 func (g *Graph) view() *Frozen {
-	return &Frozen{nodes: frozenMap[Node]{n: g.nodes.n, shards: g.nodes.shards},
-		edges: frozenMap[Edge]{n: g.edges.n, shards: g.edges.shards}}
+	return &Frozen{nodes: frozenMap[Node]{seed: g.nodes.seed, n: g.nodes.n, shards: g.nodes.shards},
+		edges: frozenMap[Edge]{seed: g.edges.seed, n: g.edges.n, shards: g.edges.shards}}
 }
 
 // Freeze returns a view of the graph's elements as they are now, which
@@ -211,16 +212,39 @@ type Frozen struct {
 // ElementCount is nodes plus edges.
 func (f *Frozen) ElementCount() int { return f.nodes.n + f.edges.n }
 
+// NodeCount is the number of nodes in the view.
+func (f *Frozen) NodeCount() int { return f.nodes.n }
+
+// EdgeCount is the number of edges in the view.
+func (f *Frozen) EdgeCount() int { return f.edges.n }
+
+// Nodes yields the view's nodes in no particular order without copying
+// them out first; their Data bytes are shared with the graph (which never
+// modifies them in place) and must not be modified.
+func (f *Frozen) Nodes() iter.Seq[Node] { return f.nodes.values() }
+
+// Edges is Nodes for the edges.
+func (f *Frozen) Edges() iter.Seq[Edge] { return f.edges.values() }
+
+// NodesByID yields the view's nodes in ascending id order, as State orders
+// them, sharing their Data as Nodes does. It sorts the ids only (16 bytes a
+// node) and looks each node up as it goes, so that a snapshot of a large
+// room is written in order without a sorted copy of all its elements.
+func (f *Frozen) NodesByID() iter.Seq[Node] { return f.nodes.byID() }
+
+// EdgesByID is NodesByID for the edges.
+func (f *Frozen) EdgesByID() iter.Seq[Edge] { return f.edges.byID() }
+
 // Elements returns the view's nodes and edges in no particular order,
 // sharing their Data bytes with the graph (which never modifies them in
 // place): the cheapest copy there is. Callers must not modify the Data
 // bytes; Sort orders the result.
 func (f *Frozen) Elements() State {
 	s := State{Nodes: make([]Node, 0, f.nodes.n), Edges: make([]Edge, 0, f.edges.n)}
-	for _, n := range f.nodes.all() {
+	for n := range f.nodes.values() {
 		s.Nodes = append(s.Nodes, n)
 	}
-	for _, e := range f.edges.all() {
+	for e := range f.edges.values() {
 		s.Edges = append(s.Edges, e)
 	}
 	return s

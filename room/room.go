@@ -167,7 +167,7 @@ func (r *Room) Version() int64 {
 
 // State returns a copy of the room's graph and the version it is at.
 func (r *Room) State() (graph.State, int64) {
-	view, version := r.freeze()
+	view, version := r.Freeze()
 	return view.State(), version
 }
 
@@ -178,15 +178,16 @@ func (r *Room) State() (graph.State, int64) {
 // elements are copied out of the frozen view after the lock is released, so
 // the sequencer never waits for a copy of a large room.
 func (r *Room) Capture() (graph.State, int64) {
-	view, version := r.freeze()
+	view, version := r.Freeze()
 	return view.Elements(), version
 }
 
-// freeze returns a view of the room's graph that later writes never change,
-// and its version. Freezing changes the graph's bookkeeping (its next
-// writes copy the pieces they touch first), so it takes the lock exclusively,
-// for a few hundred pointer copies.
-func (r *Room) freeze() (*graph.Frozen, int64) {
+// Freeze returns a view of the room's graph that later writes never change,
+// and its version: what a snapshot encodes straight from, without copying
+// the elements out (see graph.Frozen). Freezing changes the graph's
+// bookkeeping (its next writes copy the pieces they touch first), so it
+// takes the lock exclusively, for a few hundred pointer copies.
+func (r *Room) Freeze() (*graph.Frozen, int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.g.Freeze(), r.version

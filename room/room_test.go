@@ -414,3 +414,33 @@ func TestWriterCatchesUpPastAPrunedLog(t *testing.T) {
 		}
 	})
 }
+
+// A frozen room keeps the state and version of its freeze while the room's
+// writers go on: a snapshot encodes exactly one committed version.
+func TestFreezeKeepsTheVersionItWasTakenAt(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		ctx := context.Background()
+		st := openStore(t, cfg)
+		m := room.NewManager(st, room.Options{})
+		id := mustRoom(t, st)
+		if _, err := m.Apply(ctx, id, room.Write{Ops: []graph.Op{addNode("a"), addNode("b")}}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := m.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantVersion := r.State()
+		view, version := r.Freeze()
+		if _, err := m.Apply(ctx, id, room.Write{Ops: []graph.Op{addNode("c"), {Kind: graph.OpRemoveNode, ID: "a"}}}); err != nil {
+			t.Fatal(err)
+		}
+		got := view.State()
+		if version != wantVersion || !got.Equal(want) {
+			t.Fatalf("frozen at version %d: %+v; want version %d: %+v", version, got, wantVersion, want)
+		}
+		if now, v := r.State(); v == version || len(now.Nodes) != 2 || now.Nodes[0].ID != "b" {
+			t.Fatalf("room after the freeze at version %d: %+v", v, now)
+		}
+	})
+}

@@ -120,6 +120,66 @@ func appendEdge(b []byte, e *graph.Edge) []byte {
 	return appendText(b, e.Target)
 }
 
+// cborNodeSize is exactly the number of bytes appendNode writes for n.
+func cborNodeSize(n *graph.Node) int {
+	size := 1 + 2 + textSize(len(n.ID)) + 2 + floatSize(n.X) + 2 + floatSize(n.Y) // head, "i", "x", "y"
+	if data := storedData(n.Data); len(data) != 0 {
+		size += 2 + textSize(len(data))
+	}
+	if n.Kind != "" {
+		size += 2 + textSize(len(n.Kind))
+	}
+	if n.Label != "" {
+		size += 2 + textSize(len(n.Label))
+	}
+	return size
+}
+
+// cborEdgeSize is exactly the number of bytes appendEdge writes for e.
+func cborEdgeSize(e *graph.Edge) int {
+	size := 1 + 2 + textSize(len(e.ID)) + 2 + textSize(len(e.Source)) + 2 + textSize(len(e.Target)) // head, "i", "s", "t"
+	if data := storedData(e.Data); len(data) != 0 {
+		size += 2 + textSize(len(data))
+	}
+	if e.Kind != "" {
+		size += 2 + textSize(len(e.Kind))
+	}
+	if e.Label != "" {
+		size += 2 + textSize(len(e.Label))
+	}
+	return size
+}
+
+func textSize(n int) int { return headSize(uint64(n)) + n }
+
+// headSize is the length of the head appendHead writes for n.
+func headSize(n uint64) int {
+	switch {
+	case n < 24:
+		return 1
+	case n <= math.MaxUint8:
+		return 2
+	case n <= math.MaxUint16:
+		return 3
+	case n <= math.MaxUint32:
+		return 5
+	default:
+		return 9
+	}
+}
+
+// floatSize is the length appendFloat writes for f.
+func floatSize(f float64) int {
+	f32 := float32(f)
+	if float64(f32) != f {
+		return 9
+	}
+	if _, ok := float16Bits(f32); ok {
+		return 3
+	}
+	return 5
+}
+
 // storedData is what a snapshot stores of Data: nothing (the key is left
 // out) for "{}" or absent.
 func storedData(d []byte) []byte {

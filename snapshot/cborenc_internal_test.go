@@ -141,3 +141,42 @@ func TestPropPayloadSizeHintIsAnUpperBound(t *testing.T) {
 		}
 	})
 }
+
+// cborNodeSize and cborEdgeSize are exactly what appendNode and appendEdge
+// write, with every string at each boundary of a CBOR head's size and
+// coordinates of each float width: EncodeFrozen declares the payload's size
+// up front from them.
+func TestPropElementSizesAreExact(t *testing.T) {
+	floats := []float64{0, math.Copysign(0, -1), 1, -1.5, 0.1, 65504, 65505, 65520, 1e300, -1e-300,
+		math.SmallestNonzeroFloat64, 5.960464477539063e-08, 6.103515625e-05, 6.097555160522461e-05,
+		3.4028234663852886e+38, 1.401298464324817e-45, 1e-7, 100000, 123.25}
+	str := func(t *rapid.T, label string) string {
+		return strings.Repeat("a", rapid.SampledFrom([]int{0, 1, 23, 24, 255, 256, 65535, 65536}).Draw(t, label))
+	}
+	data := func(t *rapid.T) json.RawMessage {
+		switch rapid.IntRange(0, 2).Draw(t, "data") {
+		case 0:
+			return nil
+		case 1:
+			return json.RawMessage(`{}`)
+		}
+		return json.RawMessage(str(t, "d"))
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		n := graph.Node{ID: str(t, "id"), Kind: str(t, "kind"), Label: str(t, "label"),
+			X: rapid.SampledFrom(floats).Draw(t, "x"), Y: rapid.Float64().Draw(t, "y"), Data: data(t)}
+		if got, want := cborNodeSize(&n), len(appendNode(nil, &n)); got != want {
+			t.Fatalf("cborNodeSize %d, appendNode wrote %d", got, want)
+		}
+		e := graph.Edge{ID: str(t, "id"), Kind: str(t, "kind"), Source: str(t, "s"), Target: str(t, "t"),
+			Label: str(t, "label"), Data: data(t)}
+		if got, want := cborEdgeSize(&e), len(appendEdge(nil, &e)); got != want {
+			t.Fatalf("cborEdgeSize %d, appendEdge wrote %d", got, want)
+		}
+		for _, v := range []uint64{0, 23, 24, 255, 256, 65535, 65536, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt64} {
+			if got, want := headSize(v), len(appendHead(nil, majorUint, v)); got != want {
+				t.Fatalf("headSize(%d) = %d, appendHead wrote %d", v, got, want)
+			}
+		}
+	})
+}

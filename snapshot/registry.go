@@ -195,8 +195,9 @@ func (reg *Registry) CachedBytes() int64 { return reg.cache.bytes() }
 // Take snapshots r now. Every trigger but manual and clear returns
 // ErrUnchanged for a room that did not move since its last snapshot. A
 // manual snapshot of a room whose version already has one returns
-// store.ErrSnapshotExists with a meta holding only that version. The room's writers wait only while its elements
-// are copied; sorting, encoding and storing happen outside its lock.
+// store.ErrSnapshotExists with a meta holding only that version. The room's
+// writers wait only while its graph is frozen (a few hundred pointer
+// copies); encoding and storing happen outside its lock.
 func (reg *Registry) Take(ctx context.Context, r *room.Room, trigger string) (store.SnapshotMeta, error) {
 	return reg.take(ctx, r, trigger, nil)
 }
@@ -231,10 +232,11 @@ func (reg *Registry) take(ctx context.Context, r *room.Room, trigger string, aud
 	if trigger != TriggerManual && trigger != TriggerClear && reg.checkpointDue(ctx, r.ID()) {
 		trigger = TriggerCheckpoint
 	}
-	state, version := r.Capture()
+	// The room's lock is held only to freeze its graph; the snapshot is
+	// written from the frozen view, in id order, beside the writers.
+	view, version := r.Freeze()
 	start := time.Now()
-	state.Sort()
-	data, err := Encode(state, version)
+	data, err := EncodeFrozen(view, version)
 	encodeTime := time.Since(start)
 	if err != nil {
 		reg.stats.Failures.Add(1)
@@ -248,7 +250,7 @@ func (reg *Registry) take(ctx context.Context, r *room.Room, trigger string, aud
 			"size_bytes", len(data), "max_bytes", reg.cfg.MaxBytes, "trigger", trigger)
 		return store.SnapshotMeta{}, fmt.Errorf("snapshot room %s: %d bytes: %w", r.ID(), len(data), ErrTooLarge)
 	}
-	n := store.NewSnapshot{RoomID: r.ID(), Version: version, ElementCount: int64(len(state.Nodes) + len(state.Edges)),
+	n := store.NewSnapshot{RoomID: r.ID(), Version: version, ElementCount: int64(view.ElementCount()),
 		Trigger: trigger, Format: FormatVersion, Data: data, Audit: audit}
 	var (
 		meta   store.SnapshotMeta
