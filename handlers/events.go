@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -56,16 +57,26 @@ const (
 	sseStreamBuffer = 16
 )
 
-// streams serves GET /rooms/{room}/events. Each stream is served by its
-// request's goroutine alone: it writes the start (snapshot or replay), then
-// takes the live queue, heartbeats and the end of the stream, writing every
-// batch with one flush (sseWriter). The position is read by us and replayed
+// streams serves GET /rooms/{room}/events. Each stream is served by one
+// goroutine alone: it writes the start (snapshot or replay), then takes the
+// live queue, heartbeats and the end of the stream, writing every batch
+// with one flush (sseWriter). Over HTTP/1.1 the stream takes its connection
+// over from net/http and that goroutine is its own (takeover.go);
+// otherwise it is the request's. The position is read by us and replayed
 // from our op log.
 type streams struct {
 	cfg       StreamConfig
 	rooms     *room.Manager
 	store     *store.Store
 	snapshots *snapshot.Registry
+
+	chunks *sync.Pool     // the write buffers of taken-over streams (connSink)
+	taken  sync.WaitGroup // the streams that took their connection over
+	// cut ends when WaitStreams gives up waiting: the taken-over streams'
+	// connections close. Each give-up cuts the streams open then.
+	cutMu  sync.Mutex
+	cut    context.Context
+	cutAll context.CancelFunc
 }
 
 func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store, snaps *snapshot.Registry) *streams {
@@ -78,7 +89,47 @@ func newStreams(cfg StreamConfig, rooms *room.Manager, st *store.Store, snaps *s
 	if cfg.Retry <= 0 {
 		cfg.Retry = 2 * time.Second
 	}
-	return &streams{cfg: cfg, rooms: rooms, store: st, snapshots: snaps}
+	s := &streams{cfg: cfg, rooms: rooms, store: st, snapshots: snaps, chunks: newChunkPool()}
+	s.cut, s.cutAll = context.WithCancel(context.Background())
+	return s
+}
+
+// cutContext is the context whose end cuts the taken-over streams open now.
+func (s *streams) cutContext() context.Context {
+	s.cutMu.Lock()
+	defer s.cutMu.Unlock()
+	return s.cut
+}
+
+// cutOpen closes the connections of the taken-over streams open now.
+func (s *streams) cutOpen() {
+	s.cutMu.Lock()
+	defer s.cutMu.Unlock()
+	s.cutAll()
+	s.cut, s.cutAll = context.WithCancel(context.Background())
+}
+
+// WaitStreams waits until every event stream that took its connection over
+// from net/http has ended: http.Server.Shutdown does not know of them.
+// Call it after Shutdown, once StreamConfig.Done is closed (the streams end
+// on it) and no request comes in any more. When ctx ends first, the
+// streams' connections are closed, the streams are waited for, and the
+// error says so.
+func (a *API) WaitStreams(ctx context.Context) error {
+	s := a.streams
+	done := make(chan struct{})
+	go func() {
+		s.taken.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.cutOpen()
+	<-done
+	return fmt.Errorf("event streams did not end in time; their connections were closed: %w", context.Cause(ctx))
 }
 
 // parsePosition reads the resume position from Last-Event-ID or
@@ -143,7 +194,7 @@ func (a *API) serveEvents(w http.ResponseWriter, r *http.Request) {
 		name = string([]rune(name)[:maxPresenceName])
 	}
 	changed := a.watchers.add(roomID)
-	defer a.watchers.remove(roomID, changed)
+	defer afterResponse(r.Context(), func() { a.watchers.remove(roomID, changed) })
 	a.streams.serve(w, r, name, &streamAuth{
 		expires: p.Expires, changed: changed, recheck: a.members.ttl,
 		allowed: func(ctx context.Context) (bool, error) {
@@ -182,32 +233,78 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request, name string, sa 
 		writeError(w, r, err)
 		return
 	}
-	defer join.Sub.Close()
 
 	log := loggerFrom(r.Context()).With("room_id", rm.ID(), "subscriber", join.Sub.User.ID)
-	start := time.Now()
-	s.cfg.Metrics.StreamOpened()
-	defer s.cfg.Metrics.StreamClosed()
-
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	st := &stream{s: s, rm: rm, join: join, pos: pos, log: log, auth: sa,
-		w: newSSEWriter(w, s.cfg.WriteTimeout, s.cfg.Retry, s.cfg.Metrics)}
-	log.Info("stream started", "position", pos, "version", join.Version, "name", join.Sub.User.Name)
-	if err := st.w.flush(); err == nil { // the first bytes go at once
-		st.run(r.Context())
-	} else {
-		st.reason = "write failed"
+	st := &stream{s: s, rm: rm, join: join, pos: pos, log: log, auth: sa}
+	if canTakeOver(w, r) {
+		conn, err := takeOver(w, s.chunks)
+		if err == nil {
+			reqCtx := r.Context()
+			s.taken.Add(1)
+			handOff(reqCtx, func() { s.serveTaken(reqCtx, st, conn) }, s.taken.Done)
+			return
+		}
+		log.Warn("event stream served through net/http", "err", err)
 	}
-	reason := st.reason
+	st.w = newSSEWriter(newResponseSink(w), s.cfg.WriteTimeout, s.cfg.Retry, s.cfg.Metrics)
+	w.WriteHeader(http.StatusOK)
+	st.serve(r.Context())
+}
+
+// serveTaken serves a stream on the connection it took over, on the
+// goroutine requestContext starts once the handler returned. The
+// request's context ends when the handler returns: the stream's keeps its
+// values and ends when the client closes the connection (a goroutine waits
+// for that), when the stream ends, or when WaitStreams gives up waiting.
+func (s *streams) serveTaken(reqCtx context.Context, p *stream, conn *connSink) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(reqCtx))
+	defer cancel()
+	stopCut := context.AfterFunc(s.cutContext(), func() { _ = conn.conn.Close() })
+	defer stopCut()
+	clean := false
+	closed := make(chan struct{})
+	defer func() {
+		// Also on a panic: the connection closes, which ends the goroutine
+		// waiting for the client.
+		conn.end(clean, s.cfg.WriteTimeout)
+		<-closed
+		takenOver(reqCtx).bytes = conn.bytes
+	}()
+	go func() {
+		defer close(closed)
+		defer cancel()
+		conn.awaitClose()
+	}()
+	p.w = newSSEWriter(conn, s.cfg.WriteTimeout, s.cfg.Retry, s.cfg.Metrics)
+	p.serve(ctx)
+	// A stream the server ended (shutdown, room deleted, token expired)
+	// ends its body; one whose client left or stopped taking writes does
+	// not.
+	clean = p.w.err == nil && ctx.Err() == nil
+}
+
+// serve sends the stream from its first bytes to its end, and logs both.
+func (p *stream) serve(ctx context.Context) {
+	defer p.join.Sub.Close()
+	start := time.Now()
+	p.s.cfg.Metrics.StreamOpened()
+	defer p.s.cfg.Metrics.StreamClosed()
+	p.log.Info("stream started", "position", p.pos, "version", p.join.Version, "name", p.join.Sub.User.Name)
+	if err := p.w.flush(); err == nil { // the first bytes go at once
+		p.run(ctx)
+	} else {
+		p.reason = "write failed"
+	}
+	reason := p.reason
 	if reason == "" {
 		reason = "client gone"
 	}
-	log.Info("stream ended", "duration", time.Since(start), "events", st.w.written, "reason", reason)
+	p.log.Info("stream ended", "duration", time.Since(start), "events", p.w.written, "reason", reason)
 }
 
 // onOwnStack runs f on a goroutine of its own and returns when f has.

@@ -242,7 +242,9 @@ func (a *API) limitStreams(next http.Handler) http.Handler {
 			writeProblem(w, r, p)
 			return
 		}
-		defer release()
+		// The slot is the stream's until it ends, after the handler
+		// returned when the stream took its connection over.
+		defer afterResponse(r.Context(), release)
 		next.ServeHTTP(w, r)
 	})
 }

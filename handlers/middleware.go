@@ -30,6 +30,9 @@ type requestInfo struct {
 	addr   string
 	caller caller
 	roomID string
+	// handoff is set when the request's event stream took its connection
+	// over: the stream goes on after the handlers return.
+	handoff *handoff
 }
 
 type requestInfoKey struct{}
@@ -75,7 +78,9 @@ func validRequestID(id string) bool {
 // requestContext gives every request an id (the caller's X-Request-Id when
 // it is sane, a new one otherwise), echoes it, and puts the request's
 // requestInfo into the context, with base, the logger whose lines name the
-// id (loggerFrom).
+// id (loggerFrom). When the request's event stream took its connection
+// over, it starts the rest of the stream once every handler and middleware
+// returned (handoff).
 func requestContext(base *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -88,6 +93,9 @@ func requestContext(base *slog.Logger) func(http.Handler) http.Handler {
 			w.Header()["X-Request-Id"] = []string{id}
 			info := &requestInfo{id: id, base: base}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+			if info.handoff != nil {
+				go info.handoff.run()
+			}
 		})
 	}
 }
@@ -121,7 +129,9 @@ func (h requestIDHandler) WithGroup(name string) slog.Handler {
 // records the request in m (nil: no metrics) by that pattern — never the
 // raw path, whose ids would make a series per room; requests no route
 // matched are recorded as "unmatched". One wrapper serves both. The line is
-// only built when its level is enabled.
+// only built when its level is enabled. An event stream that took its
+// connection over is logged and recorded when it ends, with its real
+// duration.
 func accessLog(m *metrics.Metrics) func(http.Handler) http.Handler {
 	var patterns routePatterns
 	return func(next http.Handler) http.Handler {
@@ -129,25 +139,34 @@ func accessLog(m *metrics.Metrics) func(http.Handler) http.Handler {
 			start := time.Now()
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r)
-			took := time.Since(start)
+			// Now: chi reuses its route context once the request returns.
+			route := patterns.of(chi.RouteContext(r.Context()))
+			if h := takenOver(r.Context()); h != nil {
+				h.ends = append(h.ends, func() { logRequest(m, r, route, http.StatusOK, h.bytes, time.Since(start)) })
+				return
+			}
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
 			}
-			ctx := r.Context()
-			route := patterns.of(chi.RouteContext(ctx))
-			if info := infoFrom(ctx); info != nil && info.base != nil && info.base.Enabled(ctx, slog.LevelInfo) {
-				loggerFrom(ctx).Info("request",
-					"method", r.Method, "path", r.URL.Path, "route", route,
-					"status", status, "bytes", ww.BytesWritten(), "duration", took)
-			}
-			if m != nil {
-				if route == "" {
-					route = "unmatched"
-				}
-				m.Request(route, r.Method, status, took)
-			}
+			logRequest(m, r, route, status, int64(ww.BytesWritten()), time.Since(start))
 		})
+	}
+}
+
+// logRequest writes a request's access line and records it in m.
+func logRequest(m *metrics.Metrics, r *http.Request, route string, status int, bytes int64, took time.Duration) {
+	ctx := r.Context()
+	if info := infoFrom(ctx); info != nil && info.base != nil && info.base.Enabled(ctx, slog.LevelInfo) {
+		loggerFrom(ctx).Info("request",
+			"method", r.Method, "path", r.URL.Path, "route", route,
+			"status", status, "bytes", bytes, "duration", took)
+	}
+	if m != nil {
+		if route == "" {
+			route = "unmatched"
+		}
+		m.Request(route, r.Method, status, took)
 	}
 }
 

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"errors"
-	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -14,8 +13,8 @@ import (
 )
 
 // sseWriter writes one stream's events in r3labs/sse's layout (sseframe),
-// straight into the response's buffer: shared event bytes are never copied
-// per stream. Everything written between two flushes goes out at the flush,
+// straight into its sink's buffer (the response's, or the taken-over
+// connection's): shared event bytes are never copied per stream. Everything written between two flushes goes out at the flush,
 // usually in one write(2), under one write deadline set when the first
 // event of the batch is written. It is used by the stream's own goroutine
 // only.
@@ -26,8 +25,7 @@ import (
 // cost the fan-out its CPU and a 10 MB snapshot event a copy per stream;
 // docs/BENCHMARKS.md has the measurement.
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
+	w       sseSink
 	timeout time.Duration
 	metrics *metrics.Metrics
 
@@ -41,26 +39,16 @@ type sseWriter struct {
 	written   int64       // events written since the stream began
 }
 
-func newSSEWriter(w http.ResponseWriter, timeout, retry time.Duration, m *metrics.Metrics) *sseWriter {
-	// The controller works on the innermost writer: middleware wrappers
-	// offer Flush without an error, which would hide a failed flush.
-	inner := w
-	for {
-		u, ok := inner.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			break
-		}
-		inner = u.Unwrap()
-	}
-	return &sseWriter{w: w, rc: http.NewResponseController(inner), timeout: timeout, metrics: m,
+func newSSEWriter(w sseSink, timeout, retry time.Duration, m *metrics.Metrics) *sseWriter {
+	return &sseWriter{w: w, timeout: timeout, metrics: m,
 		retry: strconv.AppendInt(nil, retry.Milliseconds(), 10)}
 }
 
 // arm sets the write deadline of the batch, once per flush: a write that
-// fills the response's buffer goes to the socket before the flush.
+// fills the sink's buffer goes to the socket before the flush.
 func (s *sseWriter) arm() {
 	if !s.armed {
-		_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+		_ = s.w.setWriteDeadline(time.Now().Add(s.timeout))
 		s.armed = true
 	}
 }
@@ -136,7 +124,7 @@ func (s *sseWriter) committedAt(t time.Time) {
 func (s *sseWriter) flush() error {
 	if s.err == nil {
 		s.arm()
-		s.err = s.rc.Flush()
+		s.err = s.w.flush()
 	}
 	s.armed = false
 	if s.err == nil {

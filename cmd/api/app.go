@@ -213,6 +213,11 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Warn("shutdown did not finish in time", "err", err)
 		_ = srv.Close()
 	}
+	// Streams that took their connection over from the server are not
+	// Shutdown's: wait for them too (they ended on streamsDone).
+	if err := handlerAPI.WaitStreams(shutdownCtx); err != nil {
+		a.log.Warn("event streams did not end in time", "err", err)
+	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
