@@ -19,9 +19,12 @@ func HoldWriteTurn(s *Store) (release func()) {
 	return func() { <-s.writeGate }
 }
 
-// QueuedCommits is how many SQLite group commits wait for the next batch.
+// QueuedCommits is how many group commits wait for the next batch.
 func QueuedCommits(s *Store) int {
 	s.batch.mu.Lock()
 	defer s.batch.mu.Unlock()
 	return len(s.batch.queue)
 }
+
+// BatchesInFlight is how many shared commits the store runs at once.
+func BatchesInFlight(s *Store) int { return s.sharedBatchesInFlight() }

@@ -168,7 +168,14 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 			return s.insertAudit(ctx, tx, rows.audits...)
 		})
 	} else if s.dialect == dialectPostgres {
-		err = s.appendPostgres(ctx, id, a, rows, res)
+		// Rooms committing at the same time share a transaction and its
+		// flush (sharedCommits); alone, the statement is the transaction.
+		err = s.commitShared(ctx, id, func(ctx context.Context, tx *sqlx.Tx) error {
+			if tx == nil {
+				return s.appendPostgres(ctx, id, a, rows, res)
+			}
+			return s.appendPostgres(ctx, id, a, rows, res, tx)
+		})
 		if isUniqueViolation(err) && len(rows.keys) > 0 {
 			// A key of the group is still recorded: expired (the statement
 			// does not replace those), or used by a racing writer.
@@ -181,8 +188,8 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 		}
 	} else if len(rows.audits) == 0 {
 		// Rooms committing at the same time share a transaction and its
-		// flush (sqliteBatch).
-		err = s.commitSQLite(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		// flush (sharedCommits).
+		err = s.commitShared(ctx, id, func(ctx context.Context, tx *sqlx.Tx) error {
 			if len(rows.keys) > 0 {
 				if err := s.clearExpiredKeys(ctx, tx, id, rows.keys, now); err != nil {
 					return err

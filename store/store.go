@@ -155,9 +155,9 @@ type Store struct {
 	// when first used (sqliteStmt).
 	sqliteMu    sync.Mutex
 	sqliteStmts map[int]*sqlx.Stmt
-	// batch gathers SQLite group commits of different rooms into one
-	// transaction.
-	batch sqliteBatch
+	// batch gathers group commits of different rooms into one
+	// transaction (sharedCommits).
+	batch sharedCommits
 
 	// keys seal and open payloads (nil: nothing is sealed).
 	keys *Keyring

@@ -2,23 +2,41 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
+
 	"github.com/liveshare/liveshare/store"
 	"github.com/liveshare/liveshare/store/storetest"
 )
 
-// TestSQLiteRoomsShareACommit: group commits of different rooms that queue
-// while one is in flight commit in one SQLite transaction, and each still
-// gets its own outcome: a moved version, a used key or a missing room
-// refuses that group alone, and changes nothing of it, while its
-// neighbours commit.
-func TestSQLiteRoomsShareACommit(t *testing.T) {
+// TestRoomsShareACommit: group commits of different rooms that queue
+// while one is in flight commit in one transaction, and each still gets
+// its own outcome: a moved version, a used key or a missing room refuses
+// that group alone, and changes nothing of it, while its neighbours
+// commit. On PostgreSQL a used key fails its statement, which ends the
+// shared transaction: each group is then committed alone, with the same
+// outcomes; without one, the accepted groups' ops are written by one
+// transaction.
+func TestRoomsShareACommit(t *testing.T) {
 	t.Parallel()
-	s := mustOpen(t, storetest.Config(t, "sqlite"))
+	storetest.Dialects(t, func(t *testing.T, cfg store.Config) {
+		for _, usedKey := range []bool{true, false} {
+			name := "without a used key"
+			if usedKey {
+				name = "with a used key"
+			}
+			t.Run(name, func(t *testing.T) { testRoomsShareACommit(t, cfg, usedKey) })
+		}
+	})
+}
+
+func testRoomsShareACommit(t *testing.T, cfg store.Config, usedKey bool) {
+	s := mustOpen(t, cfg)
 	ctx := context.Background()
 	ids := make([]string, 5)
 	for i := range ids {
@@ -49,23 +67,37 @@ func TestSQLiteRoomsShareACommit(t *testing.T) {
 			func(_ store.AppendResult, err error) bool { return errors.Is(err, store.ErrNotFound) }},
 		{"accepted after the refusals", store.Append{RoomID: ids[4], ExpectedVersion: 1, Writes: []store.AppendWrite{{Ops: makeOps("f", 1)}}}, ok},
 	}
+	wantVersion := []int64{2, 2, 1, 1, 2}
+	if !usedKey {
+		calls[3].a.Writes[0].IdempotencyKey = "kd"
+		calls[3].want, wantVersion[3] = ok, 2
+	}
 
-	release := store.HoldWriteTurn(s)
+	// The leads (one per batch that may be in flight) wait for their turn
+	// (SQLite) or their rooms' rows (PostgreSQL); the rest queue behind
+	// them and are committed together after them.
+	leads := store.BatchesInFlight(s)
+	var release func()
+	if cfg.DatabaseURL == "" {
+		release = store.HoldWriteTurn(s)
+	} else {
+		release = storetest.HoldLocks(t, cfg, "SELECT 1 FROM rooms WHERE id IN ('"+ids[0]+"', '"+ids[1]+"') FOR NO KEY UPDATE")
+	}
 	var wg sync.WaitGroup
 	results := make([]store.AppendResult, len(calls))
 	errs := make([]error, len(calls))
 	start := func(i int) {
 		wg.Go(func() { results[i], errs[i] = s.AppendOps(ctx, calls[i].a) })
 	}
-	// The first call leads: it waits for the turn with its own job alone;
-	// the rest queue behind it and are committed together after it.
-	start(0)
-	waitFor(t, "the leader to wait for its turn", func() bool { return store.QueuedCommits(s) == 0 })
-	time.Sleep(20 * time.Millisecond) // let it reach the turn
-	for i := 1; i < len(calls); i++ {
+	for i := range leads {
+		start(i)
+		waitFor(t, "a lead to take its job", func() bool { return store.QueuedCommits(s) == 0 })
+		time.Sleep(20 * time.Millisecond) // let it reach the wait
+	}
+	for i := leads; i < len(calls); i++ {
 		start(i)
 	}
-	waitFor(t, "five commits to queue", func() bool { return store.QueuedCommits(s) == len(calls)-1 })
+	waitFor(t, "the other commits to queue", func() bool { return store.QueuedCommits(s) == len(calls)-leads })
 	release()
 	wg.Wait()
 
@@ -74,7 +106,6 @@ func TestSQLiteRoomsShareACommit(t *testing.T) {
 			t.Errorf("%s: got %+v, %v", c.name, results[i], errs[i])
 		}
 	}
-	wantVersion := []int64{2, 2, 1, 1, 2}
 	for i, id := range ids {
 		v, _, err := s.RoomVersion(ctx, id)
 		if err != nil || v != wantVersion[i] {
@@ -86,6 +117,21 @@ func TestSQLiteRoomsShareACommit(t *testing.T) {
 	}
 	if got, err := s.IdempotentResults(ctx, ids[1], []string{"kb"}); err != nil || got["kb"].Version != 2 {
 		t.Errorf("key kb of the accepted group: %+v, %v; want version 2", got, err)
+	}
+	if cfg.DatabaseURL != "" && !usedKey {
+		// The queued groups' ops rows carry the id of the transaction
+		// that wrote them (rooms 3 and 4; 0 and 1 led).
+		db, err := sql.Open("postgres", cfg.DatabaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var txs int
+		err = db.QueryRowContext(ctx, `SELECT count(DISTINCT xmin::text) FROM ops WHERE seq = 2 AND room_id = ANY($1)`,
+			pq.Array([]string{ids[3], ids[4]})).Scan(&txs)
+		if err != nil || txs != 1 {
+			t.Errorf("the two queued accepted groups were written by %d transactions (%v), want 1", txs, err)
+		}
 	}
 }
 
