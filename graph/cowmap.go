@@ -59,11 +59,14 @@ func newCowMap[V any](sizeHint int) cowMap[V] {
 	return m
 }
 
-func (m *cowMap[V]) shard(id string) int {
-	if len(m.shards) == 1 {
+func (m *cowMap[V]) shard(id string) int { return shardOf(m.seed, len(m.shards), id) }
+
+// shardOf is the shard of id in a map of n shards hashed with seed.
+func shardOf(seed maphash.Seed, n int, id string) int {
+	if n == 1 {
 		return 0
 	}
-	return int(maphash.String(m.seed, id) % cowShards)
+	return int(maphash.String(seed, id) % cowShards)
 }
 
 func (m *cowMap[V]) get(id string) (V, bool) {
@@ -154,11 +157,7 @@ type frozenMap[V any] struct {
 
 // get is cowMap.get of the map as it was at the freeze.
 func (f frozenMap[V]) get(id string) (V, bool) {
-	i := 0
-	if len(f.shards) > 1 {
-		i = int(maphash.String(f.seed, id) % cowShards)
-	}
-	v, ok := f.shards[i].m[id]
+	v, ok := f.shards[shardOf(f.seed, len(f.shards), id)].m[id]
 	return v, ok
 }
 

@@ -166,15 +166,24 @@ func Encode(s graph.State, version int64) ([]byte, error) {
 	}
 	out := make([]byte, headerSize, headerSize+len(raw)/4+64)
 	out = enc.EncodeAll(raw, out)
-	payload := out[headerSize:]
-	if uint64(len(payload)) > math.MaxUint32 {
-		return nil, fmt.Errorf("snapshot: payload of %d bytes is too large", len(payload))
+	if err := putHeader(out); err != nil {
+		return nil, err
 	}
-	copy(out, magic)
-	binary.BigEndian.PutUint16(out[4:], FormatVersion)
-	binary.BigEndian.PutUint32(out[6:], uint32(len(payload)))
-	binary.BigEndian.PutUint32(out[10:], crc32.Checksum(payload, castagnoli))
 	return out, nil
+}
+
+// putHeader writes the header into the first headerSize bytes of data, for
+// the compressed payload that follows them.
+func putHeader(data []byte) error {
+	payload := data[headerSize:]
+	if uint64(len(payload)) > math.MaxUint32 {
+		return fmt.Errorf("snapshot: payload of %d bytes is too large", len(payload))
+	}
+	copy(data, magic)
+	binary.BigEndian.PutUint16(data[4:], FormatVersion)
+	binary.BigEndian.PutUint32(data[6:], uint32(len(payload)))
+	binary.BigEndian.PutUint32(data[10:], crc32.Checksum(payload, castagnoli))
+	return nil
 }
 
 // wireText is data as decoded: a CBOR text string (only: a byte string is

@@ -1,10 +1,7 @@
 package snapshot
 
 import (
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
-	"math"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -155,16 +152,10 @@ func EncodeFrozen(f *graph.Frozen, version int64) ([]byte, error) {
 	if err := enc.z.Close(); err != nil {
 		return nil, fmt.Errorf("snapshot: zstd: %w", err)
 	}
-	data := out.b
-	payload := data[headerSize:]
-	if uint64(len(payload)) > math.MaxUint32 {
-		return nil, fmt.Errorf("snapshot: payload of %d bytes is too large", len(payload))
+	if err := putHeader(out.b); err != nil {
+		return nil, err
 	}
-	copy(data, magic)
-	binary.BigEndian.PutUint16(data[4:], FormatVersion)
-	binary.BigEndian.PutUint32(data[6:], uint32(len(payload)))
-	binary.BigEndian.PutUint32(data[10:], crc32.Checksum(payload, castagnoli))
-	return data, nil
+	return out.b, nil
 }
 
 // frozenPayloadSize is exactly the number of bytes appendPayload writes for

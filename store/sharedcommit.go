@@ -55,9 +55,9 @@ const (
 
 // commitShared runs run, the group commit of roomID, in a write
 // transaction shared with other rooms' runs, and returns run's error or
-// the commit's. When no batch is in flight the caller commits at once, in
-// its own goroutine; otherwise its job waits for the next batch, which a
-// goroutine the store owns commits.
+// the commit's. When fewer batches than the dialect allows are in flight
+// the caller commits at once, in its own goroutine; otherwise its job waits
+// for the next batch, which a goroutine the store owns commits.
 func (s *Store) commitShared(ctx context.Context, roomID string, run func(ctx context.Context, tx *sqlx.Tx) error) error {
 	b := &s.batch
 	j := &sharedJob{ctx: ctx, roomID: roomID, run: run, done: make(chan struct{})}

@@ -108,7 +108,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		{"LIVESHARE_ROOM_IDLE_TIMEOUT", "room-idle-timeout", "10m", "how long an unused room stays in memory (Go duration)", durationIn(&c.RoomIdleTimeout, time.Second)},
 		{"LIVESHARE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a graceful shutdown may take (Go duration)", durationIn(&c.ShutdownTimeout, 100*time.Millisecond)},
 		{"LIVESHARE_SSE_HEARTBEAT", "sse-heartbeat", "15s", "how often an idle event stream gets a ping comment (Go duration)", durationIn(&c.SSEHeartbeat, 10*time.Millisecond)},
-		{"LIVESHARE_SSE_WRITE_TIMEOUT", "sse-write-timeout", "10s", "a subscriber that does not take a write within this is disconnected (Go duration)", durationIn(&c.SSEWriteTimeout, 10*time.Millisecond)},
+		{"LIVESHARE_SSE_WRITE_TIMEOUT", "sse-write-timeout", "10s", "a subscriber that does not take a write within this (plus at most a tenth of it) is disconnected (Go duration)", durationIn(&c.SSEWriteTimeout, 10*time.Millisecond)},
 		{"LIVESHARE_SSE_QUEUE", "sse-queue", "256", "events queued per subscriber before it is cut off as too slow", func(s string) error {
 			v, err := intIn(s, 1, 1<<20)
 			c.SSEQueue = int(v)
