@@ -170,11 +170,9 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 	} else if s.dialect == dialectPostgres {
 		// Rooms committing at the same time share a transaction and its
 		// flush (sharedCommits); alone, the statement is the transaction.
-		err = s.commitShared(ctx, id, func(ctx context.Context, tx *sqlx.Tx) error {
-			if tx == nil {
-				return s.appendPostgres(ctx, id, a, rows, res)
-			}
-			return s.appendPostgres(ctx, id, a, rows, res, tx)
+		group := &pgGroup{id: id, a: a, rows: rows, res: res}
+		err = s.commitShared(ctx, id, group, func(ctx context.Context, _ *sqlx.Tx) error {
+			return s.appendPostgres(ctx, id, a, rows, res)
 		})
 		if isUniqueViolation(err) && len(rows.keys) > 0 {
 			// A key of the group is still recorded: expired (the statement
@@ -189,7 +187,7 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 	} else if len(rows.audits) == 0 {
 		// Rooms committing at the same time share a transaction and its
 		// flush (sharedCommits).
-		err = s.commitShared(ctx, id, func(ctx context.Context, tx *sqlx.Tx) error {
+		err = s.commitShared(ctx, id, nil, func(ctx context.Context, tx *sqlx.Tx) error {
 			if len(rows.keys) > 0 {
 				if err := s.clearExpiredKeys(ctx, tx, id, rows.keys, now); err != nil {
 					return err

@@ -24,7 +24,9 @@ import (
 // a group refused for its version or its room changes nothing of its own
 // and does not fail its neighbours, and each caller learns its own outcome
 // only after the commit, so an acknowledged group is durable exactly as
-// before.
+// before. On PostgreSQL a batch is one statement (appendBatchQuery), so
+// that it costs the database and the driver one round trip, not one per
+// room plus BEGIN and COMMIT.
 type sharedCommits struct {
 	mu    sync.Mutex
 	queue []*sharedJob
@@ -41,7 +43,10 @@ type sharedJob struct {
 	roomID string
 	// run commits the group in tx; a nil tx (PostgreSQL only) means alone,
 	// as a transaction of its own.
-	run   func(ctx context.Context, tx *sqlx.Tx) error
+	run func(ctx context.Context, tx *sqlx.Tx) error
+	// group is the group as PostgreSQL's batch statement takes it (nil on
+	// SQLite).
+	group *pgGroup
 	state atomic.Int32 // jobQueued, jobTaken or jobAbandoned
 	err   error
 	done  chan struct{}
@@ -58,9 +63,9 @@ const (
 // the commit's. When fewer batches than the dialect allows are in flight
 // the caller commits at once, in its own goroutine; otherwise its job waits
 // for the next batch, which a goroutine the store owns commits.
-func (s *Store) commitShared(ctx context.Context, roomID string, run func(ctx context.Context, tx *sqlx.Tx) error) error {
+func (s *Store) commitShared(ctx context.Context, roomID string, group *pgGroup, run func(ctx context.Context, tx *sqlx.Tx) error) error {
 	b := &s.batch
-	j := &sharedJob{ctx: ctx, roomID: roomID, run: run, done: make(chan struct{})}
+	j := &sharedJob{ctx: ctx, roomID: roomID, group: group, run: run, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, j)
 	lead := b.committing < s.sharedBatchesInFlight()
@@ -112,10 +117,9 @@ func (s *Store) drainBatches() {
 }
 
 // sharedBatchesInFlight is how many shared transactions may commit at
-// once. SQLite writes one at a time. On PostgreSQL a batch's groups are
-// sent one statement after another, and while one batch waits for its
-// round trips or its flush another can commit: a room has one group in
-// flight at a time, so two batches never hold the same room.
+// once. SQLite writes one at a time. On PostgreSQL, while one batch waits
+// for its flush another can commit: a room has one group in flight at a
+// time, so two batches never hold the same room.
 func (s *Store) sharedBatchesInFlight() int {
 	if s.dialect == dialectPostgres {
 		return pgBatchesInFlight
@@ -140,9 +144,9 @@ func (b *sharedCommits) take() []*sharedJob {
 	return jobs
 }
 
-// errSharedAborted ends a shared PostgreSQL transaction in which a
-// group's statement failed: the transaction can take no more statements,
-// so each group is committed again alone.
+// errSharedAborted says that PostgreSQL refused a batch statement as a
+// whole, which changed nothing: each group is committed again alone, and
+// gets its own outcome.
 var errSharedAborted = errors.New("shared commit aborted")
 
 // commitBatch commits jobs in one transaction and releases their callers.
@@ -162,7 +166,7 @@ func (s *Store) commitBatch(ctx context.Context, jobs []*sharedJob) {
 	slices.SortStableFunc(jobs, func(a, b *sharedJob) int { return cmp.Compare(a.roomID, b.roomID) })
 	var err error
 	if s.dialect == dialectPostgres {
-		err = s.transact(ctx, func(tx *sqlx.Tx) error { return runShared(tx, jobs) })
+		err = s.commitPostgresBatch(ctx, jobs)
 		if errors.Is(err, errSharedAborted) {
 			for _, j := range jobs {
 				if err := j.ctx.Err(); err != nil {
@@ -191,27 +195,6 @@ func (s *Store) commitAlone(j *sharedJob) error {
 		return j.run(j.ctx, nil)
 	}
 	return s.transact(j.ctx, func(tx *sqlx.Tx) error { return j.run(j.ctx, tx) })
-}
-
-// runShared runs PostgreSQL jobs in tx. A group refused for its version or
-// its room was refused by its statement without an error, which changed
-// nothing; any other error aborts the transaction (errSharedAborted).
-func runShared(tx *sqlx.Tx, jobs []*sharedJob) error {
-	for _, j := range jobs {
-		if err := j.ctx.Err(); err != nil {
-			j.err = fmt.Errorf("wait for the write lock: %w", err)
-			continue
-		}
-		j.err = j.run(j.ctx, tx)
-		var moved *VersionMismatchError
-		if j.err != nil && !errors.As(j.err, &moved) && !errors.Is(j.err, ErrNotFound) {
-			for _, j := range jobs {
-				j.err = nil
-			}
-			return errSharedAborted
-		}
-	}
-	return nil
 }
 
 // runSavepoints runs SQLite jobs in tx, each under a savepoint that a

@@ -32,6 +32,11 @@ func TestRoomsShareACommit(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) { testRoomsShareACommit(t, cfg, usedKey) })
 		}
+		// Sealed ops go through the same statements, with their own
+		// columns.
+		t.Run("sealed", func(t *testing.T) {
+			testRoomsShareACommit(t, withKeys(cfg, mustKeyring(t, newKey(t, "k1"))), false)
+		})
 	})
 }
 
@@ -115,6 +120,18 @@ func testRoomsShareACommit(t *testing.T, cfg store.Config, usedKey bool) {
 			t.Errorf("room %d: %d ops in the log, want %d", i, len(ops), wantVersion[i])
 		}
 	}
+	// Each accepted group's op reads back as written, with the time its
+	// commit answered.
+	for i, c := range calls {
+		if errs[i] != nil {
+			continue
+		}
+		ops := mustOpsSince(t, s, c.a.RoomID, 1, 0)
+		if len(ops) != 1 || string(ops[0].Op) != string(c.a.Writes[0].Ops[0]) || ops[0].Seq != 2 ||
+			!ops[0].CreatedAt.Equal(results[i].CreatedAt) {
+			t.Errorf("%s: the log holds %+v after version 1; want its op at seq 2, written at %v", c.name, ops, results[i].CreatedAt)
+		}
+	}
 	if got, err := s.IdempotentResults(ctx, ids[1], []string{"kb"}); err != nil || got["kb"].Version != 2 {
 		t.Errorf("key kb of the accepted group: %+v, %v; want version 2", got, err)
 	}
@@ -131,6 +148,13 @@ func testRoomsShareACommit(t *testing.T, cfg store.Config, usedKey bool) {
 			pq.Array([]string{ids[3], ids[4]})).Scan(&txs)
 		if err != nil || txs != 1 {
 			t.Errorf("the two queued accepted groups were written by %d transactions (%v), want 1", txs, err)
+		}
+		// A plain op has no sealed payload; a sealed one has no plain.
+		var mixed int
+		err = db.QueryRowContext(ctx, `SELECT count(*) FROM ops WHERE room_id = ANY($1) AND (key_id = '') <> (sealed IS NULL AND op <> '')`,
+			pq.Array(ids)).Scan(&mixed)
+		if err != nil || mixed != 0 {
+			t.Errorf("%d ops rows mix plain and sealed columns (%v)", mixed, err)
 		}
 	}
 }

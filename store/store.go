@@ -148,9 +148,12 @@ type Store struct {
 
 	// Statements of the hot paths, prepared once (per connection, by
 	// database/sql), so that each costs one round trip.
-	appendStmt  *sqlx.Stmt // PostgreSQL only: a whole group commit
-	notifyStmt  *sqlx.Stmt // PostgreSQL only: notifications to other instances
-	versionStmt *sqlx.Stmt
+	appendStmt *sqlx.Stmt // PostgreSQL only: a whole group commit
+	// appendBatchStmt is PostgreSQL's statement for the group commits of
+	// several rooms (sharedCommits).
+	appendBatchStmt *sqlx.Stmt
+	notifyStmt      *sqlx.Stmt // PostgreSQL only: notifications to other instances
+	versionStmt     *sqlx.Stmt
 	// sqliteStmts are the statements of SQLite's group commit, prepared
 	// when first used (sqliteStmt).
 	sqliteMu    sync.Mutex
@@ -203,6 +206,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		if s.appendStmt, err = s.db.PreparexContext(ctx, appendPostgresQuery); err != nil {
 			return fmt.Errorf("prepare the group commit: %w", err)
+		}
+		if s.appendBatchStmt, err = s.db.PreparexContext(ctx, appendBatchQuery); err != nil {
+			return fmt.Errorf("prepare the shared group commit: %w", err)
 		}
 		if s.notifyStmt, err = s.db.PreparexContext(ctx, notifyQuery); err != nil {
 			return fmt.Errorf("prepare the notification: %w", err)
@@ -363,7 +369,7 @@ func (s *Store) Dialect() string { return s.dialect }
 func (s *Store) Close() error {
 	s.batch.wg.Wait()
 	var errs []error
-	stmts := []*sqlx.Stmt{s.appendStmt, s.notifyStmt, s.versionStmt}
+	stmts := []*sqlx.Stmt{s.appendStmt, s.appendBatchStmt, s.notifyStmt, s.versionStmt}
 	s.sqliteMu.Lock()
 	for _, stmt := range s.sqliteStmts {
 		stmts = append(stmts, stmt)
