@@ -28,3 +28,9 @@ func QueuedCommits(s *Store) int {
 
 // BatchesInFlight is how many shared commits the store runs at once.
 func BatchesInFlight(s *Store) int { return s.sharedBatchesInFlight() }
+
+// SharedBatches is how many batches of several groups the store committed,
+// and how many of them PostgreSQL refused as a whole.
+func SharedBatches(s *Store) (shared, aborted int64) {
+	return s.batch.shared.Load(), s.batch.aborted.Load()
+}

@@ -35,6 +35,9 @@ type sharedCommits struct {
 	committing int
 	// wg counts the goroutine that drains the queue, for Close.
 	wg sync.WaitGroup
+	// shared counts the batches of several groups, aborted those that
+	// PostgreSQL refused as a whole (each group then committed alone).
+	shared, aborted atomic.Int64
 }
 
 // sharedJob is one group commit waiting for its turn.
@@ -164,10 +167,12 @@ func (s *Store) commitBatch(ctx context.Context, jobs []*sharedJob) {
 	// of their ids: instances sharing a PostgreSQL database never wait for
 	// each other in a cycle.
 	slices.SortStableFunc(jobs, func(a, b *sharedJob) int { return cmp.Compare(a.roomID, b.roomID) })
+	s.batch.shared.Add(1)
 	var err error
 	if s.dialect == dialectPostgres {
 		err = s.commitPostgresBatch(ctx, jobs)
 		if errors.Is(err, errSharedAborted) {
+			s.batch.aborted.Add(1)
 			for _, j := range jobs {
 				if err := j.ctx.Err(); err != nil {
 					j.err = fmt.Errorf("wait for the write lock: %w", err)
