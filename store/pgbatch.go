@@ -99,13 +99,12 @@ func (c *batchColumns) add(g *pgGroup) {
 	}
 }
 
-// commitPostgresBatch commits jobs, sorted by room id, in one statement
-// and sets each job's outcome: nil (committed), *VersionMismatchError or
-// ErrNotFound. It returns errSharedAborted when PostgreSQL refused the
-// statement as a whole, which then changed nothing (a used key, say), or
-// when two jobs are of one room, and
-// any other error as it is: the statement's outcome is then unknown, and
-// every job gets that error.
+// commitPostgresBatch commits jobs in one statement and sets each job's
+// outcome: nil (committed), *VersionMismatchError or ErrNotFound. It
+// returns errSharedAborted when two jobs are of one room (nothing is sent)
+// or when PostgreSQL refused the statement as a whole, which then changed
+// nothing (a used key, say). Any other error means the statement's outcome
+// is unknown, and every job gets that error.
 func (s *Store) commitPostgresBatch(ctx context.Context, jobs []*sharedJob) error {
 	var c batchColumns
 	live := make(map[string]*sharedJob, len(jobs))
@@ -156,12 +155,13 @@ func (s *Store) commitPostgresBatch(ctx context.Context, jobs []*sharedJob) erro
 	if err := rows.Err(); err != nil {
 		return batchFailure(err)
 	}
-	for id, j := range live {
-		outcome, ok := outcomes[id]
-		if !ok {
+	for id := range live {
+		if _, ok := outcomes[id]; !ok {
 			return fmt.Errorf("room %s: no outcome in the batch's answer", id)
 		}
-		j.err = outcome
+	}
+	for id, j := range live {
+		j.err = outcomes[id]
 	}
 	return nil
 }
