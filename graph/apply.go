@@ -311,6 +311,21 @@ func (g *Graph) missing(kind, id string) *OpError {
 type decodedPatch struct {
 	keys []string
 	m    map[string]any
+	// raw and edge are what it was decoded from: the canonical patch,
+	// and whether of an edge (whose patches allow other keys).
+	raw  json.RawMessage
+	edge bool
+}
+
+// checkedPatch is the op's patch as an earlier validation decoded it, or
+// nil when there was none or the op's Patch or kind changed since.
+func (op *Op) checkedPatch() *decodedPatch {
+	c := op.checked
+	if c == nil || len(c.raw) == 0 || len(op.Patch) != len(c.raw) || &op.Patch[0] != &c.raw[0] ||
+		c.edge != (op.Kind == OpUpdateEdge) {
+		return nil
+	}
+	return c
 }
 
 func patchNode(n Node, patch *decodedPatch) (Node, *OpError) {

@@ -155,3 +155,35 @@ func BenchmarkFromStateSmall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTrialThenApplyParsedUpdate is what a room does with one posted
+// update_node of ssebench's shape: parse it, try it in a transaction that is
+// rolled back (the sequencer's check before the commit), then apply it.
+func BenchmarkTrialThenApplyParsedUpdate(b *testing.B) {
+	g := graph.New()
+	if err := g.Apply([]graph.Op{{Kind: graph.OpAddNode, Node: &graph.Node{ID: "n1"}}}); err != nil {
+		b.Fatal(err)
+	}
+	pad := make([]byte, 200)
+	for i := range pad {
+		pad[i] = 'x'
+	}
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		op, err := graph.ParseOp(fmt.Appendf(nil, `{"op":"update_node","id":"n1","patch":{"data":{"t":%d,"s":%d,"pad":"%s"}}}`, 1764700000000000000+i, i, pad))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ops := []graph.Op{op}
+		x := g.Begin()
+		if err := x.Apply(ops); err != nil {
+			b.Fatal(err)
+		}
+		x.Rollback()
+		if err := g.Apply(ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -108,7 +109,7 @@ func TestDecodeLoggedMatchesParseOp(t *testing.T) {
 		if err != nil {
 			t.Fatalf("DecodeLogged(%s): %v", logged, err)
 		}
-		if !reflect.DeepEqual(got, op) {
+		if !sameOp(got, op) {
 			t.Errorf("DecodeLogged(%s) = %+v, want %+v", logged, got, op)
 		}
 	}
@@ -117,4 +118,11 @@ func TestDecodeLoggedMatchesParseOp(t *testing.T) {
 			t.Errorf("DecodeLogged(%s) accepted it", bad)
 		}
 	}
+}
+
+// sameOp compares the fields of two ops, not what validating one of them
+// kept of its patch.
+func sameOp(a, b graph.Op) bool {
+	return a.Kind == b.Kind && a.ID == b.ID && a.SnapshotID == b.SnapshotID && bytes.Equal(a.Patch, b.Patch) &&
+		reflect.DeepEqual(a.Node, b.Node) && reflect.DeepEqual(a.Edge, b.Edge) && reflect.DeepEqual(a.State, b.State)
 }

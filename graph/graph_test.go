@@ -464,3 +464,44 @@ func TestElementsSortedEqualsState(t *testing.T) {
 		t.Fatalf("sorted Elements %+v, State %+v", s, g.State())
 	}
 }
+
+// TestChangedPatchIsCheckedAgain: an op keeps its patch as validation
+// decoded it, so that a trial and the apply do not decode it again; a patch
+// or kind changed after that is validated and applied as it now is.
+func TestChangedPatchIsCheckedAgain(t *testing.T) {
+	t.Parallel()
+	g := graph.New()
+	mustApply(t, g, parseAll(t, `{"op":"add_node","node":{"id":"a"}}`, `{"op":"add_node","node":{"id":"b"}}`,
+		`{"op":"add_edge","edge":{"id":"e","source":"a","target":"b"}}`)...)
+	op := parse(t, `{"op":"update_node","id":"a","patch":{"x":1}}`)
+
+	moved := op
+	moved.Patch = []byte(`{"x":2}`)
+	mustApply(t, g, moved)
+	if n, _ := g.Node("a"); n.X != 2 {
+		t.Errorf("after a changed patch x = %v, want 2", n.X)
+	}
+	mustApply(t, g, op)
+	if n, _ := g.Node("a"); n.X != 1 {
+		t.Errorf("after the parsed patch x = %v, want 1", n.X)
+	}
+
+	bad := op
+	bad.Patch = []byte(`{"source":"b"}`)
+	if err := g.Apply([]graph.Op{bad}); err == nil || !strings.Contains(err.Error(), "patch.source") {
+		t.Errorf("a node patch changed to an edge's key: %v, want it refused at patch.source", err)
+	}
+	edge := parse(t, `{"op":"update_edge","id":"e","patch":{"source":"b"}}`)
+	asNode := edge
+	asNode.Kind, asNode.ID = graph.OpUpdateNode, "a"
+	if err := g.Apply([]graph.Op{asNode}); err == nil || !strings.Contains(err.Error(), "patch.source") {
+		t.Errorf("an edge's patch on an update_node: %v, want it refused at patch.source", err)
+	}
+}
+
+func mustApply(t *testing.T, g *graph.Graph, ops ...graph.Op) {
+	t.Helper()
+	if err := g.Apply(ops); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}

@@ -33,6 +33,12 @@ type Op struct {
 	Patch      json.RawMessage `json:"patch,omitempty"`       // update_*: RFC 7396 merge patch object
 	SnapshotID string          `json:"snapshot_id,omitempty"` // reset, optional
 	State      *State          `json:"state,omitempty"`       // reset
+
+	// checked is Patch as validation decoded it, kept so that applying
+	// the op (the sequencer's trial, then the apply after the commit)
+	// does not decode and check it again. It holds only while Patch is
+	// the very slice it was decoded from (checkedPatch).
+	checked *decodedPatch
 }
 
 // OpError says which op of a batch was rejected, at which field, and why.

@@ -116,11 +116,17 @@ func (op *Op) validateDecoded() (*decodedPatch, *OpError) {
 		if !ValidID(op.ID) {
 			return nil, fieldErr("id", idRule)
 		}
-		p, m, ferr := validatePatch(op.Patch, op.Kind == OpUpdateEdge)
+		if c := op.checkedPatch(); c != nil {
+			patch = c
+			break
+		}
+		edge := op.Kind == OpUpdateEdge
+		p, m, ferr := validatePatch(op.Patch, edge)
 		if ferr != nil {
 			return nil, ferr
 		}
-		op.Patch = p
+		m.raw, m.edge = p, edge
+		op.Patch, op.checked = p, m
 		patch = m
 	case OpRemoveNode, OpRemoveEdge:
 		if !ValidID(op.ID) {
