@@ -397,7 +397,7 @@ func mergeData(cur json.RawMessage, patch any) (json.RawMessage, *OpError) {
 		target = map[string]any{}
 	}
 	merged := mergePatch(target, patch)
-	b, err := json.Marshal(merged)
+	b, err := marshalCanonical(merged)
 	if err != nil {
 		return nil, fieldErr("patch.data", "%s", err.Error())
 	}

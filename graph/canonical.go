@@ -30,6 +30,9 @@ func isCanonicalObject(raw []byte) bool {
 type canonicalScanner struct {
 	b []byte
 	i int
+	// loose accepts object keys in any order, duplicates included: the
+	// scan then only says the value is compact JSON of canonical tokens.
+	loose bool
 }
 
 func (c *canonicalScanner) value(depth int) bool {
@@ -73,7 +76,7 @@ func (c *canonicalScanner) object(depth int) bool {
 	var prev []byte
 	for first := true; ; first = false {
 		key, ok := c.str()
-		if !ok || (!first && bytes.Compare(prev, key) >= 0) {
+		if !ok || (!first && !c.loose && bytes.Compare(prev, key) >= 0) {
 			return false
 		}
 		prev = key

@@ -3,6 +3,7 @@ package graph
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -77,10 +78,20 @@ func (s *fastScanner) number() (float64, bool) {
 // returns a copy of its bytes, which are what a decode into
 // json.RawMessage would hold.
 func (s *fastScanner) canonicalRaw() (json.RawMessage, bool) {
+	return s.raw(false)
+}
+
+// looseRaw is canonicalRaw for a value whose object keys may come in any
+// order (a patch, which validation puts in order).
+func (s *fastScanner) looseRaw() (json.RawMessage, bool) {
+	return s.raw(true)
+}
+
+func (s *fastScanner) raw(loose bool) (json.RawMessage, bool) {
 	if s.i < len(s.b) && s.b[s.i] == 'n' {
 		return nil, false // null means absent: the slow path decides
 	}
-	c := canonicalScanner{b: s.b, i: s.i}
+	c := canonicalScanner{b: s.b, i: s.i, loose: loose}
 	if !c.value(0) {
 		return nil, false
 	}
@@ -114,7 +125,8 @@ func (s *fastScanner) members(member func(key string) bool) bool {
 }
 
 // fastParseOp is parseOp for an op that is compact, names each field once,
-// and carries no null, no reset state, and only canonical patch and data.
+// and carries no null, no reset state, only canonical data, and a patch
+// of canonical tokens (its keys in any order).
 func fastParseOp(b []byte) (Op, bool) {
 	var op Op
 	s := fastScanner{b: b}
@@ -143,7 +155,7 @@ func fastParseOp(b []byte) (Op, bool) {
 			op.Edge = &e
 		case "patch":
 			bit = 16
-			op.Patch, ok = s.canonicalRaw()
+			op.Patch, ok = s.looseRaw()
 		case "snapshot_id":
 			bit = 32
 			op.SnapshotID, ok = s.plainString()
@@ -241,7 +253,7 @@ func (s *fastScanner) edge() (Edge, bool) {
 // canonical value has no escapes, so its strings are its bytes; ok is false
 // for anything else.
 func decodeCanonical(b []byte) (any, bool) {
-	d := canonicalDecoder{fastScanner{b: b}}
+	d := canonicalDecoder{fastScanner: fastScanner{b: b}}
 	v, ok := d.value(0)
 	if !ok || d.i != len(b) {
 		return nil, false
@@ -249,7 +261,26 @@ func decodeCanonical(b []byte) (any, bool) {
 	return v, true
 }
 
-type canonicalDecoder struct{ fastScanner }
+// decodeLoose is decodeCanonical for a value that may also have object
+// keys out of order, as clients that do not sort their keys send; a key
+// that appears twice is still refused (ok false). canonical reports
+// whether every object's keys were in order, so that the bytes are what
+// json.Marshal writes of the value.
+func decodeLoose(b []byte) (v any, canonical, ok bool) {
+	d := canonicalDecoder{fastScanner: fastScanner{b: b}, loose: true}
+	v, ok = d.value(0)
+	if !ok || d.i != len(b) {
+		return nil, false, false
+	}
+	return v, !d.unsorted, true
+}
+
+type canonicalDecoder struct {
+	fastScanner
+	// loose lets object keys come in any order; unsorted records that one
+	// did.
+	loose, unsorted bool
+}
 
 func (d *canonicalDecoder) value(depth int) (any, bool) {
 	if d.i >= len(d.b) || depth > maxFastDepth {
@@ -266,8 +297,17 @@ func (d *canonicalDecoder) value(depth int) (any, bool) {
 		for first := true; ; first = false {
 			c := canonicalScanner{b: d.b, i: d.i}
 			k, ok := c.str()
-			if !ok || (!first && string(k) <= prev) {
+			if !ok {
 				return nil, false
+			}
+			if !first && string(k) <= prev {
+				if !d.loose {
+					return nil, false
+				}
+				if _, dup := m[string(k)]; dup {
+					return nil, false // encoding/json keeps the last: the slow path decides
+				}
+				d.unsorted = true
 			}
 			d.i = c.i
 			key := string(k)
@@ -443,4 +483,80 @@ func appendRawIf(b []byte, raw json.RawMessage, ok bool) ([]byte, bool) {
 		return b, false
 	}
 	return append(b, raw...), true
+}
+
+// appendCanonical writes v, a value as decodeJSON makes them (maps, slices,
+// strings, json.Number, bools, nil), exactly as json.Marshal does when
+// that needs no escaping: keys sorted, strings and numbers as they are.
+// ok is false for anything else (a string json.Marshal would escape, a
+// number it would refuse, nesting deeper than maxFastDepth); the caller
+// then uses json.Marshal.
+func appendCanonical(b []byte, v any) ([]byte, bool) {
+	return appendCanonicalValue(b, v, 0)
+}
+
+func appendCanonicalValue(b []byte, v any, depth int) ([]byte, bool) {
+	if depth > maxFastDepth {
+		return b, false
+	}
+	switch t := v.(type) {
+	case nil:
+		return append(b, "null"...), true
+	case bool:
+		if t {
+			return append(b, "true"...), true
+		}
+		return append(b, "false"...), true
+	case string:
+		return appendPlainString(b, t)
+	case json.Number:
+		c := canonicalScanner{b: []byte(t)}
+		if len(t) == 0 || !c.number() || c.i != len(t) {
+			return b, false
+		}
+		return append(b, t...), true
+	case []any:
+		b = append(b, '[')
+		for i, x := range t {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var ok bool
+			if b, ok = appendCanonicalValue(b, x, depth+1); !ok {
+				return b, false
+			}
+		}
+		return append(b, ']'), true
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var ok bool
+			if b, ok = appendPlainString(b, k); !ok {
+				return b, false
+			}
+			b = append(b, ':')
+			if b, ok = appendCanonicalValue(b, t[k], depth+1); !ok {
+				return b, false
+			}
+		}
+		return append(b, '}'), true
+	}
+	return b, false
+}
+
+// marshalCanonical is json.Marshal of a decoded value, without reflection
+// when appendCanonical can write it.
+func marshalCanonical(v any) ([]byte, error) {
+	if b, ok := appendCanonical(nil, v); ok {
+		return b, nil
+	}
+	return json.Marshal(v)
 }

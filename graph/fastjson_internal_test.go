@@ -23,21 +23,33 @@ var fastPathSeeds = []string{
 	`{"op":"add_node","node":{"id":"a","data":null}}`, "{\"op\":\"add_node\",\"node\":{\"id\":\"\xff\"}}",
 	`{"op":"add_node","node":{"id":"a\u0041"}}`, `{"op":"add_node","extra":1}`, `{}`, `[]`, `{"op":1}`,
 	`{"op":"update_node","id":"a","patch":5}`, `{"op":"update_node","id":"a","patch":{"x":01}}`,
+	// patches and values with keys out of order, as clients send them
+	`{"op":"update_node","id":"n1","patch":{"data":{"t":1764700000000000000,"s":7,"pad":"xxxx"}}}`,
+	`{"op":"update_edge","id":"e","patch":{"target":"b","source":"a","data":{"z":[{"b":1,"a":2}],"a":-0}}}`,
+	`{"b":1,"a":2}`, `{"a":1,"b":{"d":1.5E3,"c":-0.0}}`, `{"b":1,"a":2,"b":3}`, `{"a":{"y":1,"x":2,"y":3}}`,
+	`{"b":"<&>","a":1}`, `{"b":"\u00e9","a":1}`, `{"b\n":1,"a":2}`, `{"b":1e400,"a":1}`, `[{"b":1,"a":[true,false,null]}]`,
 }
 
 func TestFastPathsAgreeWithSlowPaths(t *testing.T) {
 	for _, s := range fastPathSeeds {
 		checkFastPaths(t, []byte(s))
 	}
-	for _, s := range fastPathSeeds[:4] {
+	forFast := append(fastPathSeeds[:4:4], `{"op":"update_node","id":"n1","patch":{"data":{"t":1764700000000000000,"s":7,"pad":"xxxx"}}}`)
+	for _, s := range forFast {
 		if _, ok := fastParseOp([]byte(s)); !ok {
 			t.Errorf("%s: the fast path refused an op it is for", s)
 		}
 	}
+	// A patch whose keys are out of order is decoded without the slow
+	// path, and comes out in order.
+	if _, canonical, ok := decodeLoose([]byte(`{"t":1,"s":2,"pad":"x"}`)); !ok || canonical {
+		t.Errorf("decodeLoose of keys out of order: ok %v, canonical %v; want true, false", ok, canonical)
+	}
 }
 
-// FuzzFastPaths: whatever fastParseOp and decodeCanonical accept, they
-// decode exactly as parseOp and decodeJSON do.
+// FuzzFastPaths: whatever fastParseOp, decodeCanonical and decodeLoose
+// accept, they decode exactly as parseOp and decodeJSON do, and whatever
+// appendCanonical writes is what json.Marshal writes.
 func FuzzFastPaths(f *testing.F) {
 	for _, s := range append(fastPathSeeds, canonicalSeeds...) {
 		f.Add([]byte(s))
@@ -69,6 +81,36 @@ func checkFastPaths(t *testing.T, b []byte) {
 		}
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("%q: decodeCanonical decoded %#v, decodeJSON %#v", b, fast, slow)
+		}
+	}
+	if fast, canonical, ok := decodeLoose(b); ok {
+		slow, err := decodeJSON(b)
+		if err != nil {
+			t.Fatalf("%q: decodeLoose accepted what decodeJSON refuses: %v", b, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: decodeLoose decoded %#v, decodeJSON %#v", b, fast, slow)
+		}
+		if _, strict := decodeCanonical(b); strict != canonical {
+			t.Fatalf("%q: decodeLoose says canonical %v, decodeCanonical %v", b, canonical, strict)
+		}
+		// What the loose decoder takes, the canonical writer writes, and
+		// writes as json.Marshal does; a canonical input comes back as it is.
+		out, ok := appendCanonical(nil, fast)
+		want, _ := json.Marshal(slow)
+		if !ok || !bytes.Equal(out, want) {
+			t.Fatalf("%q: appendCanonical wrote %s (%v), json.Marshal %s", b, out, ok, want)
+		}
+		if canonical && !bytes.Equal(out, b) {
+			t.Fatalf("%q: a canonical value was written back as %s", b, out)
+		}
+	}
+	if v, err := decodeJSON(b); err == nil {
+		if out, ok := appendCanonical(nil, v); ok {
+			want, err := json.Marshal(v)
+			if err != nil || !bytes.Equal(out, want) {
+				t.Fatalf("%q: appendCanonical wrote %s, json.Marshal %s (%v)", b, out, want, err)
+			}
 		}
 	}
 }

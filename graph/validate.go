@@ -293,8 +293,8 @@ var (
 // graph and returns it canonical.
 func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *decodedPatch, *OpError) {
 	// Numbers are checked per member below, so errors name the member.
-	v, canonical := decodeCanonical(raw)
-	if !canonical {
+	v, canonical, ok := decodeLoose(raw)
+	if !ok {
 		var err error
 		if v, err = decodeJSON(raw); err != nil {
 			return nil, nil, fieldErr("patch", "%s", err.Error())
@@ -366,7 +366,7 @@ func validatePatch(raw json.RawMessage, edge bool) (json.RawMessage, *decodedPat
 	if canonical {
 		return bytes.Clone(raw), &decodedPatch{keys: keys, m: m}, nil
 	}
-	b, err := json.Marshal(m)
+	b, err := marshalCanonical(m)
 	if err != nil {
 		return nil, nil, fieldErr("patch", "%s", err.Error())
 	}
