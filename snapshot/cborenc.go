@@ -123,29 +123,23 @@ func appendEdge(b []byte, e *graph.Edge) []byte {
 // cborNodeSize is exactly the number of bytes appendNode writes for n.
 func cborNodeSize(n *graph.Node) int {
 	size := 1 + 2 + textSize(len(n.ID)) + 2 + floatSize(n.X) + 2 + floatSize(n.Y) // head, "i", "x", "y"
-	if data := storedData(n.Data); len(data) != 0 {
-		size += 2 + textSize(len(data))
-	}
-	if n.Kind != "" {
-		size += 2 + textSize(len(n.Kind))
-	}
-	if n.Label != "" {
-		size += 2 + textSize(len(n.Label))
-	}
-	return size
+	return size + optionalFieldsSize(len(storedData(n.Data)), len(n.Kind), len(n.Label))
 }
 
 // cborEdgeSize is exactly the number of bytes appendEdge writes for e.
 func cborEdgeSize(e *graph.Edge) int {
 	size := 1 + 2 + textSize(len(e.ID)) + 2 + textSize(len(e.Source)) + 2 + textSize(len(e.Target)) // head, "i", "s", "t"
-	if data := storedData(e.Data); len(data) != 0 {
-		size += 2 + textSize(len(data))
-	}
-	if e.Kind != "" {
-		size += 2 + textSize(len(e.Kind))
-	}
-	if e.Label != "" {
-		size += 2 + textSize(len(e.Label))
+	return size + optionalFieldsSize(len(storedData(e.Data)), len(e.Kind), len(e.Label))
+}
+
+// optionalFieldsSize is the size of the "d", "k" and "l" members, given
+// their lengths: nodes and edges write them only when not empty.
+func optionalFieldsSize(lengths ...int) int {
+	size := 0
+	for _, n := range lengths {
+		if n != 0 {
+			size += 2 + textSize(n)
+		}
 	}
 	return size
 }

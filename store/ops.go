@@ -170,10 +170,7 @@ func (s *Store) appendOps(ctx context.Context, a Append) (AppendResult, error) {
 	} else if s.dialect == dialectPostgres {
 		// Rooms committing at the same time share a transaction and its
 		// flush (sharedCommits); alone, the statement is the transaction.
-		group := &pgGroup{id: id, a: a, rows: rows, res: res}
-		err = s.commitShared(ctx, id, group, func(ctx context.Context, _ *sqlx.Tx) error {
-			return s.appendPostgres(ctx, id, a, rows, res)
-		})
+		err = s.commitShared(ctx, id, &pgGroup{id: id, a: a, rows: rows, res: res}, nil)
 		if isUniqueViolation(err) && len(rows.keys) > 0 {
 			// A key of the group is still recorded: expired (the statement
 			// does not replace those), or used by a racing writer.

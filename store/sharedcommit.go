@@ -1,11 +1,9 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -44,11 +42,9 @@ type sharedCommits struct {
 type sharedJob struct {
 	ctx    context.Context
 	roomID string
-	// run commits the group in tx; a nil tx (PostgreSQL only) means alone,
-	// as a transaction of its own.
-	run func(ctx context.Context, tx *sqlx.Tx) error
-	// group is the group as PostgreSQL's batch statement takes it (nil on
-	// SQLite).
+	// run commits the group in tx (SQLite); group is the group as
+	// PostgreSQL's statements take it. A job has one of the two.
+	run   func(ctx context.Context, tx *sqlx.Tx) error
 	group *pgGroup
 	state atomic.Int32 // jobQueued, jobTaken or jobAbandoned
 	err   error
@@ -61,9 +57,9 @@ const (
 	jobAbandoned
 )
 
-// commitShared runs run, the group commit of roomID, in a write
-// transaction shared with other rooms' runs, and returns run's error or
-// the commit's. When fewer batches than the dialect allows are in flight
+// commitShared commits the group of roomID (run on SQLite, group on
+// PostgreSQL) in a write transaction shared with other rooms' groups, and
+// returns the group's own outcome or the commit's error. When fewer batches than the dialect allows are in flight
 // the caller commits at once, in its own goroutine; otherwise its job waits
 // for the next batch, which a goroutine the store owns commits.
 func (s *Store) commitShared(ctx context.Context, roomID string, group *pgGroup, run func(ctx context.Context, tx *sqlx.Tx) error) error {
@@ -163,10 +159,9 @@ func (s *Store) commitBatch(ctx context.Context, jobs []*sharedJob) {
 		close(j.done)
 		return
 	}
-	// Every transaction that holds several rooms locks them in the order
-	// of their ids: instances sharing a PostgreSQL database never wait for
-	// each other in a cycle.
-	slices.SortStableFunc(jobs, func(a, b *sharedJob) int { return cmp.Compare(a.roomID, b.roomID) })
+	// On PostgreSQL the batch statement locks its rooms in the order of
+	// their ids (appendBatchQuery): instances sharing the database never
+	// wait for each other in a cycle.
 	s.batch.shared.Add(1)
 	var err error
 	if s.dialect == dialectPostgres {
@@ -196,8 +191,8 @@ func (s *Store) commitBatch(ctx context.Context, jobs []*sharedJob) {
 // commitAlone commits one job in a transaction of its own: on PostgreSQL
 // its one statement is that transaction.
 func (s *Store) commitAlone(j *sharedJob) error {
-	if s.dialect == dialectPostgres {
-		return j.run(j.ctx, nil)
+	if g := j.group; g != nil {
+		return s.appendPostgres(j.ctx, g.id, g.a, g.rows, g.res)
 	}
 	return s.transact(j.ctx, func(tx *sqlx.Tx) error { return j.run(j.ctx, tx) })
 }
